@@ -87,6 +87,12 @@ class Spectrum:
         CVAE only: ``K = C A^+``, the least-squares map from x to y (``U2`` at the optimum).
     x_dim : int or None
         CVAE only: dimension of the condition x.
+    matrix : ndarray or None
+        The second-moment matrix the spectrum came from: ``A`` (data) or the joint matrix of
+        ``[x; y]`` (residual). The numerical checker minimises the losses on it.
+    mean : ndarray or None
+        Sample mean of the data (of ``[x; y]`` for the CVAE); gives the biases of the optimal model
+        when the spectrum is centred.
     """
 
     eigenvalues: np.ndarray
@@ -98,6 +104,8 @@ class Spectrum:
     basis: Optional[np.ndarray] = field(default=None, repr=False)
     regression: Optional[np.ndarray] = field(default=None, repr=False)
     x_dim: Optional[int] = None
+    mean: Optional[np.ndarray] = field(default=None, repr=False)
+    matrix: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def theta(self):
@@ -275,17 +283,17 @@ def _eig_desc(M, with_basis):
 def spectrum_from_moments(moments, *, with_basis=False) -> Spectrum:
     """Eigen-decompose a :class:`Moments` (or a symmetric PSD matrix) into a data :class:`Spectrum`."""
     if isinstance(moments, Moments):
-        M, n, centered = moments.matrix, moments.n_samples, moments.centered
+        M, n, centered, mean = moments.matrix, moments.n_samples, moments.centered, moments.mean
     else:
         M = finite_matrix("moments", moments)
         if M.shape[0] != M.shape[1]:
             raise ValueError(f"moments must be a square matrix, got shape {M.shape}")
-        M, n, centered = 0.5 * (M + M.T), None, None
+        M, n, centered, mean = 0.5 * (M + M.T), None, None, None
     w, P = _eig_desc(M, with_basis)
     tol = _rank_tolerance(max(w[0], 0.0), M.shape[0])
     w = np.where(w > tol, w, 0.0)
     return Spectrum(eigenvalues=w, rank=int(np.sum(w > 0)), n_samples=n, centered=centered,
-                    kind="data", tolerance=tol, basis=P)
+                    kind="data", tolerance=tol, basis=P, mean=mean, matrix=M)
 
 
 def empirical_spectrum(X, *, center=True, with_basis=False, chunk_rows=None, progress=None) -> Spectrum:
@@ -305,9 +313,9 @@ def residual_spectrum(joint, x_dim, *, with_basis=False) -> Spectrum:
     rank-deficient conditions are handled.
     """
     if isinstance(joint, Moments):
-        M, n, centered = joint.matrix, joint.n_samples, joint.centered
+        M, n, centered, mean = joint.matrix, joint.n_samples, joint.centered, joint.mean
     else:
-        M, n, centered = finite_matrix("joint", joint), None, None
+        M, n, centered, mean = finite_matrix("joint", joint), None, None, None
     D0 = int(x_dim)
     if not 1 <= D0 < M.shape[0]:
         raise ValueError(f"x_dim must be in [1, {M.shape[0] - 1}], got {x_dim}")
@@ -325,7 +333,7 @@ def residual_spectrum(joint, x_dim, *, with_basis=False) -> Spectrum:
     tol = _rank_tolerance(scale, M.shape[0])
     w = np.where(w > tol, w, 0.0)
     return Spectrum(eigenvalues=w, rank=int(np.sum(w > 0)), n_samples=n, centered=centered,
-                    kind="residual", tolerance=tol, basis=Q, regression=K, x_dim=D0)
+                    kind="residual", tolerance=tol, basis=Q, regression=K, x_dim=D0, mean=mean, matrix=M)
 
 
 def empirical_residual_spectrum(x, y, *, center=True, with_basis=False, chunk_rows=None,

@@ -1,0 +1,609 @@
+"""Spectra + hyperparameters -> closed-form global optima of the linear beta-ELBO.
+
+One public function per theorem (notation and losses: THEORY.md; Dang, Tran, Nguyen & Ho, ICLR 2024):
+
+==========================  =================================================  ===============
+function                    setting                                            source
+==========================  =================================================  ===============
+:func:`vae_fixed_sigma`     VAE, fixed diagonal encoder variance               Theorem 1 (§2)
+:func:`vae_learnable_sigma` VAE, learnable diagonal encoder variance           Theorem 4 (§3)
+:func:`cvae_learnable_sigma` CVAE, learnable encoder variance                  Theorem 2 (§4)
+:func:`cvae_fixed_sigma`    CVAE, fixed diagonal encoder variance              THEORY.md §4b
+:func:`mhvae_learnable_sigma2` two-latent HVAE, Sigma1 = sigma1^2 I, Sigma2 learnable  Theorem 3 (§5.1)
+:func:`mhvae_fixed_sigma2`  two-latent HVAE, Sigma1, Sigma2 both fixed isotropic  Theorem 5 (§5.2)
+==========================  =================================================  ===============
+
+Every hyperparameter may be a scalar or an array; they are broadcast together into a grid and
+every output has that grid's shape (per-dimension outputs get one more trailing axis). There is
+no Python loop over grid points or singular values.
+
+All functions return a :class:`Solution`. Its per-dimension arrays are indexed by **mode**: entry
+``i`` belongs to the latent dimension carrying the i-th largest spectral value, so singular values
+come out sorted descending and ``critical[name][..., i]`` is the threshold of that dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ._validation import NotCoveredError, latent_dim as _latent_dim, positive
+from .moments import Spectrum
+
+__all__ = [
+    "Solution",
+    "cvae_fixed_sigma",
+    "cvae_learnable_sigma",
+    "mhvae_fixed_sigma2",
+    "mhvae_learnable_sigma2",
+    "solve",
+    "vae_fixed_sigma",
+    "vae_learnable_sigma",
+]
+
+ROTATION_NOTE = (
+    "{latent}: fixed isotropic or tied encoder variances leave a rotation of the latent space free, "
+    "so which (and how many) dims have a zero posterior mean is not determined: a [min, max] range"
+)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Closed-form global optimum over a hyperparameter grid.
+
+    Attributes
+    ----------
+    model : {"vae", "cvae", "mhvae"}
+    variance : {"learnable", "fixed", "sigma2-learnable", "sigma2-fixed"}
+    theorem : str
+        Where the closed form comes from.
+    spectrum : Spectrum
+        The spectrum used (with its provenance: centring, sample count, rank).
+    params : dict of str -> ndarray
+        Hyperparameters broadcast to the grid shape (per-dimension sigma: grid shape + (d,)).
+    latent_dims : dict of str -> int
+        ``{"z": d1}`` or ``{"z1": d1, "z2": d2}``.
+    singular_values : dict of str -> ndarray (*grid, d)
+        Singular values of each learned map, sorted descending, one per latent dimension:
+        ``encoder`` (in whitened coordinates, ``V = W P_A Phi^{1/2}``) and ``decoder`` for the VAE/CVAE;
+        ``encoder1`` (x -> z1, whitened), ``decoder1`` (z1 -> x), ``encoder2`` (z1 -> z2),
+        ``decoder2`` (z2 -> z1) for the hierarchical VAE.
+    posterior_std : dict of str -> ndarray (*grid, d)
+        Learned encoder standard deviations, sorted descending; empty when none is learned.
+    ranks : dict of str -> int ndarray (*grid)
+        Rank of each map (number of non-zero singular values).
+    collapsed_min, collapsed_max : dict of str -> int ndarray (*grid)
+        Number of collapsed latent dimensions per latent variable. Equal where the theory fixes the
+        count; a range where a free rotation leaves it open (see ``exact``).
+    exact : dict of str -> bool
+        Whether the collapsed count of each latent is determined.
+    critical : dict of str -> ndarray (*grid, d)
+        Per latent dimension (mode order), the hyperparameter value at which it changes state,
+        others held fixed; ``critical_direction[name]`` says whether the dimension is active
+        "below" or "above" it. NaN where a dimension can never be active.
+    optimal_loss : ndarray (*grid)
+        Global minimum of L (THEORY.md section 1 convention, additive constants dropped).
+    notes : tuple of str
+        Caveats a reader must see (rotation freedom, what "collapse" means with fixed variances).
+    """
+
+    model: str
+    variance: str
+    theorem: str
+    spectrum: Spectrum
+    params: Dict[str, np.ndarray]
+    latent_dims: Dict[str, int]
+    singular_values: Dict[str, np.ndarray]
+    posterior_std: Dict[str, np.ndarray]
+    ranks: Dict[str, np.ndarray]
+    collapsed_min: Dict[str, np.ndarray]
+    collapsed_max: Dict[str, np.ndarray]
+    exact: Dict[str, bool]
+    critical: Dict[str, np.ndarray]
+    critical_direction: Dict[str, str]
+    optimal_loss: np.ndarray
+    notes: Tuple[str, ...] = ()
+    _modes: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def grid_shape(self):
+        return self.optimal_loss.shape
+
+    def collapsed(self, latent=None):
+        """Collapsed count of ``latent`` (default: the only/first one): an int array if exact,
+        else a ``(min, max)`` pair of int arrays."""
+        latent = latent or next(iter(self.latent_dims))
+        if self.exact[latent]:
+            return self.collapsed_min[latent]
+        return self.collapsed_min[latent], self.collapsed_max[latent]
+
+    def matrices(self, index=()):
+        """One member of the optimal set at grid point ``index``, in data coordinates.
+
+        Requires a spectrum computed ``with_basis=True``. Returns a dict of arrays named as in
+        :mod:`vaetheory.losses` (``W``, ``U``, ``log_var`` ...; CVAE ``W1, W2, U1, U2``; hierarchical
+        ``W1, U1, W2, U2, log_var1, log_var2``) plus biases (``encoder_bias``, ``decoder_bias`` ...)
+        when the spectrum was centred. Where rotations are free (fixed isotropic variances) any
+        rotation of the latent space gives another optimum.
+        """
+        from ._construct import optimal_matrices
+
+        return optimal_matrices(self, index)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _spectrum(spectrum, kind):
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(
+            "spectrum must be a vaetheory Spectrum (from empirical_spectrum, "
+            "empirical_residual_spectrum or spectrum_from_eigenvalues), got "
+            f"{type(spectrum).__name__}"
+        )
+    if spectrum.kind != kind:
+        want = {"data": "a data spectrum (empirical_spectrum)",
+                "residual": "a residual spectrum of y given x (empirical_residual_spectrum, or "
+                            "spectrum_from_eigenvalues(e, kind='residual'))"}[kind]
+        raise ValueError(f"this theorem needs {want}, got a {spectrum.kind} spectrum")
+    return spectrum
+
+
+def _grid(**named):
+    """Validate positive hyperparameters and broadcast them; returns dict of (*grid, 1) arrays."""
+    arrays = {k: positive(k, v) for k, v in named.items()}
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k}{a.shape}" for k, a in arrays.items())
+        raise ValueError(f"hyperparameter shapes do not broadcast: {shapes}") from None
+    return shape, {k: np.broadcast_to(a, shape)[..., None] for k, a in arrays.items()}
+
+
+def _sigma_vector(name, sigma, d, grid_shape):
+    """Per-dimension stds broadcast to (*grid, d); a scalar means isotropic."""
+    s = positive(name, sigma)
+    if s.ndim == 0 or s.shape[-1] == 1:
+        s = s[..., None] if s.ndim == 0 else s
+    elif s.shape[-1] != d:
+        raise ValueError(f"{name} has {s.shape[-1]} entries per point but the latent dim is {d}: "
+                         "give one value (isotropic) or one per latent dimension")
+    try:
+        shape = np.broadcast_shapes(s.shape[:-1], grid_shape)
+    except ValueError:
+        raise ValueError(f"{name} shape {s.shape} does not broadcast with the grid {grid_shape}") from None
+    return np.broadcast_to(s, shape + (d,)), shape
+
+
+def _isotropic(name, sigma):
+    s = positive(name, sigma)
+    if s.ndim >= 1 and s.shape[-1] > 1:
+        if not np.all(s == s[..., :1]):
+            raise NotCoveredError(
+                f"{name} with distinct per-dimension values is not covered by the theory "
+                "(Theorems 3 and 5 assume an isotropic fixed variance); give one value, or use "
+                "the numerical checker for a numerical optimum"
+            )
+        s = s[..., 0]
+    return s
+
+
+def _sqrt_pos(x):
+    return np.sqrt(np.maximum(x, 0.0))
+
+
+def _safe_div(a, b):
+    a, b = np.broadcast_arrays(a, b)
+    out = np.zeros(a.shape)
+    np.divide(a, b, out=out, where=b > 0)
+    return out
+
+
+def _desc(x):
+    return -np.sort(-x, axis=-1)
+
+
+def _rotation_range(rank, d):
+    """[min, max] zero-mean dims when an isotropic fixed variance leaves rotations free."""
+    return np.where(rank >= 1, 0, d), d - rank
+
+
+# --------------------------------------------------------------------------------------------
+# shared per-mode cores
+
+
+def _fixed_core(theta, trace, d1, beta, eta_enc, eta_dec, sigma):
+    """Theorem 1 (THEORY.md §2) on a spectrum of sqrt-eigenvalues ``theta`` padded to d1.
+
+    ``sigma`` is (*grid, d1) in the user's dimension order; mode i goes to the i-th smallest sigma.
+    """
+    sig = np.sort(sigma, axis=-1)  # sigma'_1 <= ... <= sigma'_{d1}
+    c = eta_dec / eta_enc
+    s = np.sqrt(beta) * c
+    gap = theta - s * sig
+    pos = np.maximum(gap, 0.0)
+    omega = np.sqrt(s * pos / sig)
+    lam = np.sqrt(sig * pos / s)
+    r = np.count_nonzero(gap > 0, axis=-1)  # active modes form a prefix
+    kappa = beta[..., 0] * eta_dec[..., 0] ** 2
+    loss = (trace - np.sum(pos * pos, axis=-1)
+            + beta[..., 0] * c[..., 0] ** 2 * np.sum(sig * sig, axis=-1)
+            - kappa * np.sum(np.log(sig * sig), axis=-1))
+    # ties: per group of equal sigma with k active modes, zero-mean dims range over
+    # [0 if k >= 1 else m, m - k]; active modes occupy sorted positions < r.
+    idx = np.arange(d1)
+    new_group = np.ones(sig.shape, dtype=bool)
+    new_group[..., 1:] = sig[..., 1:] != sig[..., :-1]
+    group_start = np.maximum.accumulate(np.where(new_group, idx, 0), axis=-1)
+    cmin = np.count_nonzero(group_start >= r[..., None], axis=-1)
+    cmax = d1 - r
+    critical = {
+        "beta": theta ** 2 * eta_enc ** 2 / (eta_dec ** 2 * sig ** 2),
+        "eta_dec": theta * eta_enc / (np.sqrt(beta) * sig),
+        "eta_enc": np.sqrt(beta) * eta_dec * sig / np.where(theta > 0, theta, np.nan),
+    }
+    tied = bool(np.any(~new_group[..., 1:])) if d1 > 1 else False
+    return dict(omega=omega, lam=lam, sig=sig, rank=r, loss=loss, cmin=cmin, cmax=cmax,
+                critical=critical, tied=tied)
+
+
+def _learnable_core(e, trace, d1, beta, eta_enc, eta_dec):
+    """Theorem 4 (THEORY.md §3) / Theorem 2 (§4) on eigenvalues ``e`` (descending) padded to d1."""
+    kappa = beta * eta_dec ** 2
+    pos = np.maximum(e - kappa, 0.0)
+    omega = np.sqrt(pos) / eta_enc
+    lam = eta_enc * np.sqrt(_safe_div(pos, e))
+    active = e > kappa
+    sigma = np.where(active, np.sqrt(kappa) * eta_enc / np.sqrt(np.where(active, e, 1.0)), eta_enc)
+    ratio = np.where(active, e / kappa, 1.0)
+    h = ratio - 1.0 - np.log(ratio)  # 0 for inactive modes
+    k = kappa[..., 0]
+    loss = trace - k * np.sum(h, axis=-1) + d1 * k * (1.0 - np.log(eta_enc[..., 0] ** 2))
+    r = np.count_nonzero(active, axis=-1)
+    critical = {
+        "beta": np.broadcast_to(e / eta_dec ** 2, omega.shape),
+        "eta_dec": np.sqrt(e / beta),
+    }
+    return dict(omega=omega, lam=lam, sigma=sigma, rank=r, loss=loss, critical=critical)
+
+
+# --------------------------------------------------------------------------------------------
+# standard VAE
+
+
+def vae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
+    r"""Standard linear VAE with a fixed diagonal encoder covariance (paper's Theorem 1, THEORY.md §2).
+
+    With :math:`s = \sqrt{\beta}\,\eta_{dec}/\eta_{enc}` and the given stds sorted ascending
+    :math:`\sigma'_1 \le \dots \le \sigma'_{d_1}` (mode i is carried by the dim with the i-th smallest
+    sigma):
+
+    .. math::
+
+        \omega_i = \sqrt{s(\theta_i - s\sigma'_i)_+/\sigma'_i},\quad
+        \lambda_i = \sqrt{\sigma'_i(\theta_i - s\sigma'_i)_+/s},\quad
+        \beta^*_i = \frac{\theta_i^2\eta_{enc}^2}{\eta_{dec}^2\sigma'^2_i}
+
+    and :math:`L^* = \sum\theta_i^2 - \sum_i(\theta_i - s\sigma'_i)_+^2 + \beta c^2\sum\sigma_j^2
+    - \kappa\sum\log\sigma_j^2`. With fixed variances "collapsed" means a zero posterior mean; the
+    posterior equals the prior only if also ``sigma_j == eta_enc``. With tied sigmas the count is a
+    [min, max] range.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        Data spectrum (``kind="data"``); theta = sqrt(eigenvalues), zero beyond the rank.
+    latent_dim : int
+        d1 (may exceed the data rank).
+    sigma : float or array (..., d1)
+        Encoder standard deviations: one value (isotropic) or one per latent dimension; leading axes
+        broadcast with the other hyperparameters.
+    beta, eta_enc, eta_dec : float or array
+        KL weight, prior std, decoder noise std (broadcast into a grid).
+    """
+    spectrum = _spectrum(spectrum, "data")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _fixed(spectrum, np.sqrt(spectrum.padded(d1)), d1, sigma, beta, eta_enc, eta_dec,
+                  model="vae", theorem="Theorem 1 (THEORY.md section 2)")
+
+
+def vae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
+    r"""Standard linear VAE with a learnable diagonal encoder covariance (appendix Theorem 4, THEORY.md §3).
+
+    .. math::
+
+        \omega_i = \sqrt{(\theta_i^2 - \beta\eta_{dec}^2)_+}/\eta_{enc},\quad
+        \lambda_i = \frac{\eta_{enc}}{\theta_i}\sqrt{(\theta_i^2 - \beta\eta_{dec}^2)_+},\quad
+        \sigma_i = \min(\eta_{enc}, \sqrt{\beta}\eta_{enc}\eta_{dec}/\theta_i)
+
+    :math:`L^* = \mathrm{tr}A - \kappa\sum_i h(\theta_i^2/\kappa) + d_1\kappa(1 - \log\eta_{enc}^2)`,
+    :math:`h(t) = t - 1 - \log t` for t > 1 else 0. Collapse is exact: mode i collapses iff
+    :math:`\beta \ge \beta^*_i = \theta_i^2/\eta_{dec}^2`; collapsed dims equal the prior.
+    """
+    spectrum = _spectrum(spectrum, "data")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec, model="vae",
+                      theorem="Theorem 4 (THEORY.md section 3)")
+
+
+def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, model, theorem):
+    shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    sig, shape = _sigma_vector("sigma", sigma, d1, shape)
+    hp = {k: np.broadcast_to(v, shape + (1,)) for k, v in hp.items()}
+    core = _fixed_core(theta, spectrum.trace, d1, hp["beta"], hp["eta_enc"], hp["eta_dec"], sig)
+    rank = core["rank"]
+    notes = ["fixed encoder variance: a collapsed dim has a zero posterior mean; it equals the "
+             "prior only if its sigma equals eta_enc"]
+    exact = not core["tied"]
+    if not exact:
+        notes.append(ROTATION_NOTE.format(latent="z"))
+    params = {k: v[..., 0] for k, v in hp.items()}
+    params["sigma"] = sig
+    return Solution(
+        model=model, variance="fixed", theorem=theorem, spectrum=spectrum, params=params,
+        latent_dims={"z": d1},
+        singular_values={"encoder": _desc(core["lam"]), "decoder": _desc(core["omega"])},
+        posterior_std={}, ranks={"encoder": rank, "decoder": rank},
+        collapsed_min={"z": core["cmin"]}, collapsed_max={"z": core["cmax"]}, exact={"z": exact},
+        critical=core["critical"],
+        critical_direction={"beta": "below", "eta_dec": "below", "eta_enc": "above"},
+        optimal_loss=core["loss"], notes=tuple(notes),
+        _modes={"theta": theta, "omega": core["omega"], "lambda": core["lam"],
+                "sigma_sorted": core["sig"]},
+    )
+
+
+def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, model, theorem):
+    shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    core = _learnable_core(e, spectrum.trace, d1, hp["beta"], hp["eta_enc"], hp["eta_dec"])
+    rank = core["rank"]
+    return Solution(
+        model=model, variance="learnable", theorem=theorem, spectrum=spectrum,
+        params={k: v[..., 0] for k, v in hp.items()}, latent_dims={"z": d1},
+        singular_values={"encoder": core["lam"], "decoder": core["omega"]},  # already descending
+        posterior_std={"z": core["sigma"][..., ::-1]},
+        ranks={"encoder": rank, "decoder": rank},
+        collapsed_min={"z": d1 - rank}, collapsed_max={"z": d1 - rank}, exact={"z": True},
+        critical=core["critical"], critical_direction={"beta": "below", "eta_dec": "below"},
+        optimal_loss=core["loss"], notes=(),
+        _modes={"e": e, "omega": core["omega"], "lambda": core["lam"], "sigma": core["sigma"]},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# conditional VAE
+
+
+def cvae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
+    r"""Conditional linear VAE with learnable encoder variance (paper's Theorem 2, THEORY.md §4).
+
+    The optimum is Theorem 4 applied to the residual ``r = y - K x`` of y after linear regression on
+    x, with the eigenvalues :math:`e_i` of :math:`E = B - CA^+C^T` in place of :math:`\theta_i^2`
+    (note the units: the paper's CVAE "theta" is an eigenvalue):
+
+    .. math::
+
+        \omega_i = \sqrt{(e_i - \beta\eta_{dec}^2)_+}/\eta_{enc},\quad
+        \lambda_i = \eta_{enc}\sqrt{(e_i - \beta\eta_{dec}^2)_+/e_i},\quad
+        \beta^*_i = e_i/\eta_{dec}^2
+
+    ``sigma_i = sqrt(beta) eta_enc eta_dec / sqrt(e_i)`` if ``e_i >= beta eta_dec^2`` else ``eta_enc``
+    (the published code tests ``e_i >= sqrt(beta) eta_dec``: wrong unless ``beta eta_dec^2 = 1``).
+    Also ``U2 = K`` and ``W1 = -W2 K`` (see :meth:`Solution.matrices`).
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        Residual spectrum (``kind="residual"``), from :func:`vaetheory.moments.empirical_residual_spectrum`.
+    """
+    spectrum = _spectrum(spectrum, "residual")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec, model="cvae",
+                      theorem="Theorem 2 (THEORY.md section 4)")
+
+
+def cvae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
+    r"""Conditional linear VAE with fixed diagonal encoder variance (THEORY.md §4b; not in the paper).
+
+    The Theorem-1 optimum (:func:`vae_fixed_sigma`) on the residual spectrum, i.e. with
+    :math:`\theta_i = \sqrt{e_i}` and ``tr A`` replaced by ``tr E``; plus ``U2 = K``, ``W1 = -W2 K``.
+    """
+    spectrum = _spectrum(spectrum, "residual")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _fixed(spectrum, np.sqrt(spectrum.padded(d1)), d1, sigma, beta, eta_enc, eta_dec,
+                  model="cvae", theorem="THEORY.md section 4b (fixed-variance CVAE)")
+
+
+# --------------------------------------------------------------------------------------------
+# two-latent hierarchical VAE
+
+
+def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, sigma1, sigma2):
+    spectrum = _spectrum(spectrum, "data")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    d2 = _latent_dim("latent_dim2", latent_dim2)
+    hyper = dict(beta1=beta1, beta2=beta2, eta_enc=eta_enc, eta_dec=eta_dec,
+                 sigma1=_isotropic("sigma1", sigma1))
+    if sigma2 is not None:
+        hyper["sigma2"] = _isotropic("sigma2", sigma2)
+    shape, hp = _grid(**hyper)
+    t = np.sqrt(spectrum.padded(d1))
+    k = min(d1, d2)
+    paired = np.arange(d1) < k
+    b1, b2, ee, ed, s1 = hp["beta1"], hp["beta2"], hp["eta_enc"], hp["eta_dec"], hp["sigma1"]
+    c2 = (ed / ee) ** 2
+    # "noise" scale of z2: eta_dec^2 (Sigma2 learnable) or c^2 sigma2^2 (fixed): Theorem 3 is
+    # Theorem 5 with c^2 sigma2^2 -> eta_dec^2 in every threshold (THEORY-mhvae-detail §2).
+    n2 = ed ** 2 if sigma2 is None else c2 * hp["sigma2"] ** 2
+    m0 = b2 * n2 / b1                               # omega > 0  <=>  m > m0
+    t_branch = b2 * n2 / (np.sqrt(b1) * s1)         # t3 (Thm 3) / T2 (Thm 5)
+    m_low = np.maximum(s1 ** 2, t * s1 / np.sqrt(b1))
+    if sigma2 is None:
+        m_high = np.maximum(s1 ** 2, t ** 2 * s1 ** 2 / (b2 * ed ** 2))
+    else:
+        a = hp["sigma2"] * np.sqrt(b1 * b2 * c2)
+        m_high = np.maximum(s1 ** 2, (t ** 2 * s1 ** 2 / a) ** (2.0 / 3.0))
+    m = np.where(paired & (t > t_branch), m_high, m_low)
+    lam = _sqrt_pos(m - s1 ** 2)
+    u1 = t * lam / m
+    z2_active = paired & ((b1 * s1 ** 2 > b2 * n2) | (t > t_branch))
+    if sigma2 is None:
+        omega = np.where(z2_active, _sqrt_pos(m - m0) / ee, 0.0)
+        H = np.where(z2_active, b2 * ed ** 2 * (1.0 + np.log(m / m0)), b1 * m)
+        per_z2 = b2 * ed ** 2 * (1.0 - np.log(ee[..., 0] ** 2))
+        sigma2_modes = np.where(z2_active, ee * np.sqrt(np.minimum(1.0, m0 / m)), ee)
+    else:
+        s2 = hp["sigma2"]
+        omega = np.where(z2_active, np.sqrt(np.sqrt(c2 * b2) / (np.sqrt(b1) * s2)
+                                            * _sqrt_pos(np.sqrt(m) - np.sqrt(m0))), 0.0)
+        H = np.where(z2_active, 2.0 * s2 * np.sqrt(c2 * b1 * b2 * m) - b2 * c2 * s2 ** 2, b1 * m)
+        per_z2 = b2 * (c2[..., 0] * s2[..., 0] ** 2 - ed[..., 0] ** 2 * np.log(s2[..., 0] ** 2))
+    w2 = b1 * omega / (b1 * omega ** 2 + b2 * c2)
+    loss = (spectrum.trace - np.sum(t ** 2) + d2 * per_z2
+            + np.sum(t ** 2 * s1 ** 2 / m + H, axis=-1))
+    rank1 = np.count_nonzero(lam > 0, axis=-1)
+    rank2 = np.count_nonzero(z2_active, axis=-1)
+    # thresholds of z2 dim i (paired modes; z2 dims without a partner never activate)
+    gate = np.maximum(b1 * s1 ** 2, np.sqrt(b1) * s1 * t)  # active iff b2 * n2 < gate
+    never = np.where(paired, 1.0, np.nan)
+    nan_t = np.where(t > 0, t, np.nan)
+    if sigma2 is None:
+        critical = {
+            "beta2": gate / ed ** 2,
+            "eta_dec": np.sqrt(gate / b2),
+            "beta1": np.fmin(b2 * ed ** 2 / s1 ** 2, (b2 * ed ** 2) ** 2 / (s1 ** 2 * nan_t ** 2)),
+        }
+        direction = {"beta2": "below", "eta_dec": "below", "beta1": "above"}
+    else:
+        s2 = hp["sigma2"]
+        critical = {
+            "beta2": gate / (c2 * s2 ** 2),
+            "eta_dec": ee * np.sqrt(gate / b2) / s2,
+            "beta1": np.fmin(b2 * n2 / s1 ** 2, (b2 * n2) ** 2 / (s1 ** 2 * nan_t ** 2)),
+            "eta_enc": ed * s2 * np.sqrt(b2 / gate),
+        }
+        direction = {"beta2": "below", "eta_dec": "below", "beta1": "above", "eta_enc": "above"}
+    critical = {name: _pad_last(v * never, d2) for name, v in critical.items()}
+    omega_z2 = _pad_last(omega, d2)
+    w2_z2 = _pad_last(w2, d2)
+    z1_lo, z1_hi = _rotation_range(rank1, d1)
+    if sigma2 is None:
+        z2_lo = z2_hi = d2 - rank2
+    else:
+        z2_lo, z2_hi = _rotation_range(rank2, d2)
+    notes = [ROTATION_NOTE.format(latent="z1")]
+    if sigma2 is None:
+        if np.any(z2_active & (lam == 0)):
+            notes.append("some active z2 dims sit on z1 modes with no data signal (lambda = 0): "
+                         "they encode the injected noise of z1, not x")
+        posterior_std = {"z2": _desc(_pad_last(sigma2_modes, d2, fill=ee))}
+    else:
+        notes.append(ROTATION_NOTE.format(latent="z2")
+                     + "; with sigma2 fixed a dim equals its prior only if sigma2 == eta_enc")
+        posterior_std = {}
+    params = {name: v[..., 0] for name, v in hp.items()}
+    theorem = ("Theorem 3 (THEORY.md section 5.1)" if sigma2 is None
+               else "Theorem 5 (THEORY.md section 5.2, corrected branch threshold)")
+    return Solution(
+        model="mhvae", variance="sigma2-learnable" if sigma2 is None else "sigma2-fixed",
+        theorem=theorem, spectrum=spectrum, params=params, latent_dims={"z1": d1, "z2": d2},
+        singular_values={"encoder1": _desc(lam), "decoder1": _desc(u1),
+                         "encoder2": _desc(w2_z2), "decoder2": _desc(omega_z2)},
+        posterior_std=posterior_std,
+        ranks={"encoder1": rank1, "decoder1": rank1, "encoder2": rank2, "decoder2": rank2},
+        collapsed_min={"z1": z1_lo, "z2": z2_lo}, collapsed_max={"z1": z1_hi, "z2": z2_hi},
+        exact={"z1": False, "z2": sigma2 is None},
+        critical=critical, critical_direction=direction, optimal_loss=loss, notes=tuple(notes),
+        _modes={"theta": t, "lambda": lam, "u1": u1, "w2": w2_z2, "omega": omega_z2,
+                "sigma2": (_pad_last(sigma2_modes, d2, fill=ee) if sigma2 is None else None)},
+    )
+
+
+def _pad_last(x, d, fill=0.0):
+    """Broadcast ``x`` (..., d1) to length d along the last axis: truncate or pad with ``fill``."""
+    n = x.shape[-1]
+    if n >= d:
+        return x[..., :d]
+    fill = np.broadcast_to(fill, x.shape[:-1] + (1,))
+    return np.concatenate([x, np.broadcast_to(fill, x.shape[:-1] + (d - n,))], axis=-1)
+
+
+def mhvae_learnable_sigma2(spectrum, latent_dim, latent_dim2=None, *, beta1=1.0, beta2=1.0,
+                           eta_enc=1.0, eta_dec=1.0, sigma1=1.0) -> Solution:
+    r"""Two-latent hierarchical VAE, Sigma1 = sigma1^2 I fixed, Sigma2 learnable (Theorem 3, THEORY.md §5.1).
+
+    Per mode (theta padded with zeros to d1; the ``min(d1, d2)`` largest modes get a z2 partner),
+    with the z1 second moment :math:`m = \lambda^2 + \sigma_1^2`, :math:`B = \beta_2\eta_{dec}^2`,
+    :math:`t_3 = B/(\sqrt{\beta_1}\sigma_1)`, :math:`m_0 = B/\beta_1`:
+
+    .. math::
+
+        m^* = \max(\sigma_1^2, \theta\sigma_1/\sqrt{\beta_1})\ (\theta \le t_3),\quad
+        m^* = \max(\sigma_1^2, \theta^2\sigma_1^2/B)\ (\theta > t_3),\quad
+        \lambda = \sqrt{m^* - \sigma_1^2},\quad \omega = \sqrt{(m^* - m_0)_+}/\eta_{enc}
+
+    (equal to the paper's three cases). Unpaired z1 modes are VAE modes with weight beta1; unpaired
+    z2 dims collapse. z2 collapse is exact: dim i is active iff
+    :math:`\beta_1\sigma_1^2 > B` or :math:`\theta_i > t_3`; critical values
+    :math:`\beta_2^* = \max(\beta_1\sigma_1^2, \sqrt{\beta_1}\sigma_1\theta_i)/\eta_{dec}^2` (active
+    below), :math:`\beta_1^* = \min(B/\sigma_1^2, B^2/(\sigma_1^2\theta_i^2))` (active above).
+    The optimal loss is the sum of the per-mode minima (THEORY-mhvae-detail §3).
+
+    Parameters
+    ----------
+    latent_dim, latent_dim2 : int
+        d1 (z1) and d2 (z2, default d1). Every relation to the data rank is covered (§5.3).
+    sigma1 : float or array
+        Fixed isotropic std of z1 given x; per-dimension values raise :class:`NotCoveredError`.
+    """
+    return _mhvae(spectrum, latent_dim, latent_dim if latent_dim2 is None else latent_dim2,
+                  beta1, beta2, eta_enc, eta_dec, sigma1, None)
+
+
+def mhvae_fixed_sigma2(spectrum, latent_dim, latent_dim2=None, *, beta1=1.0, beta2=1.0,
+                       eta_enc=1.0, eta_dec=1.0, sigma1=1.0, sigma2=1.0) -> Solution:
+    r"""Two-latent hierarchical VAE, Sigma1 = sigma1^2 I and Sigma2 = sigma2^2 I fixed (Theorem 5, §5.2).
+
+    As :func:`mhvae_learnable_sigma2` with :math:`\eta_{dec}^2 \to c^2\sigma_2^2` in the thresholds,
+    :math:`a = \sigma_2 c\sqrt{\beta_1\beta_2}`, :math:`T_2 = \beta_2c^2\sigma_2^2/(\sqrt{\beta_1}\sigma_1)`,
+    :math:`m^* = \max(\sigma_1^2, (\theta^2\sigma_1^2/a)^{2/3})` for :math:`\theta > T_2` and
+    :math:`\omega^2 = \frac{c\sqrt{\beta_2}}{\sqrt{\beta_1}\sigma_2}(\sqrt{m^*} - \sqrt{m_0})_+`.
+    The branch test is :math:`\theta > T_2`; the authors' code uses :math:`\beta_1 T_2` (THEORY.md §6).
+    Both variances are fixed and isotropic, so both collapse counts are [min, max] ranges; z2 dim i
+    is active (rank of U2) iff :math:`\beta_1\sigma_1^2 > \beta_2c^2\sigma_2^2` or :math:`\theta_i > T_2`.
+    Unlike Theorem 3, eta_enc changes the ranks here (through c).
+    """
+    return _mhvae(spectrum, latent_dim, latent_dim if latent_dim2 is None else latent_dim2,
+                  beta1, beta2, eta_enc, eta_dec, sigma1, sigma2)
+
+
+# --------------------------------------------------------------------------------------------
+# dispatch
+
+
+MODELS = {
+    ("vae", "learnable"): vae_learnable_sigma,
+    ("vae", "fixed"): vae_fixed_sigma,
+    ("cvae", "learnable"): cvae_learnable_sigma,
+    ("cvae", "fixed"): cvae_fixed_sigma,
+    ("mhvae", "sigma2-learnable"): mhvae_learnable_sigma2,
+    ("mhvae", "sigma2-fixed"): mhvae_fixed_sigma2,
+}
+
+
+def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
+    """Dispatch to the theorem for ``(model, variance)``; ``hyper`` are that function's keywords
+    (``sigma`` for the fixed-variance VAE/CVAE is passed as a keyword too)."""
+    try:
+        fn = MODELS[(model, variance)]
+    except KeyError:
+        known = ", ".join(f"{m}/{v}" for m, v in MODELS)
+        raise ValueError(f"unknown model/variance {model}/{variance}; known: {known}") from None
+    if variance == "fixed" and model in ("vae", "cvae"):
+        if hyper.get("sigma") is None:
+            raise ValueError("sigma is required with a fixed encoder variance")
+        return fn(spectrum, latent_dim, hyper.pop("sigma"), **hyper)
+    return fn(spectrum, latent_dim, **hyper)
