@@ -6,7 +6,7 @@ objectives) -> ``checker`` (numerical optima) -> ``report``/``cli``.
 
 >>> import numpy as np, vaetheory as vt
 >>> X = np.random.default_rng(0).normal(size=(1000, 8)) * np.arange(1, 9)
->>> sol = vt.vae_learnable_sigma(vt.empirical_spectrum(X), latent_dim=4, beta=[1.0, 30.0])
+>>> sol = vt.vae_learnable_sigma(vt.empirical_spectrum(X), latent_dim=4, beta=[1.0, 40.0])  # variances ~ 64, 49, 36, 25
 >>> sol.collapsed().tolist()
 [0, 2]
 """
