@@ -453,14 +453,14 @@ def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, si
     if sigma2 is None:
         omega = np.where(z2_active, _sqrt_pos(m - m0) / ee, 0.0)
         H = np.where(z2_active, b2 * ed ** 2 * (1.0 + np.log(m / m0)), b1 * m)
-        per_z2 = b2 * ed ** 2 * (1.0 - np.log(ee[..., 0] ** 2))
+        per_z2 = b2[..., 0] * ed[..., 0] ** 2 * (1.0 - np.log(ee[..., 0] ** 2))
         sigma2_modes = np.where(z2_active, ee * np.sqrt(np.minimum(1.0, m0 / m)), ee)
     else:
         s2 = hp["sigma2"]
         omega = np.where(z2_active, np.sqrt(np.sqrt(c2 * b2) / (np.sqrt(b1) * s2)
                                             * _sqrt_pos(np.sqrt(m) - np.sqrt(m0))), 0.0)
         H = np.where(z2_active, 2.0 * s2 * np.sqrt(c2 * b1 * b2 * m) - b2 * c2 * s2 ** 2, b1 * m)
-        per_z2 = b2 * (c2[..., 0] * s2[..., 0] ** 2 - ed[..., 0] ** 2 * np.log(s2[..., 0] ** 2))
+        per_z2 = b2[..., 0] * (c2[..., 0] * s2[..., 0] ** 2 - ed[..., 0] ** 2 * np.log(s2[..., 0] ** 2))
     w2 = b1 * omega / (b1 * omega ** 2 + b2 * c2)
     loss = (spectrum.trace - np.sum(t ** 2) + d2 * per_z2
             + np.sum(t ** 2 * s1 ** 2 / m + H, axis=-1))
