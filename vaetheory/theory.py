@@ -29,6 +29,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from collections.abc import Mapping
+
 from ._validation import NotCoveredError, latent_dim as _latent_dim, positive
 from .moments import Spectrum
 
@@ -137,6 +139,54 @@ class Solution:
 # helpers
 
 
+class _Memo:
+    """Compute the per-dimension arrays of a solution once, on first use."""
+
+    def __init__(self, fn):
+        self._fn, self._value = fn, None
+
+    def __call__(self):
+        if self._value is None:
+            self._value = self._fn()
+            self._fn = None
+        return self._value
+
+
+class _LazyArrays(Mapping):
+    """Read-only mapping whose arrays come from a shared :class:`_Memo` (part ``part``).
+
+    Grid sweeps that only need counts and losses never pay for (grid x latent dim) arrays.
+    """
+
+    def __init__(self, memo, part, keys):
+        self._memo, self._part, self._keys = memo, part, tuple(keys)
+
+    def __getitem__(self, key):
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._memo()[self._part][key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __repr__(self):
+        return f"<lazy {self._part}: {', '.join(self._keys)}>"
+
+
+def _lazy(memo, keys):
+    """The four lazily filled fields of a Solution, from ``memo() -> {part: {key: array}}``."""
+    return {part: _LazyArrays(memo, part, ks) for part, ks in keys.items()}
+
+
+def _prefix(x):
+    out = np.zeros(x.size + 1)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
 def _spectrum(spectrum, kind):
     if not isinstance(spectrum, Spectrum):
         raise TypeError(
@@ -215,59 +265,38 @@ def _rotation_range(rank, d):
 # shared per-mode cores
 
 
-def _fixed_core(theta, trace, d1, beta, eta_enc, eta_dec, sigma):
-    """Theorem 1 (THEORY.md §2) on a spectrum of sqrt-eigenvalues ``theta`` padded to d1.
+def _fixed_core(theta, d1, beta, eta_enc, eta_dec, sigma):
+    """Theorem 1 (THEORY.md §2) per mode, on sqrt-eigenvalues ``theta`` padded to d1.
 
     ``sigma`` is (*grid, d1) in the user's dimension order; mode i goes to the i-th smallest sigma.
+    Returns per-mode arrays and the exact optimal loss terms that depend on the modes.
     """
     sig = np.sort(sigma, axis=-1)  # sigma'_1 <= ... <= sigma'_{d1}
-    c = eta_dec / eta_enc
-    s = np.sqrt(beta) * c
-    gap = theta - s * sig
-    pos = np.maximum(gap, 0.0)
+    s = np.sqrt(beta) * eta_dec / eta_enc
+    pos = np.maximum(theta - s * sig, 0.0)
     omega = np.sqrt(s * pos / sig)
     lam = np.sqrt(sig * pos / s)
-    r = np.count_nonzero(gap > 0, axis=-1)  # active modes form a prefix
-    kappa = beta[..., 0] * eta_dec[..., 0] ** 2
-    loss = (trace - np.sum(pos * pos, axis=-1)
-            + beta[..., 0] * c[..., 0] ** 2 * np.sum(sig * sig, axis=-1)
-            - kappa * np.sum(np.log(sig * sig), axis=-1))
-    # ties: per group of equal sigma with k active modes, zero-mean dims range over
-    # [0 if k >= 1 else m, m - k]; active modes occupy sorted positions < r.
-    idx = np.arange(d1)
-    new_group = np.ones(sig.shape, dtype=bool)
-    new_group[..., 1:] = sig[..., 1:] != sig[..., :-1]
-    group_start = np.maximum.accumulate(np.where(new_group, idx, 0), axis=-1)
-    cmin = np.count_nonzero(group_start >= r[..., None], axis=-1)
-    cmax = d1 - r
     critical = {
         "beta": theta ** 2 * eta_enc ** 2 / (eta_dec ** 2 * sig ** 2),
         "eta_dec": theta * eta_enc / (np.sqrt(beta) * sig),
         "eta_enc": np.sqrt(beta) * eta_dec * sig / np.where(theta > 0, theta, np.nan),
     }
-    tied = bool(np.any(~new_group[..., 1:])) if d1 > 1 else False
-    return dict(omega=omega, lam=lam, sig=sig, rank=r, loss=loss, cmin=cmin, cmax=cmax,
-                critical=critical, tied=tied)
+    return dict(omega=omega, lam=lam, sig=sig, pos=pos, critical=critical)
 
 
-def _learnable_core(e, trace, d1, beta, eta_enc, eta_dec):
-    """Theorem 4 (THEORY.md §3) / Theorem 2 (§4) on eigenvalues ``e`` (descending) padded to d1."""
+def _learnable_core(e, beta, eta_enc, eta_dec):
+    """Theorem 4 (THEORY.md §3) / Theorem 2 (§4) per mode, on eigenvalues ``e`` padded to d1."""
     kappa = beta * eta_dec ** 2
     pos = np.maximum(e - kappa, 0.0)
     omega = np.sqrt(pos) / eta_enc
     lam = eta_enc * np.sqrt(_safe_div(pos, e))
     active = e > kappa
     sigma = np.where(active, np.sqrt(kappa) * eta_enc / np.sqrt(np.where(active, e, 1.0)), eta_enc)
-    ratio = np.where(active, e / kappa, 1.0)
-    h = ratio - 1.0 - np.log(ratio)  # 0 for inactive modes
-    k = kappa[..., 0]
-    loss = trace - k * np.sum(h, axis=-1) + d1 * k * (1.0 - np.log(eta_enc[..., 0] ** 2))
-    r = np.count_nonzero(active, axis=-1)
     critical = {
         "beta": np.broadcast_to(e / eta_dec ** 2, omega.shape),
         "eta_dec": np.sqrt(e / beta),
     }
-    return dict(omega=omega, lam=lam, sigma=sigma, rank=r, loss=loss, critical=critical)
+    return dict(omega=omega, lam=lam, sigma=sigma, critical=critical)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,45 +360,102 @@ def vae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=
 
 def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, model, theorem):
     shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    raw = positive("sigma", sigma)
+    isotropic = raw.ndim == 0 or raw.shape[-1] == 1
     sig, shape = _sigma_vector("sigma", sigma, d1, shape)
     hp = {k: np.broadcast_to(v, shape + (1,)) for k, v in hp.items()}
-    core = _fixed_core(theta, spectrum.trace, d1, hp["beta"], hp["eta_enc"], hp["eta_dec"], sig)
-    rank = core["rank"]
+    b, ee, ed = hp["beta"], hp["eta_enc"], hp["eta_dec"]
+    memo = _Memo(lambda: _fixed_core(theta, d1, b, ee, ed, sig))
+    kappa = b[..., 0] * ed[..., 0] ** 2
+    c2 = (ed[..., 0] / ee[..., 0]) ** 2
+    if isotropic:
+        # one sigma per point: active modes are theta_i > s sigma, a prefix found by bisection, and
+        # sum_{i<r} (theta_i - s sigma)^2 comes from prefix sums: O(log d) per grid point
+        s_sig = np.sqrt(b[..., 0] * c2) * sig[..., 0]
+        r = np.searchsorted(-theta, -s_sig, side="left")
+        T1, T2 = _prefix(theta), _prefix(theta * theta)
+        lost = T2[r] - 2.0 * s_sig * T1[r] + r * s_sig ** 2
+        penalty = d1 * (b[..., 0] * c2 * sig[..., 0] ** 2 - kappa * np.log(sig[..., 0] ** 2))
+        cmin = np.where(r >= 1, 0, d1) if d1 > 1 else 1 - r
+        tied = d1 > 1
+    else:
+        core = memo()
+        srt, pos = core["sig"], core["pos"]
+        r = np.count_nonzero(pos > 0, axis=-1)  # active modes form a prefix
+        lost = np.sum(pos * pos, axis=-1)
+        penalty = np.sum(b * c2[..., None] * srt ** 2 - kappa[..., None] * np.log(srt ** 2), axis=-1)
+        # ties: per group of equal sigma holding k active modes, zero-mean dims range over
+        # [0 if k >= 1 else m, m - k]; active modes occupy sorted positions < r
+        new_group = np.ones(srt.shape, dtype=bool)
+        new_group[..., 1:] = srt[..., 1:] != srt[..., :-1]
+        group_start = np.maximum.accumulate(np.where(new_group, np.arange(d1), 0), axis=-1)
+        cmin = np.count_nonzero(group_start >= r[..., None], axis=-1)
+        tied = bool(np.any(~new_group[..., 1:])) if d1 > 1 else False
+    loss = spectrum.trace - lost + penalty
     notes = ["fixed encoder variance: a collapsed dim has a zero posterior mean; it equals the "
              "prior only if its sigma equals eta_enc"]
-    exact = not core["tied"]
-    if not exact:
+    if tied:
         notes.append(ROTATION_NOTE.format(latent="z"))
     params = {k: v[..., 0] for k, v in hp.items()}
     params["sigma"] = sig
+
+    def detail():
+        core = memo()
+        return {
+            "singular_values": {"encoder": _desc(core["lam"]), "decoder": _desc(core["omega"])},
+            "posterior_std": {},
+            "critical": core["critical"],
+            "modes": {"theta": theta, "omega": core["omega"], "lambda": core["lam"],
+                      "sigma_sorted": core["sig"]},
+        }
+
+    lazy = _lazy(_Memo(detail), {"singular_values": ("encoder", "decoder"), "posterior_std": (),
+                                 "critical": ("beta", "eta_dec", "eta_enc"),
+                                 "modes": ("theta", "omega", "lambda", "sigma_sorted")})
     return Solution(
         model=model, variance="fixed", theorem=theorem, spectrum=spectrum, params=params,
-        latent_dims={"z": d1},
-        singular_values={"encoder": _desc(core["lam"]), "decoder": _desc(core["omega"])},
-        posterior_std={}, ranks={"encoder": rank, "decoder": rank},
-        collapsed_min={"z": core["cmin"]}, collapsed_max={"z": core["cmax"]}, exact={"z": exact},
-        critical=core["critical"],
+        latent_dims={"z": d1}, singular_values=lazy["singular_values"],
+        posterior_std=lazy["posterior_std"], ranks={"encoder": r, "decoder": r},
+        collapsed_min={"z": cmin}, collapsed_max={"z": d1 - r}, exact={"z": not tied},
+        critical=lazy["critical"],
         critical_direction={"beta": "below", "eta_dec": "below", "eta_enc": "above"},
-        optimal_loss=core["loss"], notes=tuple(notes),
-        _modes={"theta": theta, "omega": core["omega"], "lambda": core["lam"],
-                "sigma_sorted": core["sig"]},
+        optimal_loss=loss, notes=tuple(notes), _modes=lazy["modes"],
     )
 
 
 def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, model, theorem):
     shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
-    core = _learnable_core(e, spectrum.trace, d1, hp["beta"], hp["eta_enc"], hp["eta_dec"])
-    rank = core["rank"]
+    b, ee, ed = hp["beta"], hp["eta_enc"], hp["eta_dec"]
+    kappa = b[..., 0] * ed[..., 0] ** 2
+    # active modes e_i > kappa form a prefix (e descending): bisection, then the optimal loss
+    # L* = tr - kappa sum_{i<r} h(e_i/kappa) + d1 kappa (1 - log eta_enc^2) from prefix sums
+    r = np.searchsorted(-e, -kappa, side="left")
+    E1 = _prefix(e)
+    EL = _prefix(np.log(np.where(e > 0, e, 1.0)))
+    loss = (spectrum.trace - E1[r] + r * kappa + kappa * EL[r] - r * kappa * np.log(kappa)
+            + d1 * kappa * (1.0 - np.log(ee[..., 0] ** 2)))
+
+    def detail():
+        core = _learnable_core(e, b, ee, ed)
+        return {
+            "singular_values": {"encoder": core["lam"], "decoder": core["omega"]},  # descending
+            "posterior_std": {"z": core["sigma"][..., ::-1]},
+            "critical": core["critical"],
+            "modes": {"e": e, "omega": core["omega"], "lambda": core["lam"],
+                      "sigma": core["sigma"]},
+        }
+
+    lazy = _lazy(_Memo(detail), {"singular_values": ("encoder", "decoder"),
+                                 "posterior_std": ("z",), "critical": ("beta", "eta_dec"),
+                                 "modes": ("e", "omega", "lambda", "sigma")})
     return Solution(
         model=model, variance="learnable", theorem=theorem, spectrum=spectrum,
         params={k: v[..., 0] for k, v in hp.items()}, latent_dims={"z": d1},
-        singular_values={"encoder": core["lam"], "decoder": core["omega"]},  # already descending
-        posterior_std={"z": core["sigma"][..., ::-1]},
-        ranks={"encoder": rank, "decoder": rank},
-        collapsed_min={"z": d1 - rank}, collapsed_max={"z": d1 - rank}, exact={"z": True},
-        critical=core["critical"], critical_direction={"beta": "below", "eta_dec": "below"},
-        optimal_loss=core["loss"], notes=(),
-        _modes={"e": e, "omega": core["omega"], "lambda": core["lam"], "sigma": core["sigma"]},
+        singular_values=lazy["singular_values"], posterior_std=lazy["posterior_std"],
+        ranks={"encoder": r, "decoder": r},
+        collapsed_min={"z": d1 - r}, collapsed_max={"z": d1 - r}, exact={"z": True},
+        critical=lazy["critical"], critical_direction={"beta": "below", "eta_dec": "below"},
+        optimal_loss=loss, notes=(), _modes=lazy["modes"],
     )
 
 
@@ -421,104 +507,162 @@ def cvae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_
 # two-latent hierarchical VAE
 
 
-def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, sigma1, sigma2):
-    spectrum = _spectrum(spectrum, "data")
-    d1 = _latent_dim("latent_dim", latent_dim)
-    d2 = _latent_dim("latent_dim2", latent_dim2)
-    hyper = dict(beta1=beta1, beta2=beta2, eta_enc=eta_enc, eta_dec=eta_dec,
-                 sigma1=_isotropic("sigma1", sigma1))
-    if sigma2 is not None:
-        hyper["sigma2"] = _isotropic("sigma2", sigma2)
-    shape, hp = _grid(**hyper)
-    t = np.sqrt(spectrum.padded(d1))
-    k = min(d1, d2)
-    paired = np.arange(d1) < k
+def _mhvae_modes(t, d1, d2, hp, fixed):
+    """Per-mode optimum of the two-latent VAE (THEORY-mhvae-detail §3-4), arrays (*grid, d1).
+
+    ``m`` is the second moment of z1 along the mode (lambda^2 + sigma1^2); F = t^2 s1^2/m + H(m) is
+    the mode's loss. Theorem 3 is Theorem 5 with c^2 sigma2^2 -> eta_dec^2 in every threshold.
+    """
     b1, b2, ee, ed, s1 = hp["beta1"], hp["beta2"], hp["eta_enc"], hp["eta_dec"], hp["sigma1"]
+    paired = np.arange(d1) < min(d1, d2)
     c2 = (ed / ee) ** 2
-    # "noise" scale of z2: eta_dec^2 (Sigma2 learnable) or c^2 sigma2^2 (fixed): Theorem 3 is
-    # Theorem 5 with c^2 sigma2^2 -> eta_dec^2 in every threshold (THEORY-mhvae-detail §2).
-    n2 = ed ** 2 if sigma2 is None else c2 * hp["sigma2"] ** 2
+    n2 = c2 * hp["sigma2"] ** 2 if fixed else ed ** 2
     m0 = b2 * n2 / b1                               # omega > 0  <=>  m > m0
     t_branch = b2 * n2 / (np.sqrt(b1) * s1)         # t3 (Thm 3) / T2 (Thm 5)
     m_low = np.maximum(s1 ** 2, t * s1 / np.sqrt(b1))
-    if sigma2 is None:
-        m_high = np.maximum(s1 ** 2, t ** 2 * s1 ** 2 / (b2 * ed ** 2))
-    else:
+    if fixed:
         a = hp["sigma2"] * np.sqrt(b1 * b2 * c2)
         m_high = np.maximum(s1 ** 2, (t ** 2 * s1 ** 2 / a) ** (2.0 / 3.0))
+    else:
+        m_high = np.maximum(s1 ** 2, t ** 2 * s1 ** 2 / (b2 * ed ** 2))
     m = np.where(paired & (t > t_branch), m_high, m_low)
     lam = _sqrt_pos(m - s1 ** 2)
-    u1 = t * lam / m
     z2_active = paired & ((b1 * s1 ** 2 > b2 * n2) | (t > t_branch))
-    if sigma2 is None:
-        omega = np.where(z2_active, _sqrt_pos(m - m0) / ee, 0.0)
-        H = np.where(z2_active, b2 * ed ** 2 * (1.0 + np.log(m / m0)), b1 * m)
-        per_z2 = b2[..., 0] * ed[..., 0] ** 2 * (1.0 - np.log(ee[..., 0] ** 2))
-        sigma2_modes = np.where(z2_active, ee * np.sqrt(np.minimum(1.0, m0 / m)), ee)
-    else:
+    if fixed:
         s2 = hp["sigma2"]
         omega = np.where(z2_active, np.sqrt(np.sqrt(c2 * b2) / (np.sqrt(b1) * s2)
                                             * _sqrt_pos(np.sqrt(m) - np.sqrt(m0))), 0.0)
         H = np.where(z2_active, 2.0 * s2 * np.sqrt(c2 * b1 * b2 * m) - b2 * c2 * s2 ** 2, b1 * m)
-        per_z2 = b2[..., 0] * (c2[..., 0] * s2[..., 0] ** 2 - ed[..., 0] ** 2 * np.log(s2[..., 0] ** 2))
+        sigma2_modes = None
+    else:
+        omega = np.where(z2_active, _sqrt_pos(m - m0) / ee, 0.0)
+        H = np.where(z2_active, b2 * ed ** 2 * (1.0 + np.log(m / m0)), b1 * m)
+        sigma2_modes = _pad_last(np.where(z2_active, ee * np.sqrt(np.minimum(1.0, m0 / m)), ee),
+                                 d2, fill=ee)
     w2 = b1 * omega / (b1 * omega ** 2 + b2 * c2)
-    loss = (spectrum.trace - np.sum(t ** 2) + d2 * per_z2
-            + np.sum(t ** 2 * s1 ** 2 / m + H, axis=-1))
-    rank1 = np.count_nonzero(lam > 0, axis=-1)
-    rank2 = np.count_nonzero(z2_active, axis=-1)
-    # thresholds of z2 dim i (paired modes; z2 dims without a partner never activate)
-    gate = np.maximum(b1 * s1 ** 2, np.sqrt(b1) * s1 * t)  # active iff b2 * n2 < gate
-    never = np.where(paired, 1.0, np.nan)
-    nan_t = np.where(t > 0, t, np.nan)
-    if sigma2 is None:
-        critical = {
-            "beta2": gate / ed ** 2,
-            "eta_dec": np.sqrt(gate / b2),
-            "beta1": np.fmin(b2 * ed ** 2 / s1 ** 2, (b2 * ed ** 2) ** 2 / (s1 ** 2 * nan_t ** 2)),
-        }
-        direction = {"beta2": "below", "eta_dec": "below", "beta1": "above"}
+    return dict(m=m, lam=lam, u1=t * lam / m, omega=omega, w2=w2, F=t ** 2 * s1 ** 2 / m + H,
+                z2_active=z2_active, sigma2=sigma2_modes)
+
+
+def _mhvae_summary(t, d1, d2, hp, fixed):
+    """Ranks and optimal loss of the two-latent VAE in O(log d) per grid point.
+
+    Modes are sorted (t descending), so each case of the per-mode optimum covers a contiguous range
+    of modes, found by bisection; the mode losses F(m*) of each case are affine in one of t, t^2,
+    log t, t^(2/3), summed with prefix sums. Same cases as :func:`_mhvae_modes` (checked against it
+    in the tests).
+    """
+    b1, b2, ee, ed, s1 = (hp[k][..., 0] for k in ("beta1", "beta2", "eta_enc", "eta_dec", "sigma1"))
+    k = min(d1, d2)
+    c2 = (ed / ee) ** 2
+    B2 = b2 * (c2 * hp["sigma2"][..., 0] ** 2 if fixed else ed ** 2)
+    sb1 = np.sqrt(b1)
+    noise = b1 * s1 ** 2 > B2                      # every paired z2 dim active
+    idx = lambda x: np.searchsorted(-t, -x, side="left")  # noqa: E731  #{t_i > x}
+    logt = np.log(np.where(t > 0, t, 1.0))
+    P1, P2, PL, P23 = _prefix(t), _prefix(t * t), _prefix(logt), _prefix(np.cbrt(t * t))
+    span = lambda P, lo, hi: P[hi] - P[lo]  # noqa: E731
+    if fixed:
+        a = hp["sigma2"][..., 0] * np.sqrt(b1 * b2 * c2)
+        tau_g = np.sqrt(a * s1)                    # above it m* = (t^2 s1^2 / a)^(2/3) > s1^2
+        H_s1 = 2.0 * a * s1 - B2                   # active H at m = s1^2
     else:
-        s2 = hp["sigma2"]
+        tau_g = np.sqrt(B2)                        # above it m* = t^2 s1^2 / B2 > s1^2
+        H_s1 = B2 * (1.0 + np.log(b1 * s1 ** 2 / B2))
+    h = np.minimum(k, idx(B2 / (sb1 * s1)))        # paired modes above the branch threshold
+    hg = np.minimum(h, idx(tau_g))                 # ... of which m* > s1^2
+    lv = np.maximum(h, np.minimum(k, idx(sb1 * s1)))   # low branch, m* = t s1/sqrt(b1) > s1^2
+    v = np.maximum(k, np.minimum(d1, idx(sb1 * s1)))   # unpaired VAE-like modes with lambda > 0
+    zero = np.zeros_like(h)
+    if fixed:
+        F_g = 3.0 * a * np.cbrt(s1 ** 2 / a) * span(P23, zero, hg) - hg * B2
+    else:
+        F_g = hg * B2 * (2.0 + np.log(s1 ** 2 * b1 / B2 ** 2)) + 2.0 * B2 * span(PL, zero, hg)
+    F = (F_g
+         + span(P2, hg, h) + (h - hg) * H_s1                               # high, m* = s1^2
+         + 2.0 * sb1 * s1 * span(P1, h, lv)                                # low, m* = t s1/sqrt b1
+         + span(P2, lv, k) + (k - lv) * np.where(noise, H_s1, b1 * s1 ** 2)  # low, m* = s1^2
+         + 2.0 * sb1 * s1 * span(P1, k, v)                                 # unpaired
+         + span(P2, v, d1) + (d1 - v) * b1 * s1 ** 2)
+    if fixed:
+        s2 = hp["sigma2"][..., 0]
+        per_z2 = b2 * (c2 * s2 ** 2 - ed ** 2 * np.log(s2 ** 2))
+    else:
+        per_z2 = b2 * ed ** 2 * (1.0 - np.log(ee ** 2))
+    rank2 = np.where(noise, k, h)
+    rank1 = hg + (lv - h) + (v - k)
+    return dict(loss_modes=F, per_z2=per_z2, rank1=rank1, rank2=rank2,
+                noise_only=rank2 > hg)  # active z2 dims on z1 modes with lambda = 0
+
+
+def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, sigma1, sigma2):
+    spectrum = _spectrum(spectrum, "data")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    d2 = _latent_dim("latent_dim2", latent_dim2)
+    fixed = sigma2 is not None
+    hyper = dict(beta1=beta1, beta2=beta2, eta_enc=eta_enc, eta_dec=eta_dec,
+                 sigma1=_isotropic("sigma1", sigma1))
+    if fixed:
+        hyper["sigma2"] = _isotropic("sigma2", sigma2)
+    shape, hp = _grid(**hyper)
+    t = np.sqrt(spectrum.padded(d1))
+    summ = _mhvae_summary(t, d1, d2, hp, fixed)
+    loss = spectrum.trace - np.sum(t ** 2) + d2 * summ["per_z2"] + summ["loss_modes"]
+    rank1, rank2 = summ["rank1"], summ["rank2"]
+    b1, b2, ee, ed, s1 = hp["beta1"], hp["beta2"], hp["eta_enc"], hp["eta_dec"], hp["sigma1"]
+    c2 = (ed / ee) ** 2
+
+    def detail():
+        md = _mhvae_modes(t, d1, d2, hp, fixed)
+        # thresholds of z2 dim i (paired modes; z2 dims without a partner never activate)
+        gate = np.maximum(b1 * s1 ** 2, np.sqrt(b1) * s1 * t)  # active iff beta2 * n2 < gate
+        never = np.where(np.arange(d1) < min(d1, d2), 1.0, np.nan)
+        nan_t = np.where(t > 0, t, np.nan)
+        n2 = c2 * hp["sigma2"] ** 2 if fixed else ed ** 2
         critical = {
-            "beta2": gate / (c2 * s2 ** 2),
-            "eta_dec": ee * np.sqrt(gate / b2) / s2,
+            "beta2": gate / n2,
+            "eta_dec": (ee / hp["sigma2"] if fixed else 1.0) * np.sqrt(gate / b2),
             "beta1": np.fmin(b2 * n2 / s1 ** 2, (b2 * n2) ** 2 / (s1 ** 2 * nan_t ** 2)),
-            "eta_enc": ed * s2 * np.sqrt(b2 / gate),
         }
-        direction = {"beta2": "below", "eta_dec": "below", "beta1": "above", "eta_enc": "above"}
-    critical = {name: _pad_last(v * never, d2) for name, v in critical.items()}
-    omega_z2 = _pad_last(omega, d2)
-    w2_z2 = _pad_last(w2, d2)
+        if fixed:
+            critical["eta_enc"] = ed * hp["sigma2"] * np.sqrt(b2 / gate)
+        omega, w2 = _pad_last(md["omega"], d2), _pad_last(md["w2"], d2)
+        return {
+            "singular_values": {"encoder1": _desc(md["lam"]), "decoder1": _desc(md["u1"]),
+                                "encoder2": _desc(w2), "decoder2": _desc(omega)},
+            "posterior_std": {} if fixed else {"z2": _desc(md["sigma2"])},
+            "critical": {name: _pad_last(v * never, d2) for name, v in critical.items()},
+            "modes": {"theta": t, "lambda": md["lam"], "u1": md["u1"], "w2": w2, "omega": omega,
+                      "sigma2": md["sigma2"], "m": md["m"], "F": md["F"]},
+        }
+
+    crit_names = ("beta2", "eta_dec", "beta1") + (("eta_enc",) if fixed else ())
+    lazy = _lazy(_Memo(detail), {
+        "singular_values": ("encoder1", "decoder1", "encoder2", "decoder2"),
+        "posterior_std": () if fixed else ("z2",), "critical": crit_names,
+        "modes": ("theta", "lambda", "u1", "w2", "omega", "sigma2", "m", "F")})
+    direction = {"beta2": "below", "eta_dec": "below", "beta1": "above", "eta_enc": "above"}
     z1_lo, z1_hi = _rotation_range(rank1, d1)
-    if sigma2 is None:
-        z2_lo = z2_hi = d2 - rank2
-    else:
-        z2_lo, z2_hi = _rotation_range(rank2, d2)
+    z2_lo, z2_hi = _rotation_range(rank2, d2) if fixed else (d2 - rank2, d2 - rank2)
     notes = [ROTATION_NOTE.format(latent="z1")]
-    if sigma2 is None:
-        if np.any(z2_active & (lam == 0)):
-            notes.append("some active z2 dims sit on z1 modes with no data signal (lambda = 0): "
-                         "they encode the injected noise of z1, not x")
-        posterior_std = {"z2": _desc(_pad_last(sigma2_modes, d2, fill=ee))}
-    else:
+    if fixed:
         notes.append(ROTATION_NOTE.format(latent="z2")
                      + "; with sigma2 fixed a dim equals its prior only if sigma2 == eta_enc")
-        posterior_std = {}
-    params = {name: v[..., 0] for name, v in hp.items()}
-    theorem = ("Theorem 3 (THEORY.md section 5.1)" if sigma2 is None
-               else "Theorem 5 (THEORY.md section 5.2, corrected branch threshold)")
+    elif np.any(summ["noise_only"]):
+        notes.append("some active z2 dims sit on z1 modes with no data signal (lambda = 0): "
+                     "they encode the injected noise of z1, not x")
+    theorem = ("Theorem 5 (THEORY.md section 5.2, corrected branch threshold)" if fixed
+               else "Theorem 3 (THEORY.md section 5.1)")
     return Solution(
-        model="mhvae", variance="sigma2-learnable" if sigma2 is None else "sigma2-fixed",
-        theorem=theorem, spectrum=spectrum, params=params, latent_dims={"z1": d1, "z2": d2},
-        singular_values={"encoder1": _desc(lam), "decoder1": _desc(u1),
-                         "encoder2": _desc(w2_z2), "decoder2": _desc(omega_z2)},
-        posterior_std=posterior_std,
+        model="mhvae", variance="sigma2-fixed" if fixed else "sigma2-learnable",
+        theorem=theorem, spectrum=spectrum, params={n: v[..., 0] for n, v in hp.items()},
+        latent_dims={"z1": d1, "z2": d2}, singular_values=lazy["singular_values"],
+        posterior_std=lazy["posterior_std"],
         ranks={"encoder1": rank1, "decoder1": rank1, "encoder2": rank2, "decoder2": rank2},
         collapsed_min={"z1": z1_lo, "z2": z2_lo}, collapsed_max={"z1": z1_hi, "z2": z2_hi},
-        exact={"z1": False, "z2": sigma2 is None},
-        critical=critical, critical_direction=direction, optimal_loss=loss, notes=tuple(notes),
-        _modes={"theta": t, "lambda": lam, "u1": u1, "w2": w2_z2, "omega": omega_z2,
-                "sigma2": (_pad_last(sigma2_modes, d2, fill=ee) if sigma2 is None else None)},
+        exact={"z1": False, "z2": not fixed}, critical=lazy["critical"],
+        critical_direction={n: direction[n] for n in crit_names}, optimal_loss=loss,
+        notes=tuple(notes), _modes=lazy["modes"],
     )
 
 
