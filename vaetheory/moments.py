@@ -6,9 +6,12 @@ Everything the closed forms need from a dataset is its second-moment matrix (THE
 model on centred data). Expectations are sample means with ``1/N``.
 
 Moments are accumulated in float64 over chunks of rows, whatever the input dtype, with a
-symmetric rank-k update (BLAS ``dsyrk``: half the flops of ``X.T @ X``) on rows shifted by a
-provisional mean (the first chunk's), so centring does not cancel catastrophically. Only one
-chunk is ever held in float64, so memory-mapped files larger than RAM work.
+symmetric rank-k update per chunk (``w.T @ w`` on the same buffer, which numpy hands to BLAS
+``syrk``: half the flops of a general product) on rows shifted by a provisional mean (the first
+chunk's), so centring does not cancel catastrophically. Only one chunk (~16 MiB, cache-friendly)
+is ever held in float64, so memory-mapped files larger than RAM work, and no float64 copy of the
+dataset is made (that copy is most of what the naive ``X.astype(float64).T @ ...`` costs beyond
+the product itself; bench/bench_spectrum.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 import numpy as np
-from scipy.linalg.blas import dsyrk
 
 from ._validation import DataError, finite_matrix
 
@@ -34,7 +36,7 @@ __all__ = [
     "spectrum_from_moments",
 ]
 
-_CHUNK_BYTES = 1 << 25  # float64 bytes per chunk (32 MiB)
+_CHUNK_BYTES = 1 << 24  # float64 bytes per chunk (16 MiB)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def _as_rows(X, name):
 
 
 def default_chunk_rows(n_features):
-    """Rows per chunk so that one float64 chunk is about 32 MiB."""
+    """Rows per chunk so that one float64 chunk is about 16 MiB."""
     return max(1, _CHUNK_BYTES // (8 * max(1, n_features)))
 
 
@@ -182,7 +184,7 @@ def accumulate_moments(
         Non-finite values (with their count and the first location), no rows, or blocks of
         differing width.
     """
-    S = None  # upper triangle of sum (x - shift)(x - shift)^T
+    S = None  # sum (x - shift)(x - shift)^T
     n = 0
     bad = 0
     first_bad = None
@@ -190,7 +192,7 @@ def accumulate_moments(
         block = _as_rows(block, name)
         if S is None:
             D = block.shape[1] if n_features is None else n_features
-            S = np.zeros((D, D), order="F")
+            S = np.zeros((D, D))
             colsum = np.zeros(D)
             shift = np.asarray(block, dtype=np.float64).mean(axis=0) if center else np.zeros(D)
             if not np.all(np.isfinite(shift)):
@@ -202,8 +204,7 @@ def accumulate_moments(
         if m > buf.shape[0]:
             buf = np.empty((m, S.shape[0]))
         work = buf[:m]
-        work[...] = block
-        work -= shift
+        np.subtract(block, shift, out=work)  # cast to float64 and shift in one pass
         sums = work.sum(axis=0)
         if not np.all(np.isfinite(sums)):
             mask = ~np.isfinite(np.asarray(block, dtype=np.float64))
@@ -216,7 +217,7 @@ def accumulate_moments(
             bad += k
         elif bad == 0:
             colsum += sums
-            dsyrk(1.0, work.T, beta=1.0, c=S, trans=0, lower=0, overwrite_c=1)
+            S += work.T @ work  # numpy -> BLAS syrk (same buffer, transposed)
         n += m
         if progress is not None:
             progress(m)
@@ -229,8 +230,6 @@ def accumulate_moments(
         )
     if center and n < 2:
         raise DataError(f"{name} has {n} sample; centring needs at least 2 (or use center=False)")
-    S = np.triu(S)
-    S = S + np.triu(S, 1).T
     d = colsum / n  # mean of shifted rows
     if center:
         M = S / n - np.outer(d, d)
