@@ -408,7 +408,8 @@ def test_collapse_is_monotone_in_beta_and_eta_dec_and_ignores_eta_enc(ev, d1, ee
                                  eta_dec=ed).collapsed()
     assert np.all(col == col[0])
     # fixed sigma: the maximum number of zero-mean dims is monotone in beta as well
-    lo, hi = vt.vae_fixed_sigma(sp, d1, 0.8, beta=betas, eta_enc=ee, eta_dec=ed).collapsed()
+    fx = vt.vae_fixed_sigma(sp, d1, 0.8, beta=betas, eta_enc=ee, eta_dec=ed)
+    lo, hi = fx.collapsed_min["z"], fx.collapsed_max["z"]
     assert np.all(np.diff(hi) >= 0) and np.all(lo <= hi)
 
 
@@ -504,7 +505,7 @@ def test_grid_equals_pointwise():
                 assert g.optimal_loss[i, j] == pytest.approx(float(p.optimal_loss))
     for fn in (vt.mhvae_learnable_sigma2,
                lambda *a, **k: vt.mhvae_fixed_sigma2(*a, sigma2=0.8, **k)):
-        g = fn(sp, 3, 2, beta1=B, beta2=E, eta_enc=E[::-1])
+        g = fn(sp, 3, 2, beta1=B, beta2=E, eta_enc=E[:, ::-1])
         assert g.optimal_loss.shape == (3, 2)
         for i in range(3):
             for j in range(2):

@@ -531,7 +531,7 @@ def _mhvae_modes(t, d1, d2, hp, fixed):
     if fixed:
         s2 = hp["sigma2"]
         omega = np.where(z2_active, np.sqrt(np.sqrt(c2 * b2) / (np.sqrt(b1) * s2)
-                                            * _sqrt_pos(np.sqrt(m) - np.sqrt(m0))), 0.0)
+                                            * np.maximum(np.sqrt(m) - np.sqrt(m0), 0.0)), 0.0)
         H = np.where(z2_active, 2.0 * s2 * np.sqrt(c2 * b1 * b2 * m) - b2 * c2 * s2 ** 2, b1 * m)
         sigma2_modes = None
     else:
