@@ -1,0 +1,111 @@
+"""Exact checker on 64-dimensional instances of every setting: time, iterations, verdict, agreement.
+
+Data: the 8x8 digits from ``vaetheory.io.load_digits()`` when that module exists, else random data
+with a decaying spectrum (64 dims). CVAE: condition x = left half of each image (32 pixels),
+output y = right half. Hyperparameters are set from the spectrum so that some modes are active and
+some collapse. Also runs the two open hierarchical settings (numerical, not theory).
+Prints numbers; no timing asserts (machines are noisy).
+
+    python bench/bench_checker.py [--latent-dim 16] [--restarts 8] [--jobs N] [--open]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+import vaetheory as vt
+from vaetheory.checker import check, numerical_optimum
+
+
+def load_data(seed=0):
+    try:
+        from vaetheory import io as vio
+
+        X = vio.load_digits()
+        if isinstance(X, tuple):  # (images, labels)
+            X = X[0]
+        X = np.asarray(getattr(X, "data", X), dtype=np.float64)
+        return X.reshape(X.shape[0], -1), "digits (vaetheory.io.load_digits)"
+    except (ImportError, AttributeError):
+        rng = np.random.default_rng(seed)
+        D = 64
+        Q = np.linalg.qr(rng.normal(size=(D, D)))[0]
+        X = (rng.standard_normal((1797, D)) * 4.0 / np.arange(1, D + 1)) @ Q
+        return X, "random, decaying spectrum (vaetheory.io.load_digits not available)"
+
+
+def instances(X, d):
+    spec = vt.empirical_spectrum(X, with_basis=True)
+    half = X.shape[1] // 2
+    rspec = vt.empirical_residual_spectrum(X[:, :half], X[:, half:], with_basis=True)
+    ev, er = spec.eigenvalues, rspec.eigenvalues
+    # thresholds between two eigenvalues (a mode exactly at its threshold is flat to 4th order)
+    beta = np.sqrt(ev[d // 2] * ev[d // 2 + 1])  # about half of the d modes above the threshold
+    beta_c = np.sqrt(er[d // 2] * er[d // 2 + 1])
+    s_fix = np.sqrt(ev[d // 3]) / 2.0  # fixed encoder std on the data scale
+    s_fix_c = np.sqrt(er[d // 3]) / 2.0
+    s1 = np.sqrt(ev[d // 2])
+    out = [
+        ("vae / learnable", vt.vae_learnable_sigma(spec, d, beta=beta)),
+        ("vae / fixed", vt.vae_fixed_sigma(spec, d, s_fix * np.linspace(0.5, 1.5, d), beta=1.0)),
+        ("cvae / learnable", vt.cvae_learnable_sigma(rspec, d, beta=beta_c)),
+        ("cvae / fixed", vt.cvae_fixed_sigma(rspec, d, s_fix_c, beta=1.0)),
+        ("mhvae / sigma2-learnable", vt.mhvae_learnable_sigma2(
+            spec, d, beta1=1.0, beta2=0.5 * beta, sigma1=s1)),
+        ("mhvae / sigma2-fixed", vt.mhvae_fixed_sigma2(
+            spec, d, beta1=1.0, beta2=0.5 * beta, sigma1=s1, sigma2=0.5)),
+    ]
+    return spec, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latent-dim", type=int, default=16)
+    ap.add_argument("--restarts", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--open", action="store_true", help="also run the two open settings")
+    args = ap.parse_args()
+    X, source = load_data(args.seed)
+    print(f"data: {source}, {X.shape[0]} x {X.shape[1]}; latent dim {args.latent_dim}, "
+          f"{args.restarts} restarts")
+    spec, cases = instances(X, args.latent_dim)
+    print(f"{'setting':26s} {'verdict':13s} {'time s':>7s} {'iters':>7s} {'loss gap':>10s} "
+          f"{'sv err':>9s} {'std err':>9s} {'match':>5s}  worst map")
+    for name, sol in cases:
+        t0 = time.perf_counter()
+        r = check(sol, restarts=args.restarts, seed=args.seed, n_jobs=args.jobs)
+        dt = time.perf_counter() - t0
+        worst = max(r.per_map, key=r.per_map.get) if r.per_map else "-"
+        print(f"{name:26s} {r.verdict:13s} {dt:7.2f} {r.iterations:7d} {r.loss_gap:10.2e} "
+              f"{r.max_singular_value_error:9.2e} {r.max_variance_error:9.2e} "
+              f"{r.restarts_matching:2d}/{r.restarts:<2d}  {worst} ({r.per_map.get(worst, 0):.2e})",
+              flush=True)
+    if args.open:
+        d = args.latent_dim
+        ev = spec.eigenvalues
+        s1 = np.sqrt(ev[d // 2])
+        print("\nopen settings (numerical, not theory):")
+        for label, kw in (
+                ("mhvae / both-learnable", dict(variance="both-learnable")),
+                ("mhvae / anisotropic sigma1", dict(variance="sigma2-learnable",
+                                                    sigma1=s1 * np.linspace(0.5, 1.5, d)))):
+            t0 = time.perf_counter()
+            res = numerical_optimum("mhvae", kw.pop("variance"), spec, d, beta1=1.0,
+                                    beta2=0.5 * ev[d // 2], restarts=args.restarts,
+                                    seed=args.seed, n_jobs=args.jobs, **kw)
+            dt = time.perf_counter() - t0
+            spread = float(np.ptp(res.run_losses)) / max(1.0, abs(res.loss))
+            print(f"{label:28s} [{res.label}] loss {res.loss:.10g}  time {dt:.2f}s  "
+                  f"restart spread {spread:.1e}")
+            for m, v in res.singular_values.items():
+                print(f"    {m:9s} rank {res.ranks[m]:3d}  sv {np.array2string(v[:8], precision=4)}")
+            print(f"    collapsed (zero mean): {res.collapsed}; posterior = prior: "
+                  f"{res.collapsed_prior}")
+            for z, s in res.posterior_std.items():
+                print(f"    learned std {z}: {np.array2string(s[:8], precision=4)}")
+
+
+if __name__ == "__main__":
+    main()
