@@ -262,14 +262,23 @@ def _rank_tolerance(scale, dim):
 
 
 def spectrum_from_eigenvalues(eigenvalues, *, kind="data", rank_scale=None) -> Spectrum:
-    """Wrap user-given eigenvalues (any order, non-negative) as a :class:`Spectrum`."""
+    """Wrap user-given eigenvalues (any order, non-negative) as a :class:`Spectrum`.
+
+    A data spectrum is taken as data whose covariance is ``diag(eigenvalues)`` (sorted descending)
+    in the coordinate axes, so ``basis`` is the identity and optimal matrices can be built.
+    """
     from ._validation import spectrum_values
 
+    if kind not in ("data", "residual"):
+        raise ValueError(f"kind must be 'data' or 'residual', got {kind!r}")
     ev = spectrum_values("eigenvalues", eigenvalues)
     scale = ev[0] if rank_scale is None else rank_scale
     tol = _rank_tolerance(scale, ev.size)
     ev = np.where(ev > tol, ev, 0.0)
-    return Spectrum(eigenvalues=ev, rank=int(np.sum(ev > 0)), kind=kind, tolerance=tol)
+    data = kind == "data"
+    return Spectrum(eigenvalues=ev, rank=int(np.sum(ev > 0)), kind=kind, tolerance=tol,
+                    basis=np.eye(ev.size) if data else None,
+                    matrix=np.diag(ev) if data else None)
 
 
 def _eig_desc(M, with_basis):
