@@ -41,15 +41,6 @@ def reference(X, center):
     return np.linalg.eigvalsh((M + M.T) / 2)[::-1]
 
 
-def best_time(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=70000)
