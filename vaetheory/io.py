@@ -1,15 +1,37 @@
-"""Files -> arrays. Rows are samples; no math beyond parsing.
+"""Files -> arrays. Rows are samples; nothing here does any math beyond parsing.
 
-Formats:
+Supported formats (chosen by the file name, case-insensitive):
 
-- ``.npy``: memory-mapped (never loaded whole); any real dtype is kept as is.
-- ``.npz``: the array named by ``key`` (or the only array in the file).
-- ``.csv``, ``.tsv``, ``.txt`` (optionally ``.gz``): comma, tab or whitespace separated, with or
-  without one header line; read in chunks of rows.
+- ``.npy``: memory-mapped read-only (``np.load(mmap_mode="r")``), never loaded whole; the stored
+  dtype (float32, int16, uint8, ...) is kept as is. Object, string, structured and complex arrays
+  are rejected.
+- ``.npz``: the array named by ``key``, or the only array in the file (read into memory; npz
+  members cannot be memory-mapped).
+- ``.csv``, ``.tsv``, ``.txt`` and their gzip-compressed forms ``.csv.gz``, ``.tsv.gz``,
+  ``.txt.gz``: parsed in chunks of rows into float64 (see :func:`iter_chunks`).
 
-Arrays with more than two dimensions (images, e.g. ``(N, 28, 28)``) are flattened row-wise to
-``(N, H*W*...)``; a 1-d array is one feature. Every problem raises :class:`DataError` with one line
-that names the file.
+Shapes: a 1-d array is one feature, ``(N,) -> (N, 1)``; arrays with more than two dimensions
+(images, e.g. ``(N, 28, 28)`` or ``(N, H, W, C)``) are flattened row-wise (C order) to
+``(N, H*W*...)``, as a view of the memory map when the file is C-ordered.
+
+Text files:
+
+- Delimiter: a ``.csv`` file is comma-separated and a ``.tsv`` file tab-separated; a ``.txt`` file
+  is comma-separated if its first data line contains a comma, otherwise whitespace-separated.
+  A ``.csv``/``.tsv`` whose first lines contain the other delimiter but not its own uses the other
+  one; one with neither but several whitespace-separated fields is read as whitespace-separated.
+- Header: the first non-blank line is a header (column names) when one of its fields is not a
+  number. At most one header line. Blank lines and lines starting with ``#`` are skipped anywhere.
+- Every other line must have the same number of fields, each a number (``nan``/``inf`` parse;
+  the moment computations reject them later with their location).
+
+Every problem with a file raises :class:`~vaetheory._validation.DataError` (a ``ValueError``)
+with one line that names the file and, for text, the line and column. Problems with an argument
+(a column selection, an image shape) raise ``ValueError``.
+
+Column selections and the paper's conditional (CVAE) image task: :func:`parse_columns`,
+:func:`parse_image_shape`, :func:`quadrant_columns`. Bundled real data: :func:`load_digits`
+(the UCI 8x8 handwritten digits, CC BY 4.0; ``vaetheory/data/DIGITS_LICENSE.txt``).
 """
 
 from __future__ import annotations
@@ -18,7 +40,9 @@ import gzip
 import importlib.resources
 import io as _io
 import os
+import re
 import zipfile
+import zlib
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
@@ -26,68 +50,35 @@ import numpy as np
 from ._validation import DataError
 
 __all__ = [
-    "DataError", "iter_chunks", "load_array", "load_digits", "parse_columns",
-    "parse_image_shape", "quadrant_columns", "SUPPORTED",
+    "DataError",
+    "DIGITS_IMAGE_SHAPE",
+    "QUADRANTS",
+    "SUPPORTED",
+    "bundled_path",
+    "iter_chunks",
+    "load_array",
+    "load_digits",
+    "parse_columns",
+    "parse_image_shape",
+    "quadrant_columns",
 ]
 
 SUPPORTED = (".npy", ".npz", ".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
-_TEXT_CHUNK_ROWS = 20000
+DIGITS_IMAGE_SHAPE = (8, 8)
+
+_CHUNK_BYTES = 1 << 24  # ~16 MiB of float64 per chunk, as in vaetheory.moments
+_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float
+_READ_ERRORS = (OSError, EOFError, UnicodeDecodeError, zlib.error)  # gzip.BadGzipFile is an OSError
 
 
-def _kind(path):
-    name = os.path.basename(str(path)).lower()
-    for ext in sorted(SUPPORTED, key=len, reverse=True):
-        if name.endswith(ext):
-            return ext
-    return None
+# ------------------------------------------------------------------------------------------
+# files
 
 
-def _check_file(path):
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"cannot read '{path}': no such file")
-    if os.path.isdir(path):
-        raise DataError(f"cannot read '{path}': it is a directory, give a data file")
-    if not os.access(path, os.R_OK):
-        raise DataError(f"cannot read '{path}': permission denied")
-    kind = _kind(path)
-    if kind is None:
-        raise DataError(f"cannot read '{path}': unsupported format; use one of "
-                        + ", ".join(SUPPORTED))
-    return path, kind
-
-
-def _as_rows(arr, path):
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"'{path}': array has dtype {arr.dtype}; a numeric array is needed")
-    if arr.ndim == 0:
-        raise DataError(f"'{path}': holds a single number, not a dataset")
-    if arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
-    elif arr.ndim > 2:
-        arr = arr.reshape(arr.shape[0], -1)  # images: flatten each sample row-wise
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"'{path}': empty array (shape {arr.shape})")
-    return arr
-
-
-def _load_npz(path, key):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.files)
-            if key is None:
-                if len(keys) != 1:
-                    raise DataError(f"'{path}' holds {len(keys)} arrays ({', '.join(keys)}); "
-                                    "choose one with --key")
-                key = keys[0]
-            if key not in keys:
-                raise DataError(f"'{path}' has no array '{key}'; it has: {', '.join(keys)}")
-            return z[key]
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read '{path}' as .npz: {_first_line(exc)}") from None
+def _show(path):
+    """The path as it appears in messages: quoted, on one line."""
+    return "'" + str(path).replace("\n", "\\n").replace("\r", "\\r") + "'"
 
 
 def _first_line(exc):
@@ -95,198 +86,550 @@ def _first_line(exc):
     return text[0] if text else type(exc).__name__
 
 
-def load_array(path, *, key=None) -> np.ndarray:
-    """Read a dataset file into an (N, D) array (memory-mapped for .npy).
+def _reason(exc):
+    """A short reason for an OS/decoding error, without the path numpy/Python may add."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    return _first_line(exc)
+
+
+def _kind(path):
+    name = os.path.basename(path).lower()
+    for ext in sorted(SUPPORTED, key=len, reverse=True):
+        if name.endswith(ext):
+            return ext
+    return None
+
+
+def _default_rows(n_cols):
+    return max(1, _CHUNK_BYTES // (8 * max(1, n_cols)))
+
+
+def _check_file(path):
+    """``(path as str, format)`` for a readable regular file of a supported format."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise DataError(f"expected a file path, got {type(path).__name__} {path!r}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not os.path.exists(path):
+        raise DataError(f"cannot read {_show(path)}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"cannot read {_show(path)}: it is a directory; give a data file")
+    kind = _kind(path)
+    if kind is None:
+        raise DataError(f"cannot read {_show(path)}: unsupported format; use one of "
+                        + ", ".join(SUPPORTED))
+    if not os.access(path, os.R_OK):
+        raise DataError(f"cannot read {_show(path)}: permission denied")
+    return path, kind
+
+
+def _as_rows(arr, path):
+    """(N, D) view of a loaded array, after checking it is a non-empty real numeric array."""
+    if arr.dtype.names is not None:
+        raise DataError(f"{_show(path)} holds a structured array (fields "
+                        f"{', '.join(arr.dtype.names)}); save a plain numeric array")
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        what = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes"}
+        raise DataError(f"{_show(path)} holds {what.get(arr.dtype.kind, 'non-numeric data')} "
+                        f"(dtype {arr.dtype}); a real numeric array is needed")
+    if arr.ndim == 0:
+        raise DataError(f"{_show(path)} holds a single number, not a dataset (rows = samples)")
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    elif arr.ndim > 2:
+        # images: flatten each sample row-wise; a view when the file is C-ordered, else a copy
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"{_show(path)} is empty (array of shape {arr.shape})")
+    return arr
+
+
+def _open_npy(path):
+    """The raw (unflattened) read-only memory map of a .npy file."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":
+            raise DataError(f"cannot read {_show(path)} as .npy: not a NumPy .npy file "
+                            "(no NumPy header)")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        msg = _first_line(exc)
+        if "Python objects" in msg:
+            raise DataError(f"{_show(path)} holds Python objects (dtype object); "
+                            "save a numeric array") from None
+        if "mmap length" in msg:
+            msg = "file is truncated (shorter than its header says)"
+        raise DataError(f"cannot read {_show(path)} as .npy: {msg}") from None
+    except _READ_ERRORS as exc:
+        raise DataError(f"cannot read {_show(path)} as .npy: {_reason(exc)}") from None
+
+
+def _load_npz(path, key):
+    try:
+        if not zipfile.is_zipfile(path):
+            raise DataError(f"cannot read {_show(path)} as .npz: not a complete zip archive "
+                            "(corrupt or truncated)")
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            if not keys:
+                raise DataError(f"{_show(path)} holds no arrays")
+            if key is None:
+                if len(keys) != 1:
+                    raise DataError(f"{_show(path)} holds {len(keys)} arrays ({', '.join(keys)}); "
+                                    "choose one with key=... (--key)")
+                key = keys[0]
+            if key not in keys:
+                raise DataError(f"{_show(path)} has no array {key!r}; it has: {', '.join(keys)}")
+            return z[key]
+    except DataError:
+        raise
+    except ValueError as exc:
+        msg = _first_line(exc)
+        if "Object arrays" in msg:
+            raise DataError(f"{_show(path)}: array {key!r} holds Python objects (dtype object); "
+                            "save a numeric array") from None
+        raise DataError(f"cannot read {_show(path)} as .npz: {msg}") from None
+    except (zipfile.BadZipFile, *_READ_ERRORS) as exc:
+        raise DataError(f"cannot read {_show(path)} as .npz: {_reason(exc)}") from None
+
+
+def load_array(path, *, key: Optional[str] = None) -> np.ndarray:
+    """Read a dataset file into an ``(N, D)`` array, rows = samples.
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str or os.PathLike
+        A ``.npy``, ``.npz``, ``.csv``, ``.tsv`` or ``.txt`` file (text formats optionally
+        ``.gz``-compressed). See the module docstring for how text is parsed.
     key : str, optional
-        Array name inside an ``.npz`` file.
+        Name of the array inside an ``.npz`` file; may be omitted when the file holds exactly
+        one array. Not allowed for other formats.
+
+    Returns
+    -------
+    ndarray (N, D)
+        ``.npy``: a read-only ``numpy.memmap`` with the file's dtype (flattened row-wise if the
+        stored array has more than two dimensions; a view unless the file is Fortran-ordered).
+        ``.npz``: the stored array with its dtype. Text: float64.
+
+    Raises
+    ------
+    DataError
+        Missing/unreadable file, unsupported format, corrupt or non-numeric data, ragged or
+        empty text; the message is one line naming the file.
     """
     path, kind = _check_file(path)
+    _check_key(path, kind, key)
     if kind == ".npy":
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"cannot read '{path}' as .npy: {_first_line(exc)}") from None
-        return _as_rows(arr, path)
+        return _as_rows(_open_npy(path), path)
     if kind == ".npz":
         return _as_rows(_load_npz(path, key), path)
-    n, chunks = iter_chunks(path)
+    _, chunks = iter_chunks(path)
     blocks = list(chunks)
-    return np.concatenate(blocks, axis=0)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
 
 
-def iter_chunks(path, *, key=None, chunk_rows=None) -> Tuple[Optional[int], Iterator[np.ndarray]]:
-    """``(n_rows or None, iterator over (n_i, D) row blocks)`` for streaming a file.
+def _check_key(path, kind, key):
+    if key is not None and kind != ".npz":
+        raise DataError(f"{_show(path)}: key={key!r} (--key) applies only to .npz files")
 
-    ``.npy``/``.npz`` yield views of the (memory-mapped) array; text files are parsed
-    ``chunk_rows`` lines at a time (the row count is then unknown up front: None).
+
+def iter_chunks(path, *, key: Optional[str] = None,
+                chunk_rows: Optional[int] = None) -> Tuple[Optional[int], Iterator[np.ndarray]]:
+    """Stream a file as consecutive blocks of rows.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any format :func:`load_array` reads.
+    key : str, optional
+        Array name inside an ``.npz`` file.
+    chunk_rows : int, optional
+        Rows per block. Default: about 16 MiB of float64 per block (``2**21 // D`` rows).
+
+    Returns
+    -------
+    n_rows : int or None
+        Number of rows, known up front for ``.npy``/``.npz``; None for text files (they are not
+        scanned twice).
+    chunks : iterator of ndarray (n_i, D)
+        ``.npy``: slices of the memory map (views, file dtype; a Fortran-ordered image array is
+        copied one block at a time). ``.npz``: slices of the loaded array. Text: float64 blocks
+        parsed ``chunk_rows`` lines at a time, so a file larger than memory can be fed to
+        :func:`vaetheory.moments.accumulate_moments`.
+
+    Raises
+    ------
+    DataError
+        As :func:`load_array`. Problems found before the first row (missing file, bad format,
+        empty file, bad header) are raised here; problems in later lines are raised while
+        iterating, naming the line.
+
+    Examples
+    --------
+    >>> n, chunks = iter_chunks("train.npy")                      # doctest: +SKIP
+    >>> moments = accumulate_moments(chunks, progress=bar.update)  # doctest: +SKIP
     """
     path, kind = _check_file(path)
-    if kind in (".npy", ".npz"):
-        arr = load_array(path, key=key)
-        rows = chunk_rows or max(1, (1 << 24) // (8 * arr.shape[1]))
+    _check_key(path, kind, key)
+    if chunk_rows is not None:
+        try:
+            ok = not isinstance(chunk_rows, bool) and int(chunk_rows) == chunk_rows >= 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+        chunk_rows = int(chunk_rows)
+    if kind == ".npy":
+        raw = _open_npy(path)
+        if raw.ndim > 2 and not raw.flags.c_contiguous:
+            # Fortran-ordered images cannot be flattened row-wise as a view: check the dtype and
+            # emptiness on one row, then flatten (copy) one block at a time
+            d = _as_rows(raw[:1], path).shape[1]
+            n = raw.shape[0]
+            rows = chunk_rows or _default_rows(d)
+            return n, (raw[s:s + rows].reshape(-1, d) for s in range(0, n, rows))
+        arr = _as_rows(raw, path)
+        rows = chunk_rows or _default_rows(arr.shape[1])
         return arr.shape[0], (arr[s:s + rows] for s in range(0, arr.shape[0], rows))
-    return None, _text_chunks(path, kind, chunk_rows or _TEXT_CHUNK_ROWS)
+    if kind == ".npz":
+        arr = _as_rows(_load_npz(path, key), path)
+        rows = chunk_rows or _default_rows(arr.shape[1])
+        return arr.shape[0], (arr[s:s + rows] for s in range(0, arr.shape[0], rows))
+    return None, _TextReader(path, kind).chunks(chunk_rows)
 
 
-def _is_number(tok):
+# ------------------------------------------------------------------------------------------
+# text
+
+
+def _is_number(token):
+    """True when ``np.loadtxt`` would parse ``token`` as a float (Python's float, minus '_')."""
+    if not token or "_" in token:
+        return False
     try:
-        float(tok)
-        return True
+        float(token)
     except ValueError:
         return False
+    return True
 
 
-def _text_chunks(path, kind, chunk_rows):
-    opener = gzip.open if kind.endswith(".gz") else open
-    delimiter = "\t" if kind.startswith(".tsv") else None
-    try:
-        fh = opener(path, "rt", encoding="utf-8", errors="strict", newline="")
-        lines = iter(fh)
-        first = None
-        lineno = 0
-        for raw in lines:
-            lineno += 1
-            if raw.strip():
-                first = raw
-                break
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise DataError(f"cannot read '{path}': {_first_line(exc)}") from None
-    if first is None:
-        fh.close()
-        raise DataError(f"'{path}' is empty")
-    if delimiter is None:
-        delimiter = "," if "," in first else ("\t" if "\t" in first else None)
+def _unquote(name):
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        return name[1:-1]
+    return name
 
-    def split(line):
-        toks = line.strip().split(delimiter) if delimiter else line.split()
-        return [t.strip() for t in toks]
 
-    header = None
-    tokens = split(first)
-    if not all(_is_number(t) for t in tokens):
-        header, tokens = tokens, None
-    n_cols = len(header) if header is not None else len(tokens)
+class _TextReader:
+    """Delimited text: sniffed once on construction, then parsed in chunks by :meth:`chunks`."""
 
-    def col_name(j):
-        return f"column {j + 1}" + (f" ('{header[j]}')" if header is not None and j < len(header)
-                                    else "")
-
-    def parse(rows, start):
+    def __init__(self, path, kind):
+        self.path = path
+        self.gz = kind.endswith(".gz")
+        self.ext = kind[:4]  # .csv / .tsv / .txt
+        sample = []  # (line number, stripped text) of the first two content lines
         try:
-            return np.array([[float(t) for t in r] for r in rows], dtype=np.float64)
-        except ValueError:
-            pass
-        for i, r in enumerate(rows):
-            if len(r) != n_cols:
-                raise DataError(f"'{path}' line {start + i}: {len(r)} values, expected {n_cols}")
-            for j, t in enumerate(r):
+            with self._open() as fh:
+                for lineno, line in enumerate(fh, 1):
+                    s = line.strip()
+                    if s and not s.startswith("#"):
+                        sample.append((lineno, s))
+                        if len(sample) == 2:
+                            break
+        except _READ_ERRORS as exc:
+            raise DataError(f"cannot read {_show(path)}: {_reason(exc)}") from None
+        if not sample:
+            raise DataError(f"{_show(path)} is empty (no data lines)")
+        self.delimiter = self._sniff([s for _, s in sample])
+        first_no, first = sample[0]
+        self.first_line = first_no
+        tokens = self.split(first)
+        if all(_is_number(t) for t in tokens):
+            self.header, self.data_from = None, first_no
+        else:
+            self.header, self.data_from = [_unquote(t) for t in tokens], first_no + 1
+            if len(sample) == 1:
+                raise DataError(f"{_show(path)} has a header line but no data rows")
+        self.n_cols = len(tokens)
+
+    def _open(self):
+        if self.gz:
+            return gzip.open(self.path, "rt", encoding="utf-8-sig")
+        return open(self.path, "r", encoding="utf-8-sig")
+
+    def _sniff(self, lines):
+        if self.ext == ".txt":
+            return "," if any("," in s for s in lines) else None
+        own, other = (",", "\t") if self.ext == ".csv" else ("\t", ",")
+        if any(own in s for s in lines):
+            return own
+        if any(other in s for s in lines):
+            return other
+        if any(len(s.split()) > 1 and all(_is_number(t) for t in s.split()) for s in lines):
+            return None  # numbers separated by whitespace despite the extension
+        return own  # a single column
+
+    def split(self, line):
+        if self.delimiter is None:
+            return line.split()
+        return [t.strip() for t in line.strip().split(self.delimiter)]
+
+    def _column(self, j):
+        name = f"column {j + 1}"
+        if self.header is not None and j < len(self.header) and self.header[j]:
+            name += f" ('{self.header[j]}')"
+        return name
+
+    def _expected(self):
+        src = "the header" if self.header is not None else "the first data line"
+        return f"expected {self.n_cols} as on {src} (line {self.first_line})"
+
+    def chunks(self, chunk_rows=None):
+        """Iterator of float64 blocks of ``chunk_rows`` data lines."""
+        rows = chunk_rows or _default_rows(self.n_cols)
+        return self._generate(rows)
+
+    def _generate(self, rows):
+        lines, numbers = [], []
+        try:
+            with self._open() as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if lineno < self.data_from:
+                        continue
+                    s = line.strip()
+                    if not s or s.startswith("#"):
+                        continue
+                    lines.append(s)
+                    numbers.append(lineno)
+                    if len(lines) >= rows:
+                        yield self._parse(lines, numbers)
+                        lines, numbers = [], []
+        except _READ_ERRORS as exc:
+            raise DataError(f"cannot read {_show(self.path)}: {_reason(exc)}") from None
+        if lines:
+            yield self._parse(lines, numbers)
+
+    def _parse(self, lines, numbers):
+        try:
+            block = np.loadtxt(lines, delimiter=self.delimiter, comments=None, dtype=np.float64,
+                               ndmin=2)
+        except ValueError as exc:
+            self._diagnose(lines, numbers)
+            raise DataError(f"{_show(self.path)} lines {numbers[0]}-{numbers[-1]}: "
+                            f"{_first_line(exc)}") from None
+        if block.shape != (len(lines), self.n_cols):
+            self._diagnose(lines, numbers)
+            raise DataError(f"{_show(self.path)} lines {numbers[0]}-{numbers[-1]}: parsed shape "
+                            f"{block.shape}, expected ({len(lines)}, {self.n_cols})")
+        return block
+
+    def _diagnose(self, lines, numbers):
+        """Raise the error of the first bad line of a block that failed to parse."""
+        for line, lineno in zip(lines, numbers):
+            tokens = self.split(line)
+            if len(tokens) != self.n_cols:
+                raise DataError(f"{_show(self.path)} line {lineno}: {len(tokens)} values, "
+                                f"{self._expected()}; every row needs the same number of values")
+            for j, t in enumerate(tokens):
                 if not _is_number(t):
-                    raise DataError(f"'{path}' line {start + i}, {col_name(j)}: non-numeric value "
-                                    f"{t!r}; every column must be numeric")
-        raise DataError(f"'{path}': could not parse lines {start}..{start + len(rows) - 1}")
-
-    def gen():
-        nonlocal lineno
-        seen = False
-        try:
-            rows, start = ([tokens], lineno) if tokens is not None else ([], lineno + 1)
-            for raw in lines:
-                lineno += 1
-                if not raw.strip():
-                    continue
-                if not rows:
-                    start = lineno
-                r = split(raw)
-                if len(r) != n_cols:
-                    raise DataError(f"'{path}' line {lineno}: {len(r)} values, expected {n_cols}")
-                rows.append(r)
-                if len(rows) >= chunk_rows:
-                    seen = True
-                    yield parse(rows, start)
-                    rows = []
-            if rows:
-                yield parse(rows, start)
-            elif tokens is None and not seen:
-                raise DataError(f"'{path}' has a header line but no data rows")
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
-            raise DataError(f"cannot read '{path}': {_first_line(exc)}") from None
-        finally:
-            fh.close()
-
-    return gen()
+                    what = "empty value" if not t else f"non-numeric value {t!r}"
+                    raise DataError(f"{_show(self.path)} line {lineno}, {self._column(j)}: {what}; "
+                                    "every value must be a number (select numeric columns "
+                                    "or clean the file)")
 
 
 # ------------------------------------------------------------------------------------------
 # column selections
 
+_RANGE_WITH_DASH = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def _index(text, item):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"column selection item {item!r}: {text.strip()!r} is not an integer; "
+                         "use e.g. '0:10,15' (0-based, end excluded)") from None
+
 
 def parse_columns(spec: str, n_cols: int) -> np.ndarray:
-    """0-based column indices from a selection such as ``"0:392"``, ``":100,200"``, ``"-10:"``.
+    """0-based column indices from a selection string.
 
-    Comma-separated items, each a single index or a Python-style half-open slice ``a:b``
-    (``a`` or ``b`` may be omitted; negative values count from the end). Duplicates are an error.
+    Syntax (Python indexing, 0-based, ends excluded): comma-separated items, each either
+
+    - ``i``: one column; negative counts from the end (``-1`` is the last column);
+    - ``a:b`` or ``a:b:s``: the half-open range ``a, a+s, ..., < b`` (``s >= 1``, default 1);
+      ``a`` defaults to 0 and ``b`` to ``n_cols``; negatives count from the end.
+
+    Examples for 784 pixels plus a label column (``n_cols=785``): ``"0:784"`` or ``":-1"``
+    (the pixels), ``"-1"`` (the label), ``"0:10,20,30:40"`` (columns 0..9, 20 and 30..39).
+    There are no inclusive ``a-b`` ranges (``-`` is the minus sign); ``"0-9"`` is an error that
+    suggests ``"0:10"``. Unlike Python slices nothing is clipped: an index or range end outside
+    the columns, an empty range and a column selected twice are errors.
+
+    Parameters
+    ----------
+    spec : str
+        The selection.
+    n_cols : int
+        Number of columns in the data.
+
+    Returns
+    -------
+    ndarray of intp
+        The selected indices, in the order given.
+
+    Raises
+    ------
+    ValueError
+        Malformed, out-of-range, empty or duplicated selections (one line saying which item).
     """
+    n_cols = int(n_cols)
+    if n_cols < 1:
+        raise ValueError(f"n_cols must be >= 1, got {n_cols}")
     if spec is None or not str(spec).strip():
-        raise ValueError("empty column selection")
+        raise ValueError("empty column selection; use e.g. '0:10,15' (0-based, end excluded)")
+    last = n_cols - 1
     out = []
     for item in str(spec).split(","):
-        item = item.strip()
-        try:
-            if ":" in item:
-                a, b = item.split(":", 1)
-                a = int(a) if a.strip() else 0
-                b = int(b) if b.strip() else n_cols
-                a, b = (a + n_cols if a < 0 else a), (b + n_cols if b < 0 else b)
-                if not (0 <= a < b <= n_cols):
-                    raise ValueError
-                out.extend(range(a, b))
-            else:
-                i = int(item)
-                i = i + n_cols if i < 0 else i
-                if not 0 <= i < n_cols:
-                    raise ValueError
-                out.append(i)
-        except ValueError:
-            raise ValueError(f"bad column selection '{item}' for {n_cols} columns (use e.g. "
-                             "'0:10,15' with 0-based half-open ranges)") from None
+        shown = item.strip()
+        if not shown:
+            raise ValueError(f"column selection {spec!r} has an empty item (stray comma?)")
+        m = _RANGE_WITH_DASH.match(item)
+        if m:
+            a, b = int(m.group(1)), int(m.group(2))
+            raise ValueError(f"column selection item {shown!r}: ranges use ':' with the end "
+                             f"excluded, e.g. '{a}:{b + 1}' for columns {a} to {b}")
+        if ":" not in item:
+            i = _index(item, shown)
+            j = i + n_cols if i < 0 else i
+            if not 0 <= j < n_cols:
+                raise ValueError(f"column selection item {shown!r}: column {i} is out of range; "
+                                 f"the data have {n_cols} columns (0..{last}, or -{n_cols}..-1)")
+            out.append(j)
+            continue
+        parts = item.split(":")
+        if len(parts) > 3:
+            raise ValueError(f"column selection item {shown!r}: use a:b or a:b:step")
+        a = _index(parts[0], shown) if parts[0].strip() else 0
+        b = _index(parts[1], shown) if parts[1].strip() else n_cols
+        s = _index(parts[2], shown) if len(parts) == 3 and parts[2].strip() else 1
+        if s < 1:
+            raise ValueError(f"column selection item {shown!r}: step must be >= 1, got {s}")
+        a2, b2 = (a + n_cols if a < 0 else a), (b + n_cols if b < 0 else b)
+        for v, v2, what in ((a, a2, "start"), (b, b2, "end")):
+            hi = n_cols if what == "end" else last
+            if not 0 <= v2 <= hi:
+                raise ValueError(f"column selection item {shown!r}: {what} {v} is out of range; "
+                                 f"the data have {n_cols} columns (0..{last}, end excluded)")
+        if a2 >= b2:
+            raise ValueError(f"column selection item {shown!r} selects no columns "
+                             f"(columns {a2}..{b2 - 1}); the end is excluded")
+        out.extend(range(a2, b2, s))
     idx = np.asarray(out, dtype=np.intp)
-    if np.unique(idx).size != idx.size:
-        raise ValueError(f"column selection '{spec}' names a column twice")
+    uniq, counts = np.unique(idx, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"column selection {spec!r} selects column {int(uniq[counts > 1][0])} "
+                         "more than once")
     return idx
 
 
-def parse_image_shape(text: str) -> Tuple[int, int]:
-    """``"28x28"`` -> ``(28, 28)``."""
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-        if h < 2 or w < 2:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"bad image shape '{text}': use HxW, e.g. 28x28") from None
-    return h, w
+def parse_image_shape(text: str) -> Tuple[int, ...]:
+    """Parse ``"HxW"`` (or ``"HxWxC"``, channels last) into a tuple of ints.
 
+    Parameters
+    ----------
+    text : str
+        E.g. ``"28x28"``, ``"8x8"``, ``"32x32x3"``; ``x`` or ``X``, spaces allowed.
 
-def quadrant_columns(image_shape, quadrant: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Columns of one image quadrant (x) and of the other three (y), images flattened row-wise.
+    Returns
+    -------
+    tuple of int
+        ``(H, W)`` or ``(H, W, C)``, with ``H, W >= 2`` (a quadrant needs at least one pixel)
+        and ``C >= 1``.
 
-    The quadrant is ``floor(H/2) x floor(W/2)`` pixels from its corner (for odd sizes the middle
-    row/column belongs to y). This is the paper's conditional task: one quadrant as the condition,
-    the rest as the output.
+    Raises
+    ------
+    ValueError
+        Anything else.
     """
-    H, W = image_shape
-    if quadrant not in QUADRANTS:
-        raise ValueError(f"unknown quadrant '{quadrant}'; use one of {', '.join(QUADRANTS)}")
+    parts = re.split(r"\s*[xX\u00d7]\s*", str(text).strip())
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) not in (2, 3) or min(dims[:2]) < 2 or min(dims) < 1:
+        raise ValueError(f"bad image shape {str(text)!r}: use HxW with H, W >= 2 "
+                         "(e.g. 28x28), or HxWxC for channels-last images")
+    return dims
+
+
+def quadrant_columns(image_shape, quadrant: str, *,
+                     n_cols: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Columns of one image quadrant (the condition x) and of the other three (the output y).
+
+    The paper's conditional task: images flattened row-wise (C order, as :func:`load_array` does),
+    one quadrant observed as x, the remaining three predicted as y. The quadrant is the
+    ``floor(H/2) x floor(W/2)`` block of pixels starting from its corner; for odd ``H`` (``W``)
+    the middle row (column) is therefore part of y. With channels (``(H, W, C)``, channels last)
+    every channel of a quadrant pixel belongs to x.
+
+    Parameters
+    ----------
+    image_shape : tuple (H, W) or (H, W, C)
+        E.g. from :func:`parse_image_shape`.
+    quadrant : {"top-left", "top-right", "bottom-left", "bottom-right"}
+        Case-insensitive; ``_`` or a space may replace ``-``.
+    n_cols : int, optional
+        Number of data columns; when given it must equal ``H * W * C``.
+
+    Returns
+    -------
+    x_cols, y_cols : ndarray of intp
+        Sorted, disjoint, together ``0 .. H*W*C - 1``.
+
+    Examples
+    --------
+    A 4x4 image, pixels numbered row by row: the bottom-left quadrant is pixels 8, 9, 12, 13.
+
+    >>> x, y = quadrant_columns((4, 4), "bottom-left")
+    >>> x.tolist(), y.tolist()
+    ([8, 9, 12, 13], [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 14, 15])
+    """
+    try:
+        dims = tuple(int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        dims = ()
+    if len(dims) not in (2, 3) or min(dims[:2]) < 2 or min(dims) < 1:
+        raise ValueError(f"image_shape must be (H, W) or (H, W, C) with H, W >= 2, "
+                         f"got {image_shape!r}")
+    H, W = dims[:2]
+    C = dims[2] if len(dims) == 3 else 1
+    q = str(quadrant).strip().lower().replace("_", "-").replace(" ", "-")
+    if q not in QUADRANTS:
+        raise ValueError(f"unknown quadrant {quadrant!r}; use one of {', '.join(QUADRANTS)}")
+    total = H * W * C
+    if n_cols is not None and int(n_cols) != total:
+        shape = "x".join(str(d) for d in dims)
+        raise ValueError(f"image shape {shape} has {total} values per image but the data have "
+                         f"{n_cols} columns; select the pixel columns or fix the shape")
     h, w = H // 2, W // 2
-    rows = np.arange(h) if quadrant.startswith("top") else np.arange(H - h, H)
-    cols = np.arange(w) if quadrant.endswith("left") else np.arange(W - w, W)
-    x = (rows[:, None] * W + cols[None, :]).ravel()
-    mask = np.ones(H * W, dtype=bool)
+    rows = np.arange(h) if q.startswith("top") else np.arange(H - h, H)
+    cols = np.arange(w) if q.endswith("left") else np.arange(W - w, W)
+    pixels = (rows[:, None] * W + cols[None, :]).ravel()
+    x = (pixels[:, None] * C + np.arange(C)[None, :]).ravel().astype(np.intp)
+    mask = np.ones(total, dtype=bool)
     mask[x] = False
-    return x, np.flatnonzero(mask)
+    return x, np.flatnonzero(mask).astype(np.intp)
 
 
 # ------------------------------------------------------------------------------------------
@@ -294,16 +637,39 @@ def quadrant_columns(image_shape, quadrant: str) -> Tuple[np.ndarray, np.ndarray
 
 
 def bundled_path(name: str):
-    """A context manager giving a filesystem path of a file bundled in ``vaetheory/data``."""
-    return importlib.resources.as_file(importlib.resources.files("vaetheory") / "data" / name)
+    """Context manager giving a filesystem path to a file in ``vaetheory/data``.
+
+    Works from a source tree and from an installed wheel or zip (then a temporary copy).
+
+    >>> with bundled_path("digits.csv.gz") as p:   # doctest: +SKIP
+    ...     X = load_array(p)
+    """
+    res = importlib.resources.files("vaetheory").joinpath("data", name)
+    if not res.is_file():
+        raise DataError(f"no bundled data file {name!r} in vaetheory/data")
+    return importlib.resources.as_file(res)
 
 
 def load_digits() -> Tuple[np.ndarray, np.ndarray]:
-    """The 8x8 handwritten digits bundled with the package: ``(X (1797, 64) float64, labels)``.
+    """The 8x8 handwritten digits bundled with the package.
 
-    UCI "Optical Recognition of Handwritten Digits" test set (CC BY 4.0); see
-    ``vaetheory/data/DIGITS_LICENSE.txt``.
+    The test set (1797 images, 13 writers) of the UCI "Optical Recognition of Handwritten Digits"
+    dataset (Alpaydin & Kaynak, 1998; CC BY 4.0), as redistributed by scikit-learn; source,
+    licence, citation and layout in ``vaetheory/data/DIGITS_LICENSE.txt``. scikit-learn is not
+    needed.
+
+    Returns
+    -------
+    X : ndarray (1797, 64) float64
+        Pixels 0..16 of the 8x8 images, flattened row-wise (reshape to ``(-1, 8, 8)``;
+        :data:`DIGITS_IMAGE_SHAPE`).
+    labels : ndarray (1797,) int64
+        The digit 0..9 of each image (174 to 183 per class).
     """
-    raw = (importlib.resources.files("vaetheory") / "data" / "digits.csv.gz").read_bytes()
-    table = np.loadtxt(_io.StringIO(gzip.decompress(raw).decode("ascii")), delimiter=",")
-    return table[:, :-1].copy(), table[:, -1].astype(int)
+    raw = importlib.resources.files("vaetheory").joinpath("data", "digits.csv.gz").read_bytes()
+    table = np.loadtxt(_io.StringIO(gzip.decompress(raw).decode("ascii")), delimiter=",",
+                       ndmin=2)
+    if table.shape != (1797, 65):
+        raise DataError(f"bundled digits.csv.gz has shape {table.shape}, expected (1797, 65); "
+                        "reinstall vaetheory")
+    return np.ascontiguousarray(table[:, :64]), table[:, 64].astype(np.int64)
