@@ -106,6 +106,10 @@ class NumericalResult:
     unbounded : bool
         The loss was shown to be unbounded below (hierarchical VAE with Sigma1 learned and
         beta1 > beta2: see ``warnings``); then ``loss`` is merely where the optimiser stopped.
+    singular_value_spread : dict map -> float
+        Largest difference of a sorted singular value between runs that reached the best loss
+        (within 1e-9 relative). Large values mean the minimum does not determine the singular
+        values (a flat family of minimisers); see ``warnings``.
     warnings : tuple of str
     """
 
@@ -127,6 +131,7 @@ class NumericalResult:
     covered: bool
     converged: bool = True
     unbounded: bool = False
+    singular_value_spread: Dict[str, float] = field(default_factory=dict)
     warnings: tuple = ()
     params: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     label: str = LABEL_NUMERICAL
@@ -148,6 +153,7 @@ class NumericalResult:
             "mean_second_moment": _lists(self.mean_second_moment), "kl": _lists(self.kl),
             "iterations": self.iterations, "seconds": self.seconds,
             "converged": self.converged, "unbounded": self.unbounded,
+            "singular_value_spread": dict(self.singular_value_spread),
             "warnings": list(self.warnings),
         }
 
@@ -508,6 +514,7 @@ def _lbfgs(prob, x, max_iter, gtol, round_iters=300):
     f_prev = np.inf
     rng = np.random.default_rng(12345)  # probe vectors: fixed, so runs are deterministic
     converged = False
+    n_stalled = 0
     while iters < max_iter:
         scale = _curvature_scales(prob, x, rng)
 
@@ -523,8 +530,11 @@ def _lbfgs(prob, x, max_iter, gtol, round_iters=300):
         x = res.x / scale
         f = float(res.fun)
         stalled = not f_prev - f > 1e-15 * max(1.0, abs(f))
+        n_stalled = n_stalled + 1 if stalled else 0
         f_prev = min(f, f_prev)
-        if int(res.nit) < budget and stalled:
+        if stalled and (int(res.nit) < budget or n_stalled >= 3):
+            # stopped on its own tolerances, or three full rounds without lowering the loss
+            # (float64 resolution: the remaining directions are flat to the last digit)
             converged = True
             break
     return x, iters, converged
@@ -611,6 +621,26 @@ def _convergence_warnings(runs, best, max_iter):
     if n_bad and best["converged"]:
         out.append(f"{n_bad} of {len(runs)} runs did not converge within {max_iter} iterations")
     return out
+
+
+def _spread(runs, best_loss):
+    """Per map, max spread of sorted singular values over the runs that reached the best loss."""
+    same = [r for r in runs if r["loss"] - best_loss <= 1e-9 * max(1.0, abs(best_loss))]
+    out = {}
+    for m in same[0]["singular_values"]:
+        V = np.array([r["singular_values"][m] for r in same])
+        out[m] = float(np.max(np.ptp(V, axis=0), initial=0.0)) if V.size else 0.0
+    return out, len(same)
+
+
+def _spread_warnings(spread, sv, n_same):
+    bad = {m: v for m, v in spread.items() if v > 1e-3 * max(1.0, float(np.max(sv[m], initial=0.0)))}
+    if n_same < 2 or not bad:
+        return []
+    worst = max(bad, key=bad.get)
+    return [f"{n_same} runs reached the same minimum with different singular values (e.g. "
+            f"{worst} differs by up to {bad[worst]:.3g}): the loss does not determine them, a "
+            f"family of minimisers exists; the reported values are one member"]
 
 
 def _unbounded_witness(prob):
@@ -780,6 +810,9 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, *
             best = runs[-1]
     meas = best["measures"]
     latent_dims = {"z": d1} if model != "mhvae" else {"z1": d1, "z2": d2}
+    spread, n_same = _spread(runs, best["loss"])
+    if witness is None:
+        warnings.extend(_spread_warnings(spread, meas["singular_values"], n_same))
     return NumericalResult(
         model=model, variance=variance, latent_dims=latent_dims, hyper=h, loss=best["loss"],
         singular_values=meas["singular_values"], posterior_std=meas["posterior_std"],
@@ -788,6 +821,7 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, *
         runs=[{k: r[k] for k in ("loss", "iterations", "converged", "singular_values",
                                  "posterior_std", "measures")} for r in runs],
         converged=bool(best["converged"]), unbounded=witness is not None,
+        singular_value_spread=spread,
         warnings=tuple(warnings + _convergence_warnings(runs, best, max_iter)),
         iterations=total_iter, seconds=time.perf_counter() - t0,
         covered=_is_covered(model, variance, h), params=prob.data_params(best["x"]),
@@ -961,6 +995,11 @@ def _verdict(num, claimed, tol_loss, tol_sv):
             flat = (worst["claimed"] <= 1e-12 * worst["scale"]
                     and worst["learned"] <= 1e-2 * worst["scale"]
                     and (gap is None or abs(gap) <= tol_loss))
+            spread = num.singular_value_spread.get(worst["map"], 0.0)
+            if spread > tol_sv * worst["scale"]:
+                bits.append(f"runs that reached the same loss disagree among themselves on "
+                            f"{worst['map']} by {spread:.3g}: the minimum does not pin these "
+                            f"singular values down")
             if flat:
                 bits.append("the worst value is claimed zero and learned small at the claimed "
                             "loss: a mode at (or next to) its threshold, where the loss is quartic "
