@@ -171,8 +171,8 @@ def test_deterministic_with_same_seed():
 def test_open_settings_are_labelled_numerical():
     rng = np.random.default_rng(3)
     sp = spectrum_from_moments(psd_with(rng, [3.0, 1.0, 0.3], 4), with_basis=True)
-    both = numerical_optimum("mhvae", "both-learnable", sp, 3, 2, beta1=1.0, beta2=1.0,
-                             restarts=3, seed=0)
+    both = numerical_optimum("mhvae", "both-learnable", sp, 3, 2, beta1=0.7, beta2=1.0,
+                             eta_enc=1.2, eta_dec=0.9, restarts=3, seed=0)
     assert both.label == LABEL_NUMERICAL and not both.covered
     assert both.converged and not both.unbounded and both.warnings == ()
     assert np.ptp(both.run_losses) <= 1e-8 * max(1.0, abs(both.loss))  # restarts agree
@@ -181,11 +181,17 @@ def test_open_settings_are_labelled_numerical():
     d = both.to_dict()
     assert d["label"] == "numerical, not theory" and d["covered_by_theory"] is False
     assert np.isfinite(d["loss"]) and set(d["collapsed"]) == {"z1", "z2"}
-    assert np.all(np.asarray(d["posterior_std"]["z1"]) > 0)
+    # observed (not a theorem): with beta1 < beta2, z2 collapses entirely and z1 is the
+    # Theorem-4 VAE with beta = beta1 and prior std eta_dec
+    assert both.collapsed_prior["z2"] == 2
+    vae = vt.vae_learnable_sigma(sp, 3, beta=0.7, eta_enc=0.9, eta_dec=0.9)
+    z2_const = 2 * 1.0 * (0.9 ** 2 - 0.9 ** 2 * np.log(1.2 ** 2))
+    assert both.loss == pytest.approx(float(np.ravel(vae.optimal_loss)[0]) + z2_const, rel=1e-9)
+    assert np.allclose(both.posterior_std["z1"], np.ravel(vae.posterior_std["z"]), atol=1e-5)
 
     aniso = numerical_optimum("mhvae", "sigma2-learnable", sp, 3, beta1=1.0, beta2=0.5,
                               sigma1=[0.2, 0.5, 0.9], restarts=3, seed=0)
-    assert aniso.label == LABEL_NUMERICAL and not aniso.covered
+    assert aniso.label == LABEL_NUMERICAL and not aniso.covered and aniso.converged
     # an "anisotropic" sigma1 with equal entries is Theorem 3 again: same loss as the closed form
     iso = numerical_optimum("mhvae", "sigma2-learnable", sp, 3, beta1=1.0, beta2=0.5,
                             sigma1=[0.5, 0.5, 0.5], restarts=3, seed=0)
@@ -193,8 +199,19 @@ def test_open_settings_are_labelled_numerical():
     sol = vt.mhvae_learnable_sigma2(sp, 3, beta1=1.0, beta2=0.5, sigma1=0.5)
     L = float(np.ravel(sol.optimal_loss)[0])
     assert abs(iso.loss - L) <= 1e-8 * max(1.0, abs(L))
-    # spreading sigma1 around the same mean changes the optimum (no closed form to compare)
     assert abs(aniso.loss - iso.loss) > 1e-6
+
+
+def test_open_setting_flat_family_is_reported():
+    # anisotropic sigma1 with every z1 dim in Theorem-3 regime (a) (beta1 sigma1_j^2 > beta2
+    # eta_dec^2): the per-mode optimum 2B log(theta sigma1_j) + const is additive, so any pairing of
+    # data modes with z1 dims is optimal -- same loss, different singular values
+    sp = vt.spectrum_from_eigenvalues([9.0, 4.0, 2.0])
+    r = numerical_optimum("mhvae", "sigma2-learnable", sp, 3, beta1=1.0, beta2=0.1,
+                          sigma1=[0.5, 1.0, 2.0], restarts=3, seed=0)
+    assert np.ptp(r.run_losses) <= 1e-9 * abs(r.loss)
+    assert max(r.singular_value_spread.values()) > 1e-2
+    assert any("family of minimisers" in w for w in r.warnings)
 
 
 def test_open_setting_unbounded_when_beta1_exceeds_beta2():
