@@ -105,6 +105,11 @@ def main():
                   f"{res.collapsed_prior}")
             for z, s in res.posterior_std.items():
                 print(f"    learned std {z}: {np.array2string(s[:8], precision=4)}")
+            print(f"    converged: {res.converged}; spread of singular values over restarts at "
+                  f"the best loss: " + ", ".join(f"{m} {v:.2g}"
+                                                 for m, v in res.singular_value_spread.items()))
+            for w in res.warnings:
+                print(f"    warning: {w}")
 
 
 if __name__ == "__main__":
