@@ -87,18 +87,24 @@ def main():
         ev = spec.eigenvalues
         s1 = np.sqrt(ev[d // 2])
         print("\nopen settings (numerical, not theory):")
+        b2 = 0.5 * ev[d // 2]
         for label, kw in (
-                ("mhvae / both-learnable", dict(variance="both-learnable")),
-                ("mhvae / anisotropic sigma1", dict(variance="sigma2-learnable",
-                                                    sigma1=s1 * np.linspace(0.5, 1.5, d)))):
+                ("mhvae / both-learnable, beta1 < beta2",
+                 dict(variance="both-learnable", beta1=1.0, beta2=b2)),
+                ("mhvae / both-learnable, beta1 = beta2",
+                 dict(variance="both-learnable", beta1=1.0, beta2=1.0)),
+                ("mhvae / both-learnable, beta1 > beta2",
+                 dict(variance="both-learnable", beta1=2.0, beta2=1.0)),
+                ("mhvae / anisotropic sigma1",
+                 dict(variance="sigma2-learnable", beta1=1.0, beta2=b2,
+                      sigma1=s1 * np.linspace(0.5, 1.5, d)))):
             t0 = time.perf_counter()
-            res = numerical_optimum("mhvae", kw.pop("variance"), spec, d, beta1=1.0,
-                                    beta2=0.5 * ev[d // 2], restarts=args.restarts,
+            res = numerical_optimum("mhvae", kw.pop("variance"), spec, d, restarts=args.restarts,
                                     seed=args.seed, n_jobs=args.jobs, **kw)
             dt = time.perf_counter() - t0
             spread = float(np.ptp(res.run_losses)) / max(1.0, abs(res.loss))
-            print(f"{label:28s} [{res.label}] loss {res.loss:.10g}  time {dt:.2f}s  "
-                  f"restart spread {spread:.1e}")
+            print(f"{label} [{res.label}]\n    loss {res.loss:.10g}  time {dt:.2f}s  "
+                  f"iterations {res.iterations}  relative spread of restart losses {spread:.1e}")
             for m, v in res.singular_values.items():
                 print(f"    {m:9s} rank {res.ranks[m]:3d}  sv {np.array2string(v[:8], precision=4)}")
             print(f"    collapsed (zero mean): {res.collapsed}; posterior = prior: "

@@ -5,9 +5,14 @@ point: the global minimum of the loss, the sorted singular values of every map a
 the learned posterior stds. :func:`check` tests those claims by minimising the exact loss of the
 same setting (:mod:`vaetheory.losses`, on the spectrum's second-moment matrix) over **every**
 parameter matrix -- dense, no diagonal or rank assumption -- from several random starts, with
-analytic gradients: a short Adam phase, then scipy's L-BFGS-B polishing in float64 with tight
-tolerances (restarted with fresh memory until it stops improving). Learnable variances are
-optimised as log-variances; fixed variances are held at the given values.
+analytic gradients: a short Adam phase, then scipy's L-BFGS-B in float64 with tight tolerances, in
+rounds of 300 iterations, each in variables rescaled by the loss curvature of every latent
+dimension (one Hessian-vector probe per latent dim and matrix, by a finite difference of the
+analytic gradient) and with fresh memory, until a round stops without improving the loss. The
+rescaling only changes the speed (5-20x fewer iterations on the digits), never a loss value.
+Learnable variances are optimised as log-variances; fixed variances are held at the given values.
+Restarts run in parallel processes when that pays; their starts are drawn up front from ``seed``,
+so results do not depend on the number of processes.
 
 Coordinates. The VAE and hierarchical losses depend on the data only through ``A`` and are
 invariant under an orthogonal change of data coordinates ``W -> W P, U -> P^T U``, so the
@@ -166,7 +171,9 @@ class CheckResult:
     ``per_map`` the max abs difference of sorted singular values per map; ``max_singular_value_error``
     the largest of those divided by ``max(1, largest claimed value of the map)`` (what ``tol_sv``
     bounds); ``max_variance_error`` likewise for the learned stds (scale ``max(1, eta_enc)``);
-    ``restarts_matching`` the runs that match the claimed loss and values within tolerance.
+    ``restarts_matching`` the runs that match the claimed loss *and* values within tolerance;
+    ``iterations`` the Adam + L-BFGS-B iterations summed over restarts. ``reason`` (not in the
+    JSON) explains an INCONCLUSIVE or REFUTED verdict; ``numerical`` holds every run.
     """
 
     verdict: str
@@ -590,13 +597,19 @@ def _run_all(prob, starts, max_iter, adam_steps, adam_lr, gtol, n_jobs, progress
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
+            import warnings
+
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_worker, job): i for i, job in enumerate(jobs)}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    if progress is not None:
-                        progress(1)
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns about fork() in a process with (BLAS) threads; the workers
+                # only run NumPy/SciPy on their own copies
+                warnings.simplefilter("ignore", DeprecationWarning)
+                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                    futures = {pool.submit(_worker, job): i for i, job in enumerate(jobs)}
+                    for fut in as_completed(futures):
+                        results[futures[fut]] = fut.result()
+                        if progress is not None:
+                            progress(1)
             return results
         except (OSError, ImportError, RuntimeError):  # no processes here: run serially
             results = [None] * len(jobs)
@@ -745,8 +758,8 @@ def _is_covered(model, variance, hyper):
     return True
 
 
-def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, *, restarts=8,
-                      seed=0, max_iter=20000, adam_steps=200, adam_lr=0.05, gtol=1e-11,
+def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, restarts=8,
+                      seed=0, *, max_iter=20000, adam_steps=100, adam_lr=0.05, gtol=1e-11,
                       rank_tol=1e-4, collapse_tol=1e-6, n_jobs=None,
                       progress: Optional[Callable[[int], None]] = None,
                       **hyper) -> NumericalResult:
@@ -766,6 +779,8 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, *
     restarts, seed : random starts from ``np.random.default_rng(seed)``.
     max_iter : L-BFGS-B iterations per restart (in total over its polishing rounds).
     adam_steps, adam_lr : the first-order phase (steps; step size relative to each block's scale).
+        Measured on the digits it changes the total work by -10..+15 %: it is a cheap warm-up,
+        not what makes the optimisation converge.
     gtol : L-BFGS-B projected-gradient tolerance.
     rank_tol, collapse_tol : thresholds for ranks and collapsed counts (see :class:`NumericalResult`).
     n_jobs : int, optional
