@@ -1,20 +1,46 @@
 """The exact expected losses of every setting, with analytic gradients.
 
-``L = 2 eta_dec^2 E_x[-ELBO_beta]`` with additive constants dropped (THEORY.md section 1), as a
-function of the parameter matrices and the data's second-moment matrix; shared by the numerical
-checker and the tests. Encoder variances enter as log-variances ``log_var = log sigma^2`` (the
-checker optimises learnable ones in log space; fixed ones are just held). ``c = eta_dec/eta_enc``,
-``kappa = beta eta_dec^2``.
+Each function returns ``L = 2 eta_dec^2 * E_x[-ELBO_beta]`` with additive constants dropped, in the
+convention of THEORY.md section 1 (VAE, CVAE) and section 5 / THEORY-mhvae-detail.md section 1
+(two-latent hierarchical VAE), as a function of the parameter matrices and the data's
+second-moment matrix (or covariance: with encoder *and* decoder biases the model is exactly the
+bias-free one on centred data, THEORY.md section 0).
 
-Every function returns the loss (a float) or, with ``grad=True``, ``(loss, grads)`` where
-``grads`` maps each parameter name to its gradient.
+Conventions
+-----------
+* ``c = eta_dec / eta_enc`` and ``kappa = beta * eta_dec^2``.
+* Encoder covariances are diagonal and enter through their log-variances,
+  ``Sigma = diag(exp(log_var))``; ``log_var_j = log sigma_j^2`` (``sigma_j`` a standard deviation).
+  The same function serves fixed and learnable variances: the ``tr Sigma`` and ``log|Sigma|`` terms
+  are always included (they are constants when Sigma is fixed, as in ``Solution.optimal_loss``).
+* The dropped constant of the VAE is
+  ``D eta_dec^2 log(2 pi eta_dec^2) + kappa d1 (log eta_enc^2 - 1)`` (``D = D2``, the output
+  dimension, for the CVAE). For the hierarchical VAE it is
+  ``D0 eta_dec^2 log(2 pi eta_dec^2) + beta1 d1 eta_dec^2 (log eta_dec^2 - 1)
+  + beta2 d2 eta_dec^2 (log eta_enc^2 - 1)``, plus ``-beta1 eta_dec^2 log|Sigma1|`` unless
+  ``sigma1_entropy=True`` moves that term into the loss.
+
+Every loss returns a Python float, or with ``grad=True`` a tuple ``(loss, grads)`` where ``grads``
+maps each parameter name to the gradient (same shape as the parameter). The hot path uses only
+matrix products of size at most ``d x D x D``; no ``D x D`` identity is formed. Inputs are never
+modified. :func:`pack` / :func:`unpack` flatten parameter dictionaries for scipy optimisers.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["cvae_loss", "mhvae_loss", "pack", "unpack", "vae_loss"]
+
+
+# ----------------------------------------------------------------------------- validation
+def _f64(name, value):
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers") from None
 
 
 def _check(name, arr, shape):
@@ -22,166 +48,342 @@ def _check(name, arr, shape):
         raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
 
 
-def _recon(A, W, U, var):
-    """tr((UW - I) A (UW - I)^T) + tr(U diag(var) U^T) and its pieces, via d1 x d1 products.
+def _square_symmetric(name, arr):
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {arr.shape}")
+    scale = np.max(np.abs(arr)) if arr.size else 0.0
+    if arr.size and np.max(np.abs(arr - arr.T)) > 1e-8 * scale:
+        raise ValueError(f"{name} must be symmetric (a second-moment or covariance matrix)")
+    return arr.shape[0]
 
-    Returns (value, WA, Q) with ``Q = W A W^T + diag(var)``.
+
+def _latent(name, arr):
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d array, got shape {arr.shape}")
+    return arr.shape[0]
+
+
+def _hyper(**kw):
+    """beta's >= 0, eta's > 0, all finite; returns them as floats in the given order."""
+    out = []
+    for name, value in kw.items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and name.startswith("eta")):
+            what = "positive" if name.startswith("eta") else "non-negative"
+            raise ValueError(f"{name} must be finite and {what}, got {value!r}")
+        out.append(v)
+    return out
+
+
+# ----------------------------------------------------------------------------- shared piece
+def _recon(A, W, U, var):
+    """``tr((UW - I) A (UW - I)^T) + tr(U diag(var) U^T)`` through d1 x d1 products.
+
+    Expanded as ``tr(U^T U Q) - 2 tr(U W A) + tr A`` with ``Q = W A W^T + diag(var)`` (A symmetric).
+    Returns ``(value, WA, Q, UtU)``.
     """
     WA = W @ A
     Q = WA @ W.T
     Q[np.diag_indices_from(Q)] += var
-    value = np.sum((U.T @ U) * Q) - 2.0 * np.sum(U * WA.T) + np.trace(A)
-    return value, WA, Q
+    UtU = U.T @ U
+    value = np.sum(UtU * Q) - 2.0 * np.sum(U * WA.T) + np.trace(A)
+    return value, WA, Q, UtU
 
 
+# ----------------------------------------------------------------------------- VAE
 def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
-    r"""Standard linear VAE (THEORY.md §1):
+    r"""Exact loss of the standard linear VAE (THEORY.md sections 1-3).
+
+    Model: ``q(z|x) = N(W x, Sigma)``, ``p(x|z) = N(U z, eta_dec^2 I)``,
+    ``p(z) = N(0, eta_enc^2 I)``.
 
     .. math::
 
-        L = \mathrm{tr}((UW - I)A(UW - I)^T) + \mathrm{tr}(U\Sigma U^T)
-            + \beta c^2(\mathrm{tr}(WAW^T) + \mathrm{tr}\,\Sigma) - \kappa\sum_j \log\sigma_j^2
+        L = \operatorname{tr}((UW - I)A(UW - I)^T) + \operatorname{tr}(U\Sigma U^T)
+            + \beta c^2\,(\operatorname{tr}(WAW^T) + \operatorname{tr}\Sigma)
+            - \kappa \sum_j \log\sigma_j^2
 
     Parameters
     ----------
-    A : (D, D) second moment (or covariance) of x.
-    W : (d1, D) encoder mean map.  U : (D, d1) decoder.  log_var : (d1,) log sigma_j^2.
+    A : (D, D) array
+        Symmetric second moment ``E[x x^T]`` (or covariance, for the biased model).
+    W : (d1, D) array
+        Encoder mean map.
+    U : (D, d1) array
+        Decoder.
+    log_var : (d1,) array
+        ``log sigma_j^2``; ``Sigma = diag(exp(log_var))``. Fixed or learnable alike: the
+        ``beta c^2 tr Sigma`` and ``-kappa log|Sigma|`` terms are always included.
+    beta, eta_enc, eta_dec : float
+        KL weight (>= 0), prior and decoder standard deviations (> 0);
+        ``c = eta_dec / eta_enc``, ``kappa = beta eta_dec^2``.
+    grad : bool
+        Also return the gradients.
 
-    The last two terms are kept for a fixed Sigma too (as in ``Solution.optimal_loss``).
+    Returns
+    -------
+    float, or (float, dict)
+        The loss; with ``grad=True`` also ``{"W", "U", "log_var"}`` gradients.
+
+    Raises
+    ------
+    ValueError
+        Inconsistent shapes, asymmetric ``A``, or invalid hyperparameters (the message names the
+        argument).
     """
-    A, W, U, log_var = (np.asarray(a, dtype=np.float64) for a in (A, W, U, log_var))
-    D, d1 = A.shape[0], W.shape[0]
-    _check("A", A, (D, D)), _check("W", W, (d1, D)), _check("U", U, (D, d1))
-    _check("log_var", log_var, (d1,))
-    c2 = (eta_dec / eta_enc) ** 2
+    A, W, U, log_var = _f64("A", A), _f64("W", W), _f64("U", U), _f64("log_var", log_var)
+    D = _square_symmetric("A", A)
+    d1 = _latent("W", W)
+    _check("W", W, (d1, D)), _check("U", U, (D, d1)), _check("log_var", log_var, (d1,))
+    beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    bc2 = beta * (eta_dec / eta_enc) ** 2
     kappa = beta * eta_dec ** 2
     var = np.exp(log_var)
-    rec, WA, Q = _recon(A, W, U, var)
-    # tr(W A W^T) + tr Sigma = tr Q
-    value = rec + beta * c2 * np.trace(Q) - kappa * np.sum(log_var)
+    rec, WA, Q, UtU = _recon(A, W, U, var)
+    value = rec + bc2 * np.trace(Q) - kappa * np.sum(log_var)  # tr Q = tr(W A W^T) + tr Sigma
     if not grad:
         return float(value)
-    UtU = U.T @ U
     g = {
-        "W": 2.0 * (UtU @ WA - U.T @ A) + 2.0 * beta * c2 * WA,
+        "W": 2.0 * (UtU @ WA - U.T @ A + bc2 * WA),
         "U": 2.0 * (U @ Q - WA.T),
-        "log_var": var * (np.diag(UtU) + beta * c2) - kappa,
+        "log_var": var * (np.diag(UtU) + bc2) - kappa,
     }
     return float(value), g
 
 
+# ----------------------------------------------------------------------------- CVAE
 def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad=False):
-    r"""Conditional linear VAE (THEORY.md §1), for both a fixed and a learnable Sigma.
+    r"""Exact loss of the conditional linear VAE (THEORY.md sections 1, 4 and 4b).
 
-    With ``M = E[[x; y][x; y]^T]``, ``F = [U1 W1 + U2, U1 W2 - I]``, ``G = [W1, W2]``:
+    Model: condition ``x`` (D0), output ``y`` (D2); ``q(z|x,y) = N(W1 x + W2 y, Sigma)``,
+    ``p(y|z,x) = N(U1 z + U2 x, eta_dec^2 I)``, ``p(z) = N(0, eta_enc^2 I)``. With
+    ``F = [U1 W1 + U2, U1 W2 - I]`` and ``G = [W1, W2]``:
 
     .. math::
 
-        L = \mathrm{tr}(FMF^T) + \mathrm{tr}(U_1\Sigma U_1^T)
-            + \beta c^2(\mathrm{tr}(GMG^T) + \mathrm{tr}\,\Sigma) - \kappa\sum_j\log\sigma_j^2
+        L = \operatorname{tr}(FMF^T) + \operatorname{tr}(U_1\Sigma U_1^T)
+            + \beta c^2\,(\operatorname{tr}(GMG^T) + \operatorname{tr}\Sigma)
+            - \kappa \sum_j \log\sigma_j^2
 
-    Shapes: M (D0+D2, D0+D2), W1 (d1, D0), W2 (d1, D2), U1 (D2, d1), U2 (D2, D0), log_var (d1,).
+    Parameters
+    ----------
+    M : (D0 + D2, D0 + D2) array
+        Symmetric joint second moment of ``[x; y]``.
+    x_dim : int
+        ``D0``, the number of leading coordinates of ``M`` that are the condition x (0 <= D0 < D).
+    W1 : (d1, D0) array
+        Encoder map from x.
+    W2 : (d1, D2) array
+        Encoder map from y.
+    U1 : (D2, d1) array
+        Decoder map from z.
+    U2 : (D2, D0) array
+        Decoder map from x.
+    log_var : (d1,) array
+        ``log sigma_j^2`` of the encoder covariance (fixed or learnable alike).
+    beta, eta_enc, eta_dec : float
+        As in :func:`vae_loss`.
+    grad : bool
+        Also return the gradients.
+
+    Returns
+    -------
+    float, or (float, dict)
+        The loss; with ``grad=True`` also ``{"W1", "W2", "U1", "U2", "log_var"}`` gradients.
     """
-    M, W1, W2, U1, U2, log_var = (np.asarray(a, dtype=np.float64)
-                                  for a in (M, W1, W2, U1, U2, log_var))
-    D0 = int(x_dim)
-    D, d1 = M.shape[0], W1.shape[0]
+    M, W1, W2 = _f64("M", M), _f64("W1", W1), _f64("W2", W2)
+    U1, U2, log_var = _f64("U1", U1), _f64("U2", U2), _f64("log_var", log_var)
+    D = _square_symmetric("M", M)
+    try:
+        D0 = int(x_dim)
+    except (TypeError, ValueError):
+        raise ValueError(f"x_dim must be an integer, got {x_dim!r}") from None
+    if D0 != x_dim or not 0 <= D0 < D:
+        raise ValueError(f"x_dim must be an integer in [0, {D}) for M of shape {M.shape}, "
+                         f"got {x_dim!r}")
     D2 = D - D0
-    _check("M", M, (D, D)), _check("W1", W1, (d1, D0)), _check("W2", W2, (d1, D2))
-    _check("U1", U1, (D2, d1)), _check("U2", U2, (D2, D0)), _check("log_var", log_var, (d1,))
-    c2 = (eta_dec / eta_enc) ** 2
+    d1 = _latent("W1", W1)
+    _check("W1", W1, (d1, D0)), _check("W2", W2, (d1, D2)), _check("U1", U1, (D2, d1))
+    _check("U2", U2, (D2, D0)), _check("log_var", log_var, (d1,))
+    beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    bc2 = beta * (eta_dec / eta_enc) ** 2
     kappa = beta * eta_dec ** 2
     var = np.exp(log_var)
-    G = np.hstack([W1, W2])
+    G = np.concatenate([W1, W2], axis=1)
     F = U1 @ G
     F[:, :D0] += U2
-    F[:, D0:] -= np.eye(D2)
+    F[np.arange(D2), D0 + np.arange(D2)] -= 1.0
     FM, GM = F @ M, G @ M
-    colsq = np.sum(U1 * U1, axis=0)
-    value = (np.sum(FM * F) + np.sum(colsq * var)
-             + beta * c2 * (np.sum(GM * G) + np.sum(var)) - kappa * np.sum(log_var))
+    colsq = np.sum(U1 * U1, axis=0)  # tr(U1 Sigma U1^T) = sum_j |U1[:, j]|^2 sigma_j^2
+    value = (np.sum(FM * F) + colsq @ var
+             + bc2 * (np.sum(GM * G) + np.sum(var)) - kappa * np.sum(log_var))
     if not grad:
         return float(value)
-    dG = 2.0 * (U1.T @ FM) + 2.0 * beta * c2 * GM
+    dG = 2.0 * (U1.T @ FM + bc2 * GM)
     g = {
         "W1": dG[:, :D0], "W2": dG[:, D0:],
-        "U1": 2.0 * (FM @ G.T) + 2.0 * U1 * var,
+        "U1": 2.0 * (FM @ G.T + U1 * var),
         "U2": 2.0 * FM[:, :D0],
-        "log_var": var * (colsq + beta * c2) - kappa,
+        "log_var": var * (colsq + bc2) - kappa,
     }
     return float(value), g
 
 
+# ----------------------------------------------------------------------------- MHVAE
 def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, eta_dec,
                sigma1_entropy=False, grad=False):
-    r"""Two-latent hierarchical VAE (THEORY.md §5; THEORY-mhvae-detail §1), any diagonal Sigma1.
+    r"""Exact loss of the two-latent hierarchical linear VAE (THEORY.md section 5;
+    THEORY-mhvae-detail.md section 1), for any diagonal Sigma1 and Sigma2.
 
-    With ``Q = W1 A W1^T + Sigma1`` (second moment of z1) and ``R2 = U2 W2 - I``:
+    Model: ``q(z1|x) = N(W1 x, Sigma1)``, ``q(z2|z1) = N(W2 z1, Sigma2)``,
+    ``p(z1|z2) = N(U2 z2, eta_dec^2 I)``, ``p(x|z1) = N(U1 z1, eta_dec^2 I)``,
+    ``p(z2) = N(0, eta_enc^2 I)``;
+    ``ELBO = E log p(x|z1) - beta1 E[log q(z1|x) - log p(z1|z2)] - beta2 E KL(q(z2|z1) || p(z2))``.
+    With ``S = W1 A W1^T`` and ``R2 = U2 W2 - I``:
 
     .. math::
 
-        L = \mathrm{tr}((U_1W_1 - I)A(U_1W_1 - I)^T) + \mathrm{tr}(U_1\Sigma_1U_1^T)
-            + \beta_1[\mathrm{tr}(R_2QR_2^T) + \mathrm{tr}(U_2\Sigma_2U_2^T)]
-            + \beta_2[c^2(\mathrm{tr}(W_2QW_2^T) + \mathrm{tr}\,\Sigma_2) - \eta_{dec}^2\log|\Sigma_2|]
+        L = \operatorname{tr}((U_1W_1 - I)A(U_1W_1 - I)^T) + \operatorname{tr}(U_1\Sigma_1U_1^T)
+            + \beta_1[\operatorname{tr}(R_2(S + \Sigma_1)R_2^T)
+                      + \operatorname{tr}(U_2\Sigma_2U_2^T)]
+            + \beta_2[c^2(\operatorname{tr}(W_2(S + \Sigma_1)W_2^T) + \operatorname{tr}\Sigma_2)
+                      - \eta_{dec}^2\log|\Sigma_2|]
             \;[-\,\beta_1\eta_{dec}^2\log|\Sigma_1|]
 
-    which for ``Sigma1 = sigma1^2 I`` is THEORY.md's L exactly (the ``log|Sigma2|`` term is kept for a
-    fixed Sigma2 too). ``sigma1_entropy=True`` adds the last term, the entropy of q(z1|x) weighted by
-    beta1 (``E log q(z1|x) = -1/2 log|2 pi e Sigma1|``, times ``2 eta_dec^2``): a constant when
-    Sigma1 is fixed, needed when it is learnable (an open case, numerical only).
+    For ``Sigma1 = sigma1^2 I`` this is THEORY.md section 5's L exactly (its ``log|Sigma2|`` term is
+    kept for a fixed Sigma2 too). The bracketed last term is added with ``sigma1_entropy=True``: it
+    is the entropy of q(z1|x) in the beta1-weighted consistency term
+    (``E log q(z1|x) = -1/2 log|2 pi e Sigma1|``, times ``-2 eta_dec^2 beta1``), a constant for a
+    fixed Sigma1 but needed when Sigma1 is learnable.
 
-    Shapes: A (D, D), W1 (d1, D), U1 (D, d1), W2 (d2, d1), U2 (d1, d2), log_var1 (d1,),
-    log_var2 (d2,).
+    Parameters
+    ----------
+    A : (D0, D0) array
+        Symmetric second moment (or covariance) of x.
+    W1 : (d1, D0) array
+        Encoder x -> z1.
+    U1 : (D0, d1) array
+        Decoder z1 -> x.
+    W2 : (d2, d1) array
+        Encoder z1 -> z2.
+    U2 : (d1, d2) array
+        Decoder z2 -> z1.
+    log_var1 : (d1,) array
+        ``log`` of the diagonal of Sigma1.
+    log_var2 : (d2,) array
+        ``log`` of the diagonal of Sigma2.
+    beta1, beta2 : float
+        Weights (>= 0) of the consistency term and of the z2 KL.
+    eta_enc, eta_dec : float
+        Prior and decoder standard deviations (> 0); ``c = eta_dec / eta_enc``.
+    sigma1_entropy : bool
+        Include ``-beta1 eta_dec^2 log|Sigma1|`` (learnable Sigma1).
+    grad : bool
+        Also return the gradients.
+
+    Returns
+    -------
+    float, or (float, dict)
+        The loss; with ``grad=True`` also ``{"W1", "U1", "W2", "U2", "log_var1", "log_var2"}``
+        gradients (``log_var1`` always, whether or not the entropy term is included).
     """
-    A, W1, U1, W2, U2, lv1, lv2 = (np.asarray(a, dtype=np.float64)
-                                   for a in (A, W1, U1, W2, U2, log_var1, log_var2))
-    D, d1, d2 = A.shape[0], W1.shape[0], W2.shape[0]
-    _check("A", A, (D, D)), _check("W1", W1, (d1, D)), _check("U1", U1, (D, d1))
-    _check("W2", W2, (d2, d1)), _check("U2", U2, (d1, d2))
-    _check("log_var1", lv1, (d1,)), _check("log_var2", lv2, (d2,))
-    c2 = (eta_dec / eta_enc) ** 2
+    A, W1, U1 = _f64("A", A), _f64("W1", W1), _f64("U1", U1)
+    W2, U2 = _f64("W2", W2), _f64("U2", U2)
+    lv1, lv2 = _f64("log_var1", log_var1), _f64("log_var2", log_var2)
+    D = _square_symmetric("A", A)
+    d1, d2 = _latent("W1", W1), _latent("W2", W2)
+    _check("W1", W1, (d1, D)), _check("U1", U1, (D, d1)), _check("W2", W2, (d2, d1))
+    _check("U2", U2, (d1, d2)), _check("log_var1", lv1, (d1,)), _check("log_var2", lv2, (d2,))
+    beta1, beta2, eta_enc, eta_dec = _hyper(beta1=beta1, beta2=beta2, eta_enc=eta_enc,
+                                            eta_dec=eta_dec)
+    b2c2 = beta2 * (eta_dec / eta_enc) ** 2
+    ed2 = eta_dec ** 2
     var1, var2 = np.exp(lv1), np.exp(lv2)
-    rec, W1A, Q = _recon(A, W1, U1, var1)
+    rec, W1A, Q, U1tU1 = _recon(A, W1, U1, var1)  # Q = S + Sigma1, second moment of z1
     R2 = U2 @ W2
     R2[np.diag_indices_from(R2)] -= 1.0
     R2Q, W2Q = R2 @ Q, W2 @ Q
     colsq2 = np.sum(U2 * U2, axis=0)
-    value = (rec + beta1 * (np.sum(R2Q * R2) + np.sum(colsq2 * var2))
-             + beta2 * (c2 * (np.sum(W2Q * W2) + np.sum(var2)) - eta_dec ** 2 * np.sum(lv2)))
+    value = (rec + beta1 * (np.sum(R2Q * R2) + colsq2 @ var2)
+             + b2c2 * (np.sum(W2Q * W2) + np.sum(var2)) - beta2 * ed2 * np.sum(lv2))
     if sigma1_entropy:
-        value -= beta1 * eta_dec ** 2 * np.sum(lv1)
+        value -= beta1 * ed2 * np.sum(lv1)
     if not grad:
         return float(value)
-    U1tU1 = U1.T @ U1
-    P = beta1 * (R2.T @ R2) + beta2 * c2 * (W2.T @ W2)   # dL/dQ from the z2 terms (symmetric)
+    P = beta1 * (R2.T @ R2) + b2c2 * (W2.T @ W2)  # dL/dQ of the z2 terms (symmetric)
     dlv1 = var1 * (np.diag(U1tU1) + np.diag(P))
     if sigma1_entropy:
-        dlv1 = dlv1 - beta1 * eta_dec ** 2
+        dlv1 = dlv1 - beta1 * ed2
     g = {
-        "W1": 2.0 * (U1tU1 @ W1A - U1.T @ A) + 2.0 * P @ W1A,
+        "W1": 2.0 * ((U1tU1 + P) @ W1A - U1.T @ A),
         "U1": 2.0 * (U1 @ Q - W1A.T),
-        "W2": 2.0 * beta1 * (U2.T @ R2Q) + 2.0 * beta2 * c2 * W2Q,
+        "W2": 2.0 * (beta1 * (U2.T @ R2Q) + b2c2 * W2Q),
         "U2": 2.0 * beta1 * (R2Q @ W2.T + U2 * var2),
         "log_var1": dlv1,
-        "log_var2": var2 * (beta1 * colsq2 + beta2 * c2) - beta2 * eta_dec ** 2,
+        "log_var2": var2 * (beta1 * colsq2 + b2c2) - beta2 * ed2,
     }
     return float(value), g
 
 
+# ----------------------------------------------------------------------------- flattening
 def pack(params, names):
-    """Concatenate ``params[name]`` for ``name in names`` into one float64 vector."""
+    """Concatenate ``params[name]`` for ``name in names`` (row-major) into one float64 vector.
+
+    Parameters
+    ----------
+    params : dict
+        Name -> array (or scalar).
+    names : sequence of str
+        Which entries to pack, in order.
+
+    Returns
+    -------
+    (n,) float64 array
+    """
+    names = list(names)
+    if not names:
+        return np.zeros(0)
     return np.concatenate([np.ravel(np.asarray(params[n], dtype=np.float64)) for n in names])
 
 
 def unpack(vec, template, names):
-    """Inverse of :func:`pack`: a copy of ``template`` with ``names`` filled from ``vec``."""
+    """Inverse of :func:`pack`.
+
+    Parameters
+    ----------
+    vec : (n,) array
+        Packed values.
+    template : dict
+        Name -> array giving every parameter's shape; entries not in ``names`` are passed through.
+    names : sequence of str
+        The packed entries, in the order used by :func:`pack`.
+
+    Returns
+    -------
+    dict
+        A new dict: ``template`` with ``names`` replaced by float64 views of ``vec`` (reshaped).
+
+    Raises
+    ------
+    ValueError
+        ``vec`` is not 1-d or its length does not match the shapes of ``names``.
+    """
+    vec = np.asarray(vec, dtype=np.float64)
+    if vec.ndim != 1:
+        raise ValueError(f"vec must be 1-d, got shape {vec.shape}")
     out = dict(template)
     i = 0
     for n in names:
         shape = np.shape(template[n])
-        size = int(np.prod(shape))
-        out[n] = np.asarray(vec[i:i + size]).reshape(shape)
+        size = math.prod(shape)
+        if i + size > vec.size:
+            raise ValueError(f"vec has {vec.size} entries, too few for the parameters "
+                             f"{list(names)}")
+        out[n] = vec[i:i + size].reshape(shape)
         i += size
-    if i != len(vec):
-        raise ValueError(f"vector has {len(vec)} entries, the parameters need {i}")
+    if i != vec.size:
+        raise ValueError(f"vec has {vec.size} entries, the parameters need {i}")
     return out
