@@ -41,11 +41,13 @@ def instances(X, d):
     rspec = vt.empirical_residual_spectrum(X[:, :half], X[:, half:], with_basis=True)
     ev, er = spec.eigenvalues, rspec.eigenvalues
     # thresholds between two eigenvalues (a mode exactly at its threshold is flat to 4th order)
-    beta = np.sqrt(ev[d // 2] * ev[d // 2 + 1])  # about half of the d modes above the threshold
-    beta_c = np.sqrt(er[d // 2] * er[d // 2 + 1])
-    s_fix = np.sqrt(ev[d // 3]) / 2.0  # fixed encoder std on the data scale
-    s_fix_c = np.sqrt(er[d // 3]) / 2.0
-    s1 = np.sqrt(ev[d // 2])
+    k = max(0, min(min(d, spec.rank) // 2, spec.rank - 2))
+    kc = max(0, min(min(d, rspec.rank) // 2, rspec.rank - 2))
+    beta = np.sqrt(ev[k] * ev[k + 1])  # about half of the modes a latent can carry are active
+    beta_c = np.sqrt(er[kc] * er[kc + 1])
+    s_fix = np.sqrt(ev[min(d // 3, spec.rank - 1)]) / 2.0  # fixed encoder std on the data scale
+    s_fix_c = np.sqrt(er[min(d // 3, rspec.rank - 1)]) / 2.0
+    s1 = np.sqrt(ev[k])
     out = [
         ("vae / learnable", vt.vae_learnable_sigma(spec, d, beta=beta)),
         ("vae / fixed", vt.vae_fixed_sigma(spec, d, s_fix * np.linspace(0.5, 1.5, d), beta=1.0)),

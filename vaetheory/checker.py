@@ -1022,6 +1022,8 @@ def _verdict(num, claimed, tol_loss, tol_sv):
                             "claim but not a confirmation (a looser tol_sv would confirm)")
         if rel_std > tol_sv:
             bits.append(f"posterior stds differ by {rel_std:.3g} (relative)")
+        if not num.converged:
+            bits.append("the best run stopped at max_iter before converging (raise max_iter)")
         reason = "; ".join(bits)
     meas = runs[best]["measures"]
     learned = {

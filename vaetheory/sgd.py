@@ -284,14 +284,16 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     model, variance : str
         ``vae``/``cvae`` with ``learnable``/``fixed``; ``mhvae`` with ``sigma2-learnable``,
         ``sigma2-fixed`` (both covered by the theory) or ``both-learnable`` (Sigma1 learned too: an
-        open setting, no prediction).
+        open setting, no prediction; its loss is unbounded below when beta1 > beta2, see
+        :func:`vaetheory.checker.numerical_optimum`, so training then drifts instead of settling).
     X : ndarray (N, D)
         The data (VAE, hierarchical) or the condition x (CVAE, with ``y=``). A tuple ``(x, y)`` is
         accepted for the CVAE too.
     latent_dim, latent_dim2 : int
     epochs, batch_size, lr, seed : training schedule. The step size decays geometrically from
         ``lr`` to ``lr_final`` (default ``lr / 100``) over training: a decaying step is what lets the
-        noisy iterate settle near the optimum.
+        noisy iterate settle near the optimum. Adam's steps are in parameter units, so ``lr`` should
+        follow the data scale (decoder entries are of the order of the data's standard deviation).
     center : bool
         Centre the data (model with biases) or not (bias-free model on raw second moments).
     kl_threshold, au_threshold : float
