@@ -342,6 +342,7 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
         data = data - data.mean(axis=0)
     N, D = data.shape
     M = data.T @ data / N  # second moments the exact loss and the whitening use
+    M = 0.5 * (M + M.T)
 
     # ---- initial parameters: natural scales so U W ~ identity-sized maps
     scale_x = np.sqrt(max(np.trace(M), 1e-300) / D)
