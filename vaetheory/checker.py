@@ -49,7 +49,6 @@ Sigma1 and Sigma2 learnable (``variance="both-learnable"``) and with a non-isotr
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
