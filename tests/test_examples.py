@@ -1,0 +1,52 @@
+"""The examples in examples/ run (fast variants) and their measurements agree with the predictions.
+
+Each example's ``main(fast=True, verbose=False)`` returns the numbers it prints; the assertions
+compare what was measured (exact checker, stochastic training) with what the closed forms
+predicted, never with hard-coded values, so a change in the library or the data that breaks an
+example's agreement fails here.
+"""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def vae_fixed():
+    return load("vae_learnable_vs_fixed").main(fast=True, verbose=False)
+
+
+def test_vae_learnable_vs_fixed_checker_matches_theory(vae_fixed):
+    for r in vae_fixed["rows"]:
+        lo, hi = r["predicted"]
+        assert r["checker_verdict"] == "CONFIRMED", r["setting"]
+        assert r["checker_rank"] == r["rank"]
+        assert lo <= r["checker"] <= hi, r["setting"]
+    learn = vae_fixed["rows"][0]
+    assert learn["variance"] == "learnable" and learn["predicted"][0] == learn["predicted"][1]
+    assert learn["predicted"][0] == 3  # the paper's "3 of 5": the example's choice of beta
+
+
+def test_vae_learnable_vs_fixed_sgd_matches_theory(vae_fixed):
+    learn = vae_fixed["rows"][0]
+    assert learn["sgd"] == learn["predicted"][0]  # learnable: the exact count
+    full_rank = [r for r in vae_fixed["rows"] if r["variance"] == "fixed" and r["rank"] == 5]
+    assert full_rank and all(r["sgd"] == 0 for r in full_rank)
+
+
+def test_vae_learnable_vs_fixed_verdicts_follow_the_numbers(vae_fixed):
+    learn = vae_fixed["rows"][0]
+    for r in vae_fixed["rows"][1:]:
+        assert r["held_checker"] == (r["checker"] < learn["checker"])
+        assert r["held_sgd"] == (r["sgd"] < learn["sgd"])
