@@ -1,0 +1,125 @@
+"""Parse hyperparameter values given on the command line, and form their grid.
+
+Syntax of one option value (items separated by commas, each item one of):
+
+- ``2`` or ``1e-3``: one number;
+- ``a:b:n``: ``n`` evenly spaced values from ``a`` to ``b`` inclusive (``numpy.linspace``);
+- ``log:a:b:n``: ``n`` log-spaced values from ``a`` to ``b`` inclusive (``numpy.geomspace``;
+  ``a, b > 0``).
+
+``0.5,1,2`` is three values, ``0.1:10:50`` fifty, ``log:0.01:100:5`` is 0.01, 0.1, 1, 10, 100, and
+``0.5,log:1:100:3`` is 0.5, 1, 10, 100. The values of several options form an outer-product grid
+(:func:`make_grid`, ``numpy.meshgrid(indexing="ij")``): one theory call covers the whole grid.
+
+Every problem raises ``ValueError`` with one line naming the option.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["parse_values", "parse_ints", "parse_vector", "make_grid", "MAX_GRID_POINTS"]
+
+MAX_GRID_POINTS = 1_000_000
+
+
+def _number(text, name, item):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: {item.strip()!r} is not a number; use one value, a comma list, "
+                         "a:b:n (linear) or log:a:b:n (log-spaced)") from None
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: {item.strip()!r} is not a finite number")
+    return value
+
+
+def _count(text, name, item):
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"{name}: in {item.strip()!r} the number of values {text.strip()!r} must be "
+                         "an integer >= 1 (a:b:n)") from None
+    if n < 1:
+        raise ValueError(f"{name}: in {item.strip()!r} the number of values must be >= 1, got {n}")
+    return n
+
+
+def parse_values(text: str, name: str) -> np.ndarray:
+    """All values of one option, in the order given, as a 1-d float64 array."""
+    if text is None or not str(text).strip():
+        raise ValueError(f"{name}: empty value")
+    out = []
+    for item in str(text).split(","):
+        if not item.strip():
+            raise ValueError(f"{name}: {text!r} has an empty item (stray comma?)")
+        parts = [p.strip() for p in item.split(":")]
+        if len(parts) == 1:
+            out.append(_number(parts[0], name, item))
+            continue
+        log = parts[0].lower() == "log"
+        if log:
+            parts = parts[1:]
+        if len(parts) != 3:
+            form = "log:a:b:n" if log else "a:b:n"
+            raise ValueError(f"{name}: {item.strip()!r} is not a range; use {form} "
+                             "(n values from a to b inclusive)")
+        a, b = _number(parts[0], name, item), _number(parts[1], name, item)
+        n = _count(parts[2], name, item)
+        if log:
+            if a <= 0 or b <= 0:
+                raise ValueError(f"{name}: log-spaced range {item.strip()!r} needs a, b > 0")
+            out.extend(np.geomspace(a, b, n).tolist())
+        else:
+            out.extend(np.linspace(a, b, n).tolist())
+    return np.asarray(out, dtype=np.float64)
+
+
+def parse_ints(text: str, name: str) -> list:
+    """Integer values (latent dims): same syntax; every value must be a whole number.
+
+    Duplicates are dropped (first occurrence kept), e.g. ``log:1:64:7`` is 1, 2, 4, ..., 64.
+    """
+    values = parse_values(text, name)
+    rounded = np.rint(values)
+    bad = np.abs(values - rounded) > 1e-9 * np.maximum(1.0, np.abs(values))
+    if np.any(bad):
+        raise ValueError(f"{name} takes whole numbers, got {values[bad][0]:g}")
+    out = []
+    for v in rounded.astype(np.int64).tolist():
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def parse_vector(text: str, name: str) -> np.ndarray:
+    """One value or a comma list of plain numbers (a per-latent-dimension vector): no ranges."""
+    if text is None or not str(text).strip():
+        raise ValueError(f"{name}: empty value")
+    items = str(text).split(",")
+    for item in items:
+        if ":" in item:
+            raise ValueError(f"{name} takes one value (isotropic) or one value per latent dimension "
+                             f"separated by commas, not a range ({item.strip()!r})")
+        if not item.strip():
+            raise ValueError(f"{name}: {text!r} has an empty item (stray comma?)")
+    return np.asarray([_number(item, name, item) for item in items], dtype=np.float64)
+
+
+def make_grid(axes: Dict[str, Sequence[float]]) -> Tuple[Tuple[int, ...], Dict[str, np.ndarray]]:
+    """Outer product of the axes, in the order given: ``(shape, {name: array of that shape})``.
+
+    An axis with one value still gets its own (length-1) dimension, so grid indices always have
+    one entry per axis.
+    """
+    names = list(axes)
+    values = [np.asarray(axes[n], dtype=np.float64).ravel() for n in names]
+    shape = tuple(v.size for v in values)
+    total = int(np.prod(shape)) if shape else 1
+    if total > MAX_GRID_POINTS:
+        raise ValueError(f"the hyperparameter grid has {total} points "
+                         f"({' x '.join(str(s) for s in shape)}); at most {MAX_GRID_POINTS} are allowed")
+    grids = np.meshgrid(*values, indexing="ij") if values else []
+    return shape, dict(zip(names, grids))

@@ -1,0 +1,580 @@
+"""Solutions -> JSON-able documents, rich tables and one-line summaries.
+
+Nothing here computes a prediction: every number comes from a :class:`~vaetheory.theory.Solution`
+or a :class:`~vaetheory.moments.Spectrum` and is only selected, sorted for display or formatted.
+No I/O either: functions return dicts, strings or rich renderables.
+
+The JSON document (:func:`predict_document`) is a contract other tools parse; the schema is in
+README.md ("JSON output"). Non-finite numbers become ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from rich.table import Table
+
+__all__ = [
+    "LATENT_MAPS", "critical_latent", "dumps", "grid_indices", "point_dict", "point_params",
+    "point_label", "point_summary", "predict_document", "spectrum_document", "spectrum_values",
+    "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
+    "spectrum_table", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
+    "data_sentence", "fmt",
+]
+
+#: maps whose rank says how many modes of each latent are active
+LATENT_MAPS = {
+    "vae": {"z": ("encoder", "decoder")},
+    "cvae": {"z": ("encoder", "decoder")},
+    "mhvae": {"z1": ("encoder1", "decoder1"), "z2": ("encoder2", "decoder2")},
+}
+
+_PARAM_ORDER = ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma", "sigma1", "sigma2")
+
+
+# ------------------------------------------------------------------------------------------
+# small helpers
+
+
+def fmt(value, digits=4):
+    """A number for people: 4 significant digits, '-' for NaN/None, 'inf' kept."""
+    if value is None:
+        return "-"
+    v = float(value)
+    if math.isnan(v):
+        return "-"
+    return f"{v:.{digits}g}"
+
+
+def _clean(obj):
+    """JSON-able copy: numpy -> Python, NaN/inf -> None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+def dumps(doc, indent=2) -> str:
+    """The JSON text of a document (strict JSON: no NaN/Infinity tokens)."""
+    return json.dumps(_clean(doc), indent=indent, allow_nan=False)
+
+
+def grid_indices(sol) -> List[Tuple[int, ...]]:
+    """Every grid index of a solution, in C order (the order of the table rows and JSON points)."""
+    return list(np.ndindex(*sol.grid_shape))
+
+
+def _at(arr, sol, idx):
+    """Value of a grid-shaped (or broadcastable, optionally per-dim) array at grid index idx."""
+    arr = np.asarray(arr)
+    shape = sol.grid_shape
+    if arr.ndim > len(shape):  # trailing per-dimension axis
+        return np.broadcast_to(arr, shape + arr.shape[-1:])[idx]
+    return np.broadcast_to(arr, shape)[idx]
+
+
+def critical_latent(sol) -> str:
+    """The latent whose dims the critical values refer to (``z``, or ``z2`` for the mhvae)."""
+    return "z2" if sol.model == "mhvae" else "z"
+
+
+def _learned(sol, latent):
+    return latent in sol.posterior_std
+
+
+def _active(sol, idx, latent) -> int:
+    return int(_at(sol.ranks[LATENT_MAPS[sol.model][latent][0]], sol, idx))
+
+
+def _collapsed(sol, idx, latent):
+    lo = int(_at(sol.collapsed_min[latent], sol, idx))
+    hi = int(_at(sol.collapsed_max[latent], sol, idx))
+    return lo if sol.exact[latent] else [lo, hi]
+
+
+def _range_text(c):
+    if isinstance(c, list):
+        return str(c[0]) if c[0] == c[1] else f"{c[0]}-{c[1]}"
+    return str(c)
+
+
+def _dims_text(a, b, noun="dim"):
+    """'dim 5' or 'dims 5-16' (1-based, inclusive)."""
+    return f"{noun} {a}" if a == b else f"{noun}s {a}-{b}"
+
+
+# ------------------------------------------------------------------------------------------
+# spectra
+
+
+def spectrum_values(spectrum) -> np.ndarray:
+    """The spectrum in the units the theorems use: theta_i (data) or e_i (residual, CVAE)."""
+    return spectrum.eigenvalues if spectrum.kind == "residual" else spectrum.theta
+
+
+def spectrum_units(spectrum) -> str:
+    if spectrum.kind == "residual":
+        return ("e_i: eigenvalues of the residual covariance E = Cov(y) - Cov(y,x) Cov(x)^+ Cov(x,y) "
+                "of y given x (squared units)" if spectrum.centered is not False else
+                "e_i: eigenvalues of E = E[yy^T] - E[yx^T] E[xx^T]^+ E[xy^T] (squared units)")
+    return ("theta_i = sqrt(eigenvalue_i of Cov(x)) (data units)" if spectrum.centered is not False
+            else "theta_i = sqrt(eigenvalue_i of E[x x^T]) (data units)")
+
+
+def _spectrum_symbol(spectrum):
+    return "e_i" if spectrum.kind == "residual" else "theta_i"
+
+
+def spectrum_document(spectrum, info: Optional[dict] = None, top: Optional[int] = None) -> dict:
+    """JSON document of ``vaetheory spectrum``: values (first ``top``), rank, trace, scale."""
+    vals = spectrum_values(spectrum)
+    ev = spectrum.eigenvalues
+    n = vals.size if not top else min(int(top), vals.size)
+    doc = {
+        "spectrum_kind": spectrum.kind,
+        "spectrum_units": spectrum_units(spectrum),
+        "centered": spectrum.centered,
+        "n_samples": spectrum.n_samples,
+        "dim": int(spectrum.dim),
+        "rank": int(spectrum.rank),
+        "trace": spectrum.trace,
+        "scale": float(vals[0]) if vals.size else None,
+        "tolerance": spectrum.tolerance,
+        "shown": n,
+        "spectrum": vals[:n],
+        "eigenvalues": ev[:n],
+    }
+    if spectrum.kind == "residual":
+        doc["x_dim"] = spectrum.x_dim
+    if info:
+        doc["data"] = {k: v for k, v in info.items() if k not in doc}
+    return doc
+
+
+def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
+    """Rich table: i, spectral value, eigenvalue, cumulative share of the trace."""
+    vals, ev = spectrum_values(spectrum), spectrum.eigenvalues
+    n = vals.size if not top else min(int(top), vals.size)
+    sym = _spectrum_symbol(spectrum)
+    table = Table(title=f"spectrum ({sym})", title_justify="left")
+    table.add_column("i", justify="right")
+    table.add_column(sym, justify="right")
+    if spectrum.kind != "residual":
+        table.add_column("eigenvalue", justify="right")
+    table.add_column("cumulative", justify="right")
+    total = spectrum.trace
+    running = 0.0
+    for i in range(n):
+        running += float(ev[i])
+        share = f"{100.0 * running / total:.1f}%" if total > 0 else "-"
+        row = [str(i + 1), fmt(vals[i])]
+        if spectrum.kind != "residual":
+            row.append(fmt(ev[i]))
+        row.append(share)
+        table.add_row(*row, style="dim" if i >= spectrum.rank else None)
+    return table
+
+
+def data_sentence(info: dict) -> str:
+    """One sentence about the data: source, samples, centring, rank (from the info dict)."""
+    parts = [f"data: {info.get('source', '?')}"]
+    n = info.get("n_samples")
+    if info.get("spectrum_kind") == "residual":
+        parts.append(f"{n} samples; x = {info.get('x_dim')} columns, y = {info.get('y_dim')} columns"
+                     + (f" ({info['selection']})" if info.get("selection") else ""))
+    else:
+        parts.append(f"{n} samples x {info.get('dim')} features"
+                     + (f" ({info['selection']})" if info.get("selection") else ""))
+    parts.append("centred (covariances; equivalent to a model with encoder and decoder biases)"
+                 if info.get("centered") else
+                 "not centred (raw second moments; the bias-free model)")
+    what = "residual of y given x" if info.get("spectrum_kind") == "residual" else "data"
+    parts.append(f"rank of the {what}: {info.get('rank')} of {info.get('dim')}")
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------
+# one grid point
+
+
+def point_params(sol, idx) -> dict:
+    """Hyperparameters of one grid point plus the latent dims (``latent_dim``, ``latent_dim2``)."""
+    params = {}
+    for name in sorted(sol.params, key=lambda k: _PARAM_ORDER.index(k) if k in _PARAM_ORDER else 99):
+        v = _at(sol.params[name], sol, idx)
+        v = np.asarray(v)
+        if v.ndim == 0:
+            params[name] = float(v)
+        elif np.all(v == v.flat[0]):
+            params[name] = float(v.flat[0])  # isotropic
+        else:
+            params[name] = [float(x) for x in v]  # per latent dim, in the order given
+    dims = list(sol.latent_dims.values())
+    params["latent_dim"] = int(dims[0])
+    if len(dims) > 1:
+        params["latent_dim2"] = int(dims[1])
+    return params
+
+
+def point_dict(sol, idx) -> dict:
+    """One entry of ``points`` in the JSON document."""
+    sv = {name: sorted((float(x) for x in _at(arr, sol, idx)), reverse=True)
+          for name, arr in sol.singular_values.items()}
+    std = {name: sorted((float(x) for x in _at(arr, sol, idx)), reverse=True)
+           for name, arr in sol.posterior_std.items()}
+    return {
+        "params": point_params(sol, idx),
+        "singular_values": sv,
+        "posterior_std": std,
+        "collapsed": {latent: _collapsed(sol, idx, latent) for latent in sol.latent_dims},
+        "critical": {name: [float(x) for x in _at(arr, sol, idx)]
+                     for name, arr in sol.critical.items()},
+        "ranks": {name: int(_at(arr, sol, idx)) for name, arr in sol.ranks.items()},
+        "optimal_loss": float(_at(sol.optimal_loss, sol, idx)),
+    }
+
+
+def notes_of(solutions: Iterable) -> List[str]:
+    """The notes of all solutions, each once, in order."""
+    out = []
+    for sol in solutions:
+        for note in sol.notes:
+            if note not in out:
+                out.append(note)
+    return out
+
+
+def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None) -> dict:
+    """The JSON document of ``vaetheory predict`` (schema: README.md, "JSON output")."""
+    first = solutions[0]
+    spec = first.spectrum
+    return {
+        "model": first.model,
+        "variance": first.variance,
+        "theorem": first.theorem,
+        "centered": spec.centered,
+        "n_samples": spec.n_samples,
+        "spectrum": spectrum_values(spec),
+        "spectrum_units": spectrum_units(spec),
+        "spectrum_kind": spec.kind,
+        "rank": int(spec.rank),
+        "dim": int(spec.dim),
+        "trace": spec.trace,
+        "data": dict(info),
+        "settings": dict(settings or {}),
+        "critical_latent": critical_latent(first),
+        "critical_direction": dict(first.critical_direction),
+        "notes": notes_of(solutions),
+        "points": [point_dict(sol, idx) for sol in solutions for idx in grid_indices(sol)],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# words
+
+
+def point_label(sol, idx, label_params: Sequence[str], show_dims=False) -> str:
+    """``beta=2, eta_dec=1`` (only ``label_params``), plus the latent dims when ``show_dims``."""
+    params = point_params(sol, idx)
+    parts = []
+    for name in label_params:
+        if name in params:
+            v = params[name]
+            parts.append(f"{name}=" + (",".join(fmt(x) for x in v) if isinstance(v, list) else fmt(v)))
+    if show_dims or not parts:
+        parts += [f"{k}={v}" for k, v in params.items() if k.startswith("latent_dim")]
+    return ", ".join(parts)
+
+
+def _revival_text(sol, idx, latent, param, first_off, d):
+    """What the inactive modes first_off..d-1 (0-based) of ``latent`` need (or can never get)."""
+    crit = np.asarray(_at(sol.critical[param], sol, idx), dtype=float)[:d]
+    below = sol.critical_direction[param] == "below"
+    ok = np.isfinite(crit) & ((crit > 0) if below else True)
+    idx_ok = [i for i in range(first_off, d) if ok[i]]
+    never = [i for i in range(first_off, d) if not ok[i]]
+    noun = "dim" if latent == "z" else f"{latent} dim"
+    sign = "<" if below else ">"
+    parts = []
+    if idx_ok:
+        a, b = idx_ok[0], idx_ok[-1]
+        verb = "needs" if a == b else "need"
+        text = f"{_dims_text(a + 1, b + 1, noun)} {verb} {param} {sign} {fmt(crit[a])}"
+        if b != a:
+            text += f" (dim {b + 1}: {sign} {fmt(crit[b])})"
+        parts.append(text)
+    if never:
+        a, b = never[0], never[-1]
+        parts.append(f"{_dims_text(a + 1, b + 1, noun)} can never be active"
+                     + (" (no data variance left for them)" if sol.model != "mhvae" else ""))
+    return "; ".join(parts)
+
+
+def _latent_words(sol, idx, latent, param):
+    d = sol.latent_dims[latent]
+    active = _active(sol, idx, latent)
+    c = _collapsed(sol, idx, latent)
+    name = "latent dims" if latent == "z" else f"{latent} dims"
+    if isinstance(c, list) and c[0] == c[1]:
+        c = c[0]  # a range that is a single number
+    if _learned(sol, latent) and not isinstance(c, list):
+        text = f"{c} of {d} {name} collapse"
+    elif not isinstance(c, list):
+        text = f"{c} of {d} {name} collapse (zero posterior mean)"
+    else:
+        text = (f"{_range_text(c)} of {d} {name} collapse (zero posterior mean; the count is not "
+                f"determined, {active} active mode{'s' if active != 1 else ''})")
+    has_crit = param is not None and latent == critical_latent(sol) and param in sol.critical
+    if has_crit and active < d:
+        more = _revival_text(sol, idx, latent, param, active, d)
+        if more:
+            text += "; " + more
+    elif has_crit and active == d and d >= 1:
+        crit = float(np.asarray(_at(sol.critical[param], sol, idx))[d - 1])
+        if np.isfinite(crit):
+            below = sol.critical_direction[param] == "below"
+            noun = "dim" if latent == "z" else f"{latent} dim"
+            text += (f"; {noun} {d} would collapse at {param} {'>=' if below else '<='} {fmt(crit)}")
+    return text
+
+
+def point_summary(sol, idx, label_params: Sequence[str] = (), param: Optional[str] = None,
+                  show_dims=False) -> str:
+    """One line in words, e.g. ``beta=100: 12 of 16 latent dims collapse; dims 5-16 need beta < 69.47``."""
+    param = param or _default_param(sol)
+    words = [_latent_words(sol, idx, latent, param) for latent in sol.latent_dims]
+    return f"{point_label(sol, idx, label_params, show_dims)}: " + "; ".join(words)
+
+
+def _default_param(sol):
+    for name in ("beta", "beta2"):
+        if name in sol.critical:
+            return name
+    return next(iter(sol.critical), None)
+
+
+def summary_param(sol, swept: Sequence[str]) -> Optional[str]:
+    """The hyperparameter to phrase thresholds in: the first swept one with critical values."""
+    for name in swept:
+        if name in sol.critical:
+            return name
+    return _default_param(sol)
+
+
+def _state(sol, idx):
+    return tuple((_active(sol, idx, l), str(_collapsed(sol, idx, l))) for l in sol.latent_dims)
+
+
+def summary_lines(solutions: Sequence, swept: Sequence[str], max_lines=20,
+                  param: Optional[str] = None) -> List[str]:
+    """One line per grid point; for long sweeps only the points where the outcome changes."""
+    show_dims = len(solutions) > 1
+    total = sum(int(np.prod(s.grid_shape)) for s in solutions)
+    lines, skipped = [], 0
+    for sol in solutions:
+        p = param or summary_param(sol, swept)
+        labels = list(swept) or ([p] if p in sol.params else [])
+        prev = None
+        for idx in grid_indices(sol):
+            state = _state(sol, idx)
+            if total > max_lines and state == prev:
+                continue
+            prev = state
+            if len(lines) >= max_lines:
+                skipped += 1
+                continue
+            lines.append(point_summary(sol, idx, labels, p, show_dims))
+    if total > max_lines:
+        head = (f"{total} grid points; showing the first point and each point where the outcome "
+                "changes:")
+        lines.insert(0, head)
+    if skipped:
+        lines.append(f"... {skipped} more changes (see the table, or --json for every point)")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------
+# tables
+
+
+def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str] = None) -> Table:
+    """One row per grid point: hyperparameters, active/collapsed per latent, ranks, optimal loss."""
+    first = solutions[0]
+    show_dims = len(solutions) > 1
+    table = Table(title=title, title_justify="left")
+    label_params = [p for p in swept if p in first.params] or [_default_param(first) or "beta"]
+    label_params = [p for p in label_params if p in first.params]
+    for p in label_params:
+        table.add_column(p, justify="right")
+    if show_dims:
+        for k in first.latent_dims:
+            table.add_column(f"d({k})", justify="right")
+    for latent in first.latent_dims:
+        table.add_column(f"active {latent}", justify="right")
+        table.add_column(f"collapsed {latent}", justify="right")
+    maps = LATENT_MAPS[first.model]
+    table.add_column("ranks " + ", ".join(
+        (f"{l} " if len(maps) > 1 else "") + "enc/dec" for l in maps), justify="right")
+    table.add_column("optimal loss", justify="right")
+    for sol in solutions:
+        for idx in grid_indices(sol):
+            params = point_params(sol, idx)
+            row = []
+            for p in label_params:
+                v = params.get(p)
+                row.append(",".join(fmt(x) for x in v) if isinstance(v, list) else fmt(v))
+            if show_dims:
+                row += [str(d) for d in sol.latent_dims.values()]
+            for latent, d in sol.latent_dims.items():
+                row.append(f"{_active(sol, idx, latent)}/{d}")
+                row.append(_range_text(_collapsed(sol, idx, latent)))
+            row.append(", ".join("/".join(str(int(_at(sol.ranks[m], sol, idx))) for m in ms)
+                                 for ms in maps.values()))
+            row.append(fmt(_at(sol.optimal_loss, sol, idx), 7))
+            table.add_row(*row)
+    return table
+
+
+def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) -> Table:
+    """Per latent dimension: spectrum, singular values of every map, learned stds, thresholds."""
+    spec = sol.spectrum
+    width = max(sol.latent_dims.values())
+    vals = spec.padded(width)
+    vals = vals if spec.kind == "residual" else np.sqrt(vals)
+    table = Table(title=f"detail: {point_label(sol, idx, label_params, show_dims)}",
+                  title_justify="left",
+                  caption="sorted singular values and stds; thresholds of mode i",
+                  caption_justify="left")
+    table.add_column("i", justify="right")
+    table.add_column(_spectrum_symbol(spec), justify="right")
+    cols = []
+    for name, arr in sol.singular_values.items():
+        table.add_column(name, justify="right")
+        cols.append(np.asarray(_at(arr, sol, idx)))
+    for name, arr in sol.posterior_std.items():
+        table.add_column(f"std {name} (asc.)", justify="right")
+        cols.append(np.sort(np.asarray(_at(arr, sol, idx))))
+    for name, arr in sol.critical.items():
+        sign = "<" if sol.critical_direction[name] == "below" else ">"
+        table.add_column(f"{name}* (active {sign})", justify="right")
+        cols.append(np.asarray(_at(arr, sol, idx)))
+    for i in range(width):
+        row = [str(i + 1), fmt(vals[i])]
+        row += [fmt(c[i]) if i < c.size else "" for c in cols]
+        table.add_row(*row)
+    return table
+
+
+# ------------------------------------------------------------------------------------------
+# thresholds
+
+
+def thresholds_point(sol, idx) -> dict:
+    """Per-dimension critical values at one point (JSON entry of ``vaetheory thresholds``)."""
+    latent = critical_latent(sol)
+    d = sol.latent_dims[latent]
+    vals = spectrum_values(sol.spectrum)
+    padded = np.zeros(d)
+    padded[:min(d, vals.size)] = vals[:d]
+    return {
+        "params": point_params(sol, idx),
+        "latent": latent,
+        "spectrum": padded,
+        "critical": {name: [float(x) for x in _at(arr, sol, idx)]
+                     for name, arr in sol.critical.items()},
+        "critical_direction": dict(sol.critical_direction),
+        "active": _active(sol, idx, latent),
+        "collapsed": _collapsed(sol, idx, latent),
+    }
+
+
+def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) -> Table:
+    """Rich table: per latent dim (mode order), the critical value of every hyperparameter."""
+    latent = critical_latent(sol)
+    d = sol.latent_dims[latent]
+    spec = sol.spectrum
+    vals = spec.padded(d)
+    vals = vals if spec.kind == "residual" else np.sqrt(vals)
+    table = Table(title=f"thresholds per {latent} dim at {point_label(sol, idx, label_params, show_dims)}",
+                  title_justify="left",
+                  caption=f"mode i = the {latent} dim carrying the i-th largest {_spectrum_symbol(spec)}; "
+                          "others held fixed; - = never active",
+                  caption_justify="left")
+    table.add_column("mode", justify="right")
+    table.add_column(_spectrum_symbol(spec), justify="right")
+    cols = []
+    for name, arr in sol.critical.items():
+        below = sol.critical_direction[name] == "below"
+        table.add_column(f"active if {name} {'<' if below else '>'}", justify="right")
+        c = np.asarray(_at(arr, sol, idx), dtype=float)
+        if below:
+            c = np.where(c > 0, c, np.nan)
+        cols.append(c)
+    active = _active(sol, idx, latent)
+    for i in range(d):
+        table.add_row(str(i + 1), fmt(vals[i]), *[fmt(c[i]) for c in cols],
+                      style=None if i < active else "dim")
+    return table
+
+
+def keep_answer(sol, idx, k: int, param: str) -> dict:
+    """The value of ``param`` at which exactly the first ``k`` dims stay active (others fixed).
+
+    For a threshold active *below* (beta, beta2, eta_dec) this is the supremum of the values
+    keeping k dims active (the k-th critical value); for one active *above* (beta1, eta_enc) the
+    infimum. ``value`` is None when k dims can never be active at the other hyperparameters.
+    """
+    latent = critical_latent(sol)
+    d = sol.latent_dims[latent]
+    direction = sol.critical_direction[param]
+    below = direction == "below"
+    crit = np.asarray(_at(sol.critical[param], sol, idx), dtype=float)
+    ok = np.isfinite(crit) & ((crit > 0) if below else True)
+    out = {"keep": int(k), "param": param, "direction": direction, "latent": latent,
+           "latent_dim": int(d), "value": None, "possible": False,
+           "max_active": int(np.count_nonzero(ok)), "params": point_params(sol, idx)}
+    if k > d:
+        out["reason"] = f"{k} exceeds the latent dim {d} of {latent}"
+    elif not ok[k - 1]:
+        out["reason"] = (f"at most {out['max_active']} of {d} {latent} dims can ever be active "
+                         f"by changing {param} alone (the others as given)")
+    else:
+        out["value"] = float(crit[k - 1])
+        out["possible"] = True
+        # exactly k active between the k-th and the (k+1)-th critical value
+        nxt = float(crit[k]) if k < d and ok[k] else None
+        out["exactly"] = ([nxt, out["value"]] if below else [out["value"], nxt])
+    return out
+
+
+def keep_sentence(ans: dict, label: str = "") -> str:
+    """The answer of :func:`keep_answer` in words."""
+    k, p, d = ans["keep"], ans["param"], ans["latent_dim"]
+    noun = "latent dims" if ans["latent"] == "z" else f"{ans['latent']} dims"
+    prefix = f"{label}: " if label else ""
+    if not ans["possible"]:
+        return f"{prefix}no value of {p} keeps {k} {noun} active: {ans['reason']}"
+    v = fmt(ans["value"], 6)
+    lo, hi = ans["exactly"]
+    if ans["direction"] == "below":
+        exact = (f"exactly {k} for {fmt(lo, 6)} <= {p} < {v}" if lo is not None
+                 else f"exactly {k} for any {p} < {v}")
+        return (f"{prefix}{p} < {v} keeps {k} of {d} {noun} active (the largest such {p}; "
+                f"dim {k} collapses at {p} >= {v}); {exact}")
+    exact = (f"exactly {k} for {v} < {p} <= {fmt(hi, 6)}" if hi is not None
+             else f"exactly {k} for any {p} > {v}")
+    return (f"{prefix}{p} > {v} keeps {k} of {d} {noun} active (the smallest such {p}; "
+            f"dim {k} collapses at {p} <= {v}); {exact}")
