@@ -50,3 +50,24 @@ def test_vae_learnable_vs_fixed_verdicts_follow_the_numbers(vae_fixed):
     for r in vae_fixed["rows"][1:]:
         assert r["held_checker"] == (r["checker"] < learn["checker"])
         assert r["held_sgd"] == (r["sgd"] < learn["sgd"])
+
+
+@pytest.fixture(scope="module")
+def thresholds():
+    return load("vae_beta_thresholds").main(fast=True, verbose=False)
+
+
+def test_vae_beta_thresholds_checker_switches_at_every_tested_threshold(thresholds):
+    assert thresholds["checker"]
+    for r in thresholds["checker"]:
+        assert r["measured"] == r["predicted"], r
+        assert r["predicted"][0] - r["predicted"][1] == 1  # the bracket straddles one threshold
+
+
+def test_vae_beta_thresholds_sgd_counts_and_kl(thresholds):
+    assert thresholds["sgd"]
+    for r in thresholds["sgd"]:
+        assert r["measured"] == r["predicted"] or r.get("measured_300") == r["predicted"], r
+        assert abs(r["kl_total"] - r["kl_total_pred"]) <= max(0.02, 0.1 * r["kl_total_pred"]), r
+    counts = [r["predicted"] for r in thresholds["sgd"]]
+    assert counts == sorted(counts)  # betas descend, so active counts ascend
