@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from rich.table import Table
@@ -170,11 +170,11 @@ def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
     n = vals.size if not top else min(int(top), vals.size)
     sym = _spectrum_symbol(spectrum)
     table = Table(title=f"spectrum ({sym})", title_justify="left")
-    table.add_column("i", justify="right")
-    table.add_column(sym, justify="right")
+    table.add_column("i", justify="right", overflow="fold")
+    table.add_column(sym, justify="right", overflow="fold")
     if spectrum.kind != "residual":
-        table.add_column("eigenvalue", justify="right")
-    table.add_column("cumulative", justify="right")
+        table.add_column("eigenvalue", justify="right", overflow="fold")
+    table.add_column("cumulative", justify="right", overflow="fold")
     total = spectrum.trace
     running = 0.0
     for i in range(n):
@@ -289,6 +289,8 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
 def point_label(sol, idx, label_params: Sequence[str], show_dims=False) -> str:
     """``beta=2, eta_dec=1`` (only ``label_params``), plus the latent dims when ``show_dims``."""
     params = point_params(sol, idx)
+    if not label_params:  # nothing swept: name the main hyperparameter
+        label_params = [p for p in (_default_param(sol),) if p in params]
     parts = []
     for name in label_params:
         if name in params:
@@ -418,17 +420,17 @@ def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str
     label_params = [p for p in swept if p in first.params] or [_default_param(first) or "beta"]
     label_params = [p for p in label_params if p in first.params]
     for p in label_params:
-        table.add_column(p, justify="right")
+        table.add_column(p, justify="right", overflow="fold")
     if show_dims:
         for k in first.latent_dims:
-            table.add_column(f"d({k})", justify="right")
+            table.add_column(f"d({k})", justify="right", overflow="fold")
     for latent in first.latent_dims:
-        table.add_column(f"active {latent}", justify="right")
-        table.add_column(f"collapsed {latent}", justify="right")
+        table.add_column(f"active {latent}", justify="right", overflow="fold")
+        table.add_column(f"collapsed {latent}", justify="right", overflow="fold")
     maps = LATENT_MAPS[first.model]
     table.add_column("ranks " + ", ".join(
-        (f"{l} " if len(maps) > 1 else "") + "enc/dec" for l in maps), justify="right")
-    table.add_column("optimal loss", justify="right")
+        (f"{l} " if len(maps) > 1 else "") + "enc/dec" for l in maps), justify="right", overflow="fold")
+    table.add_column("optimal loss", justify="right", overflow="fold")
     for sol in solutions:
         for idx in grid_indices(sol):
             params = point_params(sol, idx)
@@ -458,19 +460,23 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
                   title_justify="left",
                   caption="sorted singular values and stds; thresholds of mode i",
                   caption_justify="left")
-    table.add_column("i", justify="right")
-    table.add_column(_spectrum_symbol(spec), justify="right")
+    table.add_column("i", justify="right", overflow="fold")
+    table.add_column(_spectrum_symbol(spec), justify="right", overflow="fold")
     cols = []
     for name, arr in sol.singular_values.items():
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", overflow="fold")
         cols.append(np.asarray(_at(arr, sol, idx)))
     for name, arr in sol.posterior_std.items():
-        table.add_column(f"std {name} (asc.)", justify="right")
+        table.add_column(f"std {name} (asc.)", justify="right", overflow="fold")
         cols.append(np.sort(np.asarray(_at(arr, sol, idx))))
+    rules = []
     for name, arr in sol.critical.items():
         sign = "<" if sol.critical_direction[name] == "below" else ">"
-        table.add_column(f"{name}* (active {sign})", justify="right")
+        table.add_column(f"{name}*", justify="right", overflow="fold")
         cols.append(np.asarray(_at(arr, sol, idx)))
+        rules.append(f"{name} {sign} {name}*")
+    if rules:
+        table.caption += f"; {critical_latent(sol)} mode i is active while " + ", ".join(rules)
     for i in range(width):
         row = [str(i + 1), fmt(vals[i])]
         row += [fmt(c[i]) if i < c.size else "" for c in cols]
@@ -513,12 +519,12 @@ def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False
                   caption=f"mode i = the {latent} dim carrying the i-th largest {_spectrum_symbol(spec)}; "
                           "others held fixed; - = never active",
                   caption_justify="left")
-    table.add_column("mode", justify="right")
-    table.add_column(_spectrum_symbol(spec), justify="right")
+    table.add_column("mode", justify="right", overflow="fold")
+    table.add_column(_spectrum_symbol(spec), justify="right", overflow="fold")
     cols = []
     for name, arr in sol.critical.items():
         below = sol.critical_direction[name] == "below"
-        table.add_column(f"active if {name} {'<' if below else '>'}", justify="right")
+        table.add_column(f"active if {name} {'<' if below else '>'}", justify="right", overflow="fold")
         c = np.asarray(_at(arr, sol, idx), dtype=float)
         if below:
             c = np.where(c > 0, c, np.nan)
