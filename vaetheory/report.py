@@ -22,7 +22,8 @@ __all__ = [
     "point_label", "point_summary", "predict_document", "spectrum_document", "spectrum_values",
     "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
     "spectrum_table", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
-    "data_sentence", "fmt",
+    "data_sentence", "fmt", "check_dict", "check_table", "check_lines", "numerical_document",
+    "numerical_table", "VERDICT_EXIT",
 ]
 
 #: maps whose rank says how many modes of each latent are active
@@ -257,8 +258,13 @@ def notes_of(solutions: Iterable) -> List[str]:
     return out
 
 
-def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None) -> dict:
-    """The JSON document of ``vaetheory predict`` (schema: README.md, "JSON output")."""
+def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None,
+                     checks: Optional[Sequence[dict]] = None) -> dict:
+    """The JSON document of ``vaetheory predict`` (schema: README.md, "JSON output").
+
+    ``checks`` (``predict --check``, ``vaetheory check``): one :func:`check_dict` per point, in
+    the order of the points; each point gains a ``check`` object.
+    """
     first = solutions[0]
     spec = first.spectrum
     return {
@@ -278,8 +284,18 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
         "notes": notes_of(solutions),
-        "points": [point_dict(sol, idx) for sol in solutions for idx in grid_indices(sol)],
+        "points": _with_checks([point_dict(sol, idx) for sol in solutions
+                                for idx in grid_indices(sol)], checks),
     }
+
+
+def _with_checks(points, checks):
+    if checks is not None:
+        if len(checks) != len(points):
+            raise ValueError(f"{len(checks)} checks for {len(points)} points")
+        for point, chk in zip(points, checks):
+            point["check"] = chk
+    return points
 
 
 # ------------------------------------------------------------------------------------------
@@ -584,3 +600,157 @@ def keep_sentence(ans: dict, label: str = "") -> str:
              else f"exactly {k} for any {p} > {v}")
     return (f"{prefix}{p} > {v} keeps {k} of {d} {noun} active (the smallest such {p}; "
             f"dim {k} collapses at {p} <= {v}); {exact}")
+
+
+# ------------------------------------------------------------------------------------------
+# checks (vaetheory check, predict --check): the verdicts of vaetheory.checker / vaetheory.sgd
+
+#: exit code of a verdict (the worst over the points decides): scripts branch on it
+VERDICT_EXIT = {"CONFIRMED": 0, "CONSISTENT": 0, "NUMERICAL": 0, "INCONCLUSIVE": 4,
+                "REFUTED": 3}
+_VERDICT_RANK = {"CONFIRMED": 0, "CONSISTENT": 0, "NUMERICAL": 0, "INCONCLUSIVE": 1, "REFUTED": 2}
+
+
+def worst_verdict(checks: Sequence[dict]) -> str:
+    """REFUTED over INCONCLUSIVE over CONFIRMED/CONSISTENT."""
+    return max((c["verdict"] for c in checks), key=_VERDICT_RANK.__getitem__)
+
+
+def check_dict(result, mode: str = "exact") -> dict:
+    """The ``check`` object of a point.
+
+    ``mode="exact"``: a :class:`~vaetheory.checker.CheckResult`; the fields ``verdict``,
+    ``loss_gap``, ``max_singular_value_error``, ``restarts_matching``, ``seconds`` are the contract
+    (README), plus ``reason`` and what the best run learned. ``mode="sgd"``: a
+    :class:`~vaetheory.sgd.SGDResult`, verdict ``CONSISTENT`` when every latent's collapsed count
+    lies in the predicted range and ``INCONCLUSIVE`` otherwise (stochastic training cannot refute
+    a claim about the global optimum: it may simply not have got there).
+    """
+    if mode == "exact":
+        out = {"mode": "exact", **result.to_dict()}
+        out["reason"] = result.reason
+        return out
+    out = {"mode": "sgd", **result.to_dict()}
+    pred = result.predicted_collapsed or {}
+    agree = {k: bool(lo <= result.collapsed[k] <= hi) for k, (lo, hi) in pred.items()
+             if k in result.collapsed}
+    out["collapsed_agrees"] = agree
+    out["verdict"] = "CONSISTENT" if agree and all(agree.values()) else "INCONCLUSIVE"
+    return out
+
+
+def _pairs(solutions):
+    return [(sol, idx) for sol in solutions for idx in grid_indices(sol)]
+
+
+def check_table(solutions: Sequence, swept: Sequence[str], checks: Sequence[dict]) -> Table:
+    """One row per checked grid point: predicted vs learned collapse, verdict and its numbers."""
+    first = solutions[0]
+    show_dims = len(solutions) > 1
+    mode = checks[0]["mode"] if checks else "exact"
+    table = Table(title_justify="left")
+    table.add_column("point", overflow="fold")
+    latents = list(first.latent_dims)
+    for latent in latents:
+        table.add_column(f"collapsed {latent} pred/found", justify="right", overflow="fold")
+    if mode == "exact":
+        for name in ("loss gap", "sv error", "runs at optimum", "seconds"):
+            table.add_column(name, justify="right", overflow="fold")
+    else:
+        for name in ("loss gap", "max |sv diff|", "active units", "seconds"):
+            table.add_column(name, justify="right", overflow="fold")
+    table.add_column("verdict", overflow="fold")
+    for (sol, idx), chk in zip(_pairs(solutions), checks):
+        row = [point_label(sol, idx, swept, show_dims)]
+        if mode == "exact":
+            found = chk["learned"].get("collapsed_prior") or {}
+            found_mean = chk["learned"].get("collapsed") or {}
+        else:
+            found, found_mean = chk.get("collapsed") or {}, {}
+        for latent in latents:
+            f = found.get(latent, found_mean.get(latent))
+            row.append(f"{_range_text(_collapsed(sol, idx, latent))}/{'-' if f is None else f}")
+        if mode == "exact":
+            row += [fmt(chk["loss_gap"], 2), fmt(chk["max_singular_value_error"], 2),
+                    f"{chk['restarts_matching']}/{chk['restarts']}", fmt(chk["seconds"], 3)]
+        else:
+            errs = chk.get("singular_value_error") or {}
+            au = chk.get("active_units") or {}
+            row += [fmt(chk["loss_gap"], 2), fmt(max(errs.values(), default=None), 2),
+                    ", ".join(f"{k} {v}" for k, v in au.items()), fmt(chk["seconds"], 3)]
+        row.append(chk["verdict"])
+        table.add_row(*row)
+    return table
+
+
+def check_lines(solutions: Sequence, swept: Sequence[str], checks: Sequence[dict]) -> List[str]:
+    """Words under the table: why a point is not confirmed; a refutation's counterexample."""
+    show_dims = len(solutions) > 1
+    lines = []
+    for (sol, idx), chk in zip(_pairs(solutions), checks):
+        label = point_label(sol, idx, swept, show_dims)
+        v = chk["verdict"]
+        if chk["mode"] == "exact" and v != "CONFIRMED":
+            lines.append(f"{label}: {v}: {chk.get('reason') or ''}".rstrip(": "))
+            if v == "REFUTED":
+                sv = chk["learned"]["singular_values"]
+                lines.append(f"  counterexample (loss {fmt(chk['learned']['loss'], 10)}): "
+                             + "; ".join(f"{m} " + ", ".join(fmt(x, 6) for x in vals)
+                                         for m, vals in sv.items()))
+        elif chk["mode"] == "sgd" and v != "CONSISTENT":
+            pred = chk.get("predicted_collapsed") or {}
+            lines.append(f"{label}: stochastic training ended with " + ", ".join(
+                f"{k}: {chk['collapsed'].get(k)} collapsed (predicted {_range_text(list(r))})"
+                for k, r in pred.items()) + f"; its exact loss is {fmt(chk['loss_gap'], 2)} "
+                "(relative) above the optimum: train longer (--epochs) or check with --mode exact")
+    n = len(checks)
+    counts = {}
+    for chk in checks:
+        counts[chk["verdict"]] = counts.get(chk["verdict"], 0) + 1
+    what = ("the closed-form optimum" if checks and checks[0]["mode"] == "exact" else
+            "the predicted collapsed counts (stochastic training)")
+    lines.append(f"{', '.join(f'{k} {c}' for k, c in counts.items())} of {n} point(s) checked "
+                 f"against {what}")
+    return lines
+
+
+def numerical_document(results: Sequence[Tuple[dict, object]], info: dict, settings: dict,
+                       spectrum) -> dict:
+    """JSON of ``vaetheory check`` on a setting without a closed form: numerical optima only.
+
+    ``results``: ``(params, NumericalResult)`` per point.
+    """
+    first = results[0][1]
+    return {
+        "model": first.model, "variance": first.variance, "label": first.label,
+        "covered_by_theory": False, "centered": spectrum.centered,
+        "n_samples": spectrum.n_samples, "spectrum": spectrum_values(spectrum),
+        "spectrum_units": spectrum_units(spectrum), "spectrum_kind": spectrum.kind,
+        "data": dict(info), "settings": dict(settings),
+        "points": [{"params": params, "numerical": num.to_dict(),
+                    "check": {"mode": "exact", "verdict": "NUMERICAL", "seconds": num.seconds}}
+                   for params, num in results],
+    }
+
+
+def numerical_table(results: Sequence[Tuple[dict, object]], label_params: Sequence[str]) -> Table:
+    """One row per point of a numerical-only check: loss, ranks, collapsed counts, warnings."""
+    first = results[0][1]
+    table = Table(title=f"{first.label}", title_justify="left")
+    table.add_column("point", overflow="fold")
+    table.add_column("lowest loss", justify="right", overflow="fold")
+    for latent in first.latent_dims:
+        table.add_column(f"collapsed {latent}", justify="right", overflow="fold")
+    table.add_column("ranks", justify="right", overflow="fold")
+    table.add_column("converged", overflow="fold")
+    for params, num in results:
+        label = ", ".join(f"{k}={fmt(params[k]) if not isinstance(params[k], list) else params[k]}"
+                          for k in label_params if k in params) or "-"
+        row = [label, fmt(num.loss, 10)]
+        for latent in num.latent_dims:
+            c = num.collapsed_prior.get(latent, num.collapsed.get(latent))
+            row.append("-" if c is None else str(c))
+        row.append(", ".join(f"{k} {v}" for k, v in num.ranks.items()))
+        row.append("no (unbounded below)" if num.unbounded else ("yes" if num.converged else "no"))
+        table.add_row(*row)
+    return table
