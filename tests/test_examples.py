@@ -94,3 +94,28 @@ def test_cvae_correlation_trend_is_measured_not_assumed(correlation):
     assert trend["predicted"] and trend["kl_pred"]  # the theory's monotonicity
     assert trend["checker"] and trend["checker_kl"] and trend["sgd"] and trend["sgd_kl"]
     assert correlation["held"]
+
+
+@pytest.fixture(scope="module")
+def quadrant():
+    return load("cvae_quadrant_digits").main(fast=True, verbose=False)
+
+
+def test_cvae_quadrant_checker_counts_match_theory(quadrant):
+    for r in quadrant["rows"]:
+        assert r["checker_verdict"] == "CONFIRMED", r["digit"]
+        assert r["checker"] == r["predicted"], r["digit"]
+
+
+def test_cvae_quadrant_sgd_disagreements_are_slow_convergence(quadrant):
+    for r in quadrant["rows"]:
+        if r["sgd"] != r["predicted"]:  # only modes near the threshold, and longer training agrees
+            assert r["near_threshold"] and r["sgd_long"] == r["predicted"], r
+
+
+def test_cvae_quadrant_claim_verdict_follows_the_measured_correlation(quadrant):
+    rho = quadrant["rho"]
+    assert quadrant["held"] == (rho["checker"] < 0 and rho["sgd"] < 0)
+    # the prediction itself: lower summed residual spectrum, at least as much collapse
+    rows = sorted(quadrant["rows"], key=lambda r: r["top_sum"])
+    assert rho["predicted"] < 0 and rows[0]["predicted"] >= rows[-1]["predicted"]
