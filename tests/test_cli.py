@@ -566,9 +566,6 @@ def test_installed_console_script(files):
     assert p.returncode == 0 and "Run it on your own data" in p.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="theory.py pads the critical values of z2 dims without a "
-                   "z1 partner (d2 > d1) with 0 instead of NaN; for beta1/eta_enc (active above) "
-                   "0 reads as 'always active' -- reported, fix belongs in theory._mhvae")
 def test_keep_beta1_for_z2_dims_without_partner_is_impossible(files):
     d = files[0]
     doc = as_json("thresholds", d / "x.npy", "--model", "mhvae", "-d", 2, "--latent-dim2", 4,

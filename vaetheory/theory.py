@@ -631,7 +631,8 @@ def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, si
             "singular_values": {"encoder1": _desc(md["lam"]), "decoder1": _desc(md["u1"]),
                                 "encoder2": _desc(w2), "decoder2": _desc(omega)},
             "posterior_std": {} if fixed else {"z2": _desc(md["sigma2"])},
-            "critical": {name: _pad_last(v * never, d2) for name, v in critical.items()},
+            # z2 dims beyond d1 have no z1 mode to pair with: never active (NaN), as `never` does
+            "critical": {name: _pad_last(v * never, d2, np.nan) for name, v in critical.items()},
             "modes": {"theta": t, "lambda": md["lam"], "u1": md["u1"], "w2": w2, "omega": omega,
                       "sigma2": md["sigma2"], "m": md["m"], "F": md["F"]},
         }
