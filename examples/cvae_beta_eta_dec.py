@@ -45,6 +45,7 @@ import vaetheory as vt
 from vaetheory.checker import check
 from vaetheory.io import DIGITS_IMAGE_SHAPE, load_digits, quadrant_columns
 from vaetheory.sgd import train_sgd
+from vaetheory.report import text_table
 
 D1, SIGMA = 8, 0.5
 DEFAULTS = dict(beta=1.0, eta_dec=1.0)   # the hyperparameter not swept stays here
@@ -54,15 +55,6 @@ KL_EPS = 0.01      # epsilon-collapse (Lucas et al. 2019), as in the paper
 SGD = dict(epochs=100, batch_size=64, lr=0.03, seed=0)
 SWEEPS = [("learnable", "beta"), ("learnable", "eta_dec"), ("fixed", "beta"), ("fixed", "eta_dec")]
 FAST_SGD = {("learnable", "beta"), ("fixed", "eta_dec")}  # one per variance and per claim
-
-
-def table(header, rows):
-    cells = [[str(c) for c in r] for r in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, r in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def sweep_points(thresholds, fast):
@@ -163,21 +155,21 @@ def main(fast=False, verbose=True):
 
     if verbose:
         print("\nLearnable variance (Theorem 2): collapsed dims (posterior = prior)")
-        table(["sweep", "beta", "eta_dec", "predicted", "checker (verdict)", "SGD, KL < 0.01",
+        say(text_table(["sweep", "beta", "eta_dec", "predicted", "checker (verdict)", "SGD, KL < 0.01",
                "SGD AU"],
               [[r["param"], f"{r['beta']:.4g}", f"{r['eta_dec']:.4g}", r["predicted"],
                 f"{r['checker']} ({r['checker_verdict']})", cell(r, "sgd"),
                 r["sgd_au"] if r["sgd"] is not None else "-"]
-               for p in ("beta", "eta_dec") for r in sw["learnable", p]["rows"]])
+               for p in ("beta", "eta_dec") for r in sw["learnable", p]["rows"]]))
         print(f"\nFixed isotropic variance, sigma = {SIGMA} (THEORY.md 4b): modes lost = d1 - rank "
               "(determined); dims with a zero posterior mean (a [min, max] range)")
-        table(["sweep", "beta", "eta_dec", "lost pred", "lost checker (verdict)", "zero-mean pred",
+        say(text_table(["sweep", "beta", "eta_dec", "lost pred", "lost checker (verdict)", "zero-mean pred",
                "zero-mean checker", "SGD lost, KL < 0.01 (same rule on theory)"],
               [[r["param"], f"{r['beta']:.4g}", f"{r['eta_dec']:.4g}", r["predicted"],
                 f"{r['checker']} ({r['checker_verdict']})", "[{}, {}]".format(*r["zero_mean"]),
                 r["checker_zero_mean"],
                 "-" if r["sgd"] is None else f"{cell(r, 'sgd')} ({r['sgd_predicted']})"]
-               for p in ("beta", "eta_dec") for r in sw["fixed", p]["rows"]])
+               for p in ("beta", "eta_dec") for r in sw["fixed", p]["rows"]]))
 
     # agreement with the predictions, point by point
     for r in rows_all:

@@ -29,19 +29,11 @@ import numpy as np
 import vaetheory as vt
 from vaetheory.checker import check
 from vaetheory.sgd import train_sgd
+from vaetheory.report import text_table
 
 N, D1, BETA = 1000, 6, 1.0
 Y_VAR = np.array([3.0, 1.8, 1.2, 0.7, 0.4, 0.2])
 CORRELATIONS = (1.0, 0.5, 0.25, 0.125, 0.0)
-
-
-def table(header, rows):
-    cells = [[str(c) for c in r] for r in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, r in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def make_data(a, seed=0):
@@ -78,12 +70,12 @@ def main(fast=False, verbose=True):
     say(f"Synthetic CVAE, N = {N}, x = a y + sqrt(1 - a^2) noise, var(y) = {Y_VAR.tolist()}, "
         f"d1 = {D1}, beta = eta_enc = eta_dec = 1 (dim active iff e_i > 1).\n")
     yn = {True: "yes", False: "NO"}
-    table(["a (corr)", "residual eigenvalues e_i", "collapsed pred / checker / SGD", "SGD AU",
+    say(text_table(["a (corr)", "residual eigenvalues e_i", "collapsed pred / checker / SGD", "SGD AU",
            "total KL pred / checker / SGD", "held"],
           [[f"{r['a']:g}", np.array2string(r["e"], precision=2, suppress_small=True),
             f"{r['predicted']} / {r['checker']} / {r['sgd']}", r["sgd_au"],
             f"{r['kl_pred']:.3f} / {r['checker_kl']:.3f} / {r['sgd_kl']:.3f}", yn[r["held"]]]
-           for r in rows])
+           for r in rows]))
 
     # the claim: collapse grows with the correlation a (rows are in decreasing a)
     def monotone(key, strict_kl=False):

@@ -29,18 +29,10 @@ import vaetheory as vt
 from vaetheory.checker import check
 from vaetheory.io import DIGITS_IMAGE_SHAPE, load_digits, quadrant_columns
 from vaetheory.sgd import train_sgd
+from vaetheory.report import text_table
 
 D1, BETA, TOP = 16, 0.05, 16
 EPOCHS = 600
-
-
-def table(header, rows):
-    cells = [[str(c) for c in r] for r in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, r in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def main(fast=False, verbose=True):
@@ -82,12 +74,12 @@ def main(fast=False, verbose=True):
     say(f"Digits / 16, x = bottom-left quadrant (16 px), y = the other 48 px, one subset per class; "
         f"d1 = {D1}, beta = {BETA}, eta_enc = eta_dec = 1.\n")
     yn = {True: "yes", False: "NO"}
-    table(["digit", "N", f"sum of top-{TOP} e_i", "collapsed pred", "checker", "SGD", "SGD AU",
+    say(text_table(["digit", "N", f"sum of top-{TOP} e_i", "collapsed pred", "checker", "SGD", "SGD AU",
            "e/beta at the boundary (last active, first collapsed)"],
           [[r["digit"], r["n"], f"{r['top_sum']:.3f}", r["predicted"],
             f"{r['checker']} ({r['checker_verdict']})", r["sgd"], r["sgd_au"],
             ", ".join("-" if b is None else f"{b:.2f}" for b in r["boundary"])]
-           for r in sorted(rows, key=lambda r: r["top_sum"])])
+           for r in sorted(rows, key=lambda r: r["top_sum"])]))
 
     sums = [r["top_sum"] for r in rows]
     rho = {k: float(spearmanr(sums, [r[k] for r in rows])[0]) for k in ("predicted", "checker", "sgd")}

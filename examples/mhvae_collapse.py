@@ -51,21 +51,13 @@ from vaetheory import losses
 from vaetheory.checker import check
 from vaetheory.io import load_digits
 from vaetheory.sgd import train_sgd
+from vaetheory.report import text_table
 
 D1 = D2 = 8
 BASE = dict(beta1=0.25, beta2=0.35, eta_enc=1.0, eta_dec=1.0, sigma1=1.0)
 SIGMA2 = 1.0      # Theorem 5: = eta_enc, so a zero-mean z2 dim equals its prior
 MIN_GAP = 1.12    # sweep points: gaps between thresholds at least this wide (ratio)
 SGD = dict(epochs=100, batch_size=64, lr=0.01, seed=0)
-
-
-def table(header, rows):
-    cells = [[str(c) for c in r] for r in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, r in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def count_range(lo, hi):
@@ -218,7 +210,9 @@ def b_equivalence(spectrum):
 def main(fast=False, verbose=True):
     t0 = time.perf_counter()
     say = print if verbose else (lambda *a, **k: None)
-    show = table if verbose else (lambda *a, **k: None)
+    def show(header, rows):
+        say(text_table(header, rows))
+
     X = load_digits()[0] / 16.0
     spectrum = vt.empirical_spectrum(X, with_basis=True)
     root = (spectrum.basis * spectrum.theta) @ spectrum.basis.T  # A^(1/2)

@@ -28,20 +28,12 @@ import vaetheory as vt
 from vaetheory.checker import check
 from vaetheory.io import load_digits
 from vaetheory.sgd import train_sgd
+from vaetheory.report import text_table
 
 D1 = 8
 DELTA = 0.02      # checker brackets: beta*_i * (1 -+ DELTA)
 MIN_GAP = 1.10    # SGD: only gaps between thresholds at least this wide (ratio)
 KL_EPS = 0.01
-
-
-def table(header, rows):
-    cells = [[str(c) for c in r] for r in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, r in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def main(fast=False, verbose=True):
@@ -71,9 +63,9 @@ def main(fast=False, verbose=True):
     say(f"Digits / 16, centred, d1 = {D1}, eta_enc = eta_dec = 1. Predicted thresholds "
         f"beta*_i = phi_i: {np.array2string(thresholds, precision=4)}\n")
     say(f"1. Exact checker, {DELTA:.0%} below and above each threshold (active dims):")
-    table(["mode i", "beta*_i", "predicted below/above", "checker below/above", "switches there?"],
+    say(text_table(["mode i", "beta*_i", "predicted below/above", "checker below/above", "switches there?"],
           [[r["mode"], f"{r['threshold']:.4f}", "{}/{}".format(*r["predicted"]),
-            "{}/{}".format(*r["measured"]), yn[r["held"]]] for r in checker_rows])
+            "{}/{}".format(*r["measured"]), yn[r["held"]]] for r in checker_rows]))
 
     # 2. stochastic training inside the gaps
     edges = np.concatenate([[thresholds[0] * MIN_GAP ** 2], thresholds,
@@ -95,11 +87,11 @@ def main(fast=False, verbose=True):
 
     say(f"\n2. SGD (100 epochs, batch 64) inside every threshold gap wider than "
         f"{MIN_GAP - 1:.0%} (active = KL >= {KL_EPS}):")
-    table(["beta", "predicted active", "SGD active", "SGD AU", "weakest active KL (pred)",
+    say(text_table(["beta", "predicted active", "SGD active", "SGD AU", "weakest active KL (pred)",
            "total KL pred / SGD", "held"],
           [[f"{r['beta']:.4f}", r["predicted"], r["measured"], r["au"],
             "-" if r["min_kl_pred"] is None else f"{r['min_kl_pred']:.3f}",
-            f"{r['kl_total_pred']:.3f} / {r['kl_total']:.3f}", yn[r["held"]]] for r in sgd_rows])
+            f"{r['kl_total_pred']:.3f} / {r['kl_total']:.3f}", yn[r["held"]]] for r in sgd_rows]))
 
     held_checker = all(r["held"] for r in checker_rows)
     held_sgd = all(r["held"] for r in sgd_rows)

@@ -31,18 +31,10 @@ import vaetheory as vt
 from vaetheory.checker import check
 from vaetheory.io import load_digits
 from vaetheory.sgd import train_sgd
+from vaetheory.report import text_table
 
 D1 = 5
 FIXED_SIGMAS = (1.0, 0.9, 0.5)  # 1.0 = eta_enc: exactly the learnable model's thresholds
-
-
-def table(header, rows):
-    cells = [[str(c) for c in r] for r in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, r in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def count_range(lo, hi):
@@ -96,12 +88,12 @@ def main(fast=False, verbose=True):
     say("Collapsed dims: exact checker = zero posterior mean; SGD = KL < 0.01 "
         "(mean part only for a fixed sigma).\n")
     yn = {True: "yes", False: "NO"}
-    table(["setting", "encoder rank", "predicted collapsed", "checker", "SGD",
+    say(text_table(["setting", "encoder rank", "predicted collapsed", "checker", "SGD",
            "fewer than learnable? (checker / SGD)"],
           [[r["setting"], r["rank"], count_range(*r["predicted"]),
             f"{r['checker']} ({r['checker_verdict']})", r["sgd"],
             "-" if r["variance"] == "learnable" else
-            f"{yn[r['held_checker']]} / {yn[r['held_sgd']]}"] for r in rows])
+            f"{yn[r['held_checker']]} / {yn[r['held_sgd']]}"] for r in rows]))
     say("\nSGD per-dim KL, sorted (fixed sigma: the full KL; the sigma part alone is "
         "0.5 (sigma^2 - 1 - log sigma^2)):")
     for r in rows:

@@ -5,20 +5,10 @@ the assertions compare what was measured (exact checker, stochastic training) wi
 forms predicted at the same points, never with values copied from a run.
 """
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _examples import load
 
 
 @pytest.fixture(scope="module")

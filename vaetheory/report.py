@@ -23,7 +23,7 @@ __all__ = [
     "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
     "spectrum_table", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "check_dict", "check_table", "check_lines", "numerical_document",
-    "numerical_table", "VERDICT_EXIT",
+    "numerical_table", "VERDICT_EXIT", "text_table",
 ]
 
 #: maps whose rank says how many modes of each latent are active
@@ -66,6 +66,16 @@ def _clean(obj):
         v = float(obj)
         return v if math.isfinite(v) else None
     return obj
+
+
+def text_table(header: Sequence, rows: Sequence[Sequence]) -> str:
+    """A plain-text table (left-aligned columns, a dashed rule under the header), for logs and
+    the examples where a rich table's box characters would get in the way."""
+    cells = [[str(c) for c in r] for r in [list(header)] + [list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def dumps(doc, indent=2) -> str:
