@@ -96,9 +96,10 @@ def main(fast=False, verbose=True):
     held_checker = all(r["held"] for r in checker_rows)
     held_sgd = all(r["held"] for r in sgd_rows)
     say(f"\nClaim (active dims switch at beta*_i = phi_i): exact checker "
-        f"{'HELD' if held_checker else 'NOT HELD'} at {sum(r['held'] for r in checker_rows)}/"
-        f"{len(checker_rows)} thresholds (+-{DELTA:.0%}); SGD {'HELD' if held_sgd else 'NOT HELD'} "
-        f"at {sum(r['held'] for r in sgd_rows)}/{len(sgd_rows)} points between thresholds.")
+        f"{'HELD' if held_checker else 'NOT HELD'} (switches where predicted at "
+        f"{sum(r['held'] for r in checker_rows)} of {len(checker_rows)} thresholds, +-{DELTA:.0%}); "
+        f"SGD {'HELD' if held_sgd else 'NOT HELD'} (active count as predicted at "
+        f"{sum(r['held'] for r in sgd_rows)} of {len(sgd_rows)} points between thresholds).")
     for r in sgd_rows:
         if not r["held"]:
             # slow convergence or a wrong prediction? train 3x longer and report both
