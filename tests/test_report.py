@@ -243,3 +243,10 @@ def test_spectrum_table_and_data_sentence():
 def test_fmt():
     assert report.fmt(float("nan")) == "-" and report.fmt(None) == "-"
     assert report.fmt(1234.5678) == "1235" and report.fmt(math.inf) == "inf"
+
+
+def test_text_table_aligns_columns_under_a_rule():
+    from vaetheory.report import text_table
+
+    out = text_table(["a", "bb"], [[123, "x"], ["", None]])
+    assert out.splitlines() == ["a    bb", "---  ----", "123  x", "     None"]
