@@ -15,7 +15,12 @@ def test_constructed_optimum_passes_the_oracle(spectrum, hp):
     sol = testing.expected_vae(spectrum, d1, **hp)
     m = sol.matrices()
     testing.assert_singular_values_close(m["U"], sol.singular_values["decoder"])
-    assert testing.collapsed_by_mean(m["W"], spectrum.matrix) == int(sol.collapsed())
+    # a mode within roundoff of its threshold (e.g. eigenvalue 1 + 1e-13 at beta = eta_dec = 1) is
+    # active with a ~1e-7 singular value: exact in the closed form, "zero" to a tolerance-based count
+    crit = np.asarray(sol.critical["beta"], dtype=float).ravel()
+    near = int(np.sum(np.abs(crit / hp["beta"] - 1.0) < 1e-6))
+    k = int(sol.collapsed())
+    assert k <= testing.collapsed_by_mean(m["W"], spectrum.matrix) <= k + near
 
 
 def test_oracle_agrees_with_an_independent_optimiser_and_rejects_a_wrong_model():
