@@ -1,7 +1,6 @@
 """Exact checker on 64-dimensional instances of every setting: time, iterations, verdict, agreement.
 
-Data: the 8x8 digits from ``vaetheory.io.load_digits()`` when that module exists, else random data
-with a decaying spectrum (64 dims). CVAE: condition x = left half of each image (32 pixels),
+Data: the bundled 8x8 digits (``vaetheory.io.load_digits()``, 1797 x 64). CVAE: condition x = left half of each image (32 pixels),
 output y = right half. Hyperparameters are set from the spectrum so that some modes are active and
 some collapse. Also runs the two open hierarchical settings (numerical, not theory).
 Prints numbers; no timing asserts (machines are noisy).
@@ -18,21 +17,10 @@ import vaetheory as vt
 from vaetheory.checker import check, numerical_optimum
 
 
-def load_data(seed=0):
-    try:
-        from vaetheory import io as vio
+def load_data():
+    from vaetheory.io import load_digits
 
-        X = vio.load_digits()
-        if isinstance(X, tuple):  # (images, labels)
-            X = X[0]
-        X = np.asarray(getattr(X, "data", X), dtype=np.float64)
-        return X.reshape(X.shape[0], -1), "digits (vaetheory.io.load_digits)"
-    except (ImportError, AttributeError):
-        rng = np.random.default_rng(seed)
-        D = 64
-        Q = np.linalg.qr(rng.normal(size=(D, D)))[0]
-        X = (rng.standard_normal((1797, D)) * 4.0 / np.arange(1, D + 1)) @ Q
-        return X, "random, decaying spectrum (vaetheory.io.load_digits not available)"
+    return load_digits()[0], "digits (vaetheory.io.load_digits)"
 
 
 def instances(X, d):
@@ -69,7 +57,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--open", action="store_true", help="also run the two open settings")
     args = ap.parse_args()
-    X, source = load_data(args.seed)
+    X, source = load_data()
     print(f"data: {source}, {X.shape[0]} x {X.shape[1]}; latent dim {args.latent_dim}, "
           f"{args.restarts} restarts")
     spec, cases = instances(X, args.latent_dim)
