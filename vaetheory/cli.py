@@ -1062,14 +1062,10 @@ def _run_exact_checks(sols, copts, show_progress):
 
 def _run_sgd_checks(data, sols, opts, copts, show_progress, label=None):
     """Stochastic training at every grid point (the samples are loaded into memory once)."""
-    from .sgd import train_sgd
+    from .sgd import default_lr, train_sgd
 
     X, y = load_arrays(data, opts, label=label)
-    lr = copts["lr"]
-    if lr is None:  # Adam's steps are in parameter units: follow the data's scale
-        Z = X if y is None else y
-        rms = float(np.sqrt(np.mean(np.var(Z, axis=0)) if opts.center else np.mean(Z ** 2)))
-        lr = 0.02 * max(rms, 1e-3)
+    lr = copts["lr"] if copts["lr"] is not None else default_lr(X, y, center=opts.center)
     pairs = [(sol, idx) for sol in sols for idx in report.grid_indices(sol)]
     out = []
     total = len(pairs) * copts["epochs"]

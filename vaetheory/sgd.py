@@ -38,7 +38,7 @@ import numpy as np
 
 from ._validation import NotCoveredError, latent_dim as _latent_dim, positive
 
-__all__ = ["SGDResult", "sampled_loss", "train_sgd"]
+__all__ = ["SGDResult", "default_lr", "sampled_loss", "train_sgd"]
 
 LABEL = "stochastic training (minibatch reparameterised beta-ELBO, Adam)"
 
@@ -271,6 +271,16 @@ def _pad(v, d):
 def _psd_sqrt(M):
     w, P = np.linalg.eigh(0.5 * (M + M.T))
     return (P * np.sqrt(np.maximum(w, 0.0))) @ P.T
+
+
+def default_lr(X, y=None, center=True, factor=0.02):
+    """A step size that follows the data scale: ``factor`` times the RMS scale of the data the
+    decoder reconstructs (``y`` for the CVAE, else ``X``; per-feature std if centred, else the raw
+    root mean square). Adam's steps are in parameter units and decoder entries are of the order
+    of that scale, so a fixed ``lr`` is too slow on raw pixels and too coarse on unit-scale data."""
+    Z = np.asarray(X if y is None else y, dtype=np.float64)
+    ms = np.mean(np.var(Z, axis=0)) if center else np.mean(Z ** 2)
+    return factor * max(float(np.sqrt(ms)), 1e-3)
 
 
 def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epochs=200,
