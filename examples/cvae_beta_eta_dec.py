@@ -2,18 +2,18 @@
 
 Claim (Dang et al., ICLR 2024, section 4.1 after Theorem 2 and section 4.3, Table 1: "a sufficiently
 small beta or eta_dec can mitigate posterior collapse"; tested with nonlinear CVAEs on MNIST
-quadrants in section 5.2, Fig. 2(b), Table 3). Theorem 2 (THEORY.md section 4, learnable encoder
+quadrants in section 5.2, Fig. 2(b), Table 3). Theorem 2 (docs/theory.md §4, learnable encoder
 variance): latent dim i, carrying the i-th largest eigenvalue e_i of the residual covariance of y
 after linear regression on x, collapses iff e_i <= beta eta_dec^2. So the collapsed count can only
 grow with beta and with eta_dec, by one at each threshold beta*_i = e_i / eta_dec^2
-(eta_dec*_i = sqrt(e_i / beta)). The fixed-variance CVAE (THEORY.md section 4b, not in the paper)
+(eta_dec*_i = sqrt(e_i / beta)). The fixed-variance CVAE (docs/theory.md §4b, not in the paper)
 keeps mode i iff e_i > beta eta_dec^2 sigma^2 / eta_enc^2. With one isotropic sigma, rotations of
 the latent space are free: the theory fixes the rank r of the encoder/decoder, but the number of
 dims with a zero posterior mean only as a range [0 if r >= 1 else d1, d1 - r]. There the determined
 quantity, and the one measured for the claim, is the number of modes lost, d1 - r.
 
 Data: the bundled 8x8 digits (all 1797), pixels / 16 (in [0, 1] like MNIST), centred (biases);
-x = the bottom-left 4x4 quadrant (16 px), y = the other 48 px (vaetheory.io.quadrant_columns), as
+x = the bottom-left 4x4 quadrant (16 px), y = the other 48 px (vaetheory.Selection(..., quadrant="bottom-left")), as
 in examples/cvae_quadrant_digits.py. d1 = 8, eta_enc = 1. Sweeps: beta with eta_dec = 1, and
 eta_dec with beta = 1 (the other one at its default). Fixed variance: sigma = 0.5, so its
 thresholds (4 e_i in beta) are not the learnable ones (with sigma = eta_enc they coincide). The
@@ -43,7 +43,7 @@ import numpy as np
 
 import vaetheory as vt
 from vaetheory.checker import check
-from vaetheory.io import DIGITS_IMAGE_SHAPE, load_digits, quadrant_columns
+from vaetheory.io import DIGITS_IMAGE_SHAPE, load_digits
 from vaetheory.sgd import train_sgd
 from vaetheory.report import text_table
 
@@ -132,10 +132,10 @@ def sgd_count(x, y, variance, hyper, epochs):
 def main(fast=False, verbose=True):
     t0 = time.perf_counter()
     say = print if verbose else (lambda *a, **k: None)
-    X = load_digits()[0] / 16.0
-    xc, yc = quadrant_columns(DIGITS_IMAGE_SHAPE, "bottom-left")
-    x, y = X[:, xc], X[:, yc]
-    spec = vt.empirical_residual_spectrum(x, y, with_basis=True)
+    quadrant = vt.Selection(load_digits()[0] / 16.0, conditional=True, quadrant="bottom-left",
+                            image_shape=DIGITS_IMAGE_SHAPE)
+    x, y, in_memory = quadrant.read()  # the paper's task, selected as the command line does
+    spec = vt.load_spectrum(in_memory, with_basis=True)
     e = spec.padded(D1)
     sw = {(v, p): run_sweep(spec, x, y, v, p, fast) for v, p in SWEEPS}
     sweeps = list(sw.values())
@@ -161,7 +161,7 @@ def main(fast=False, verbose=True):
                 f"{r['checker']} ({r['checker_verdict']})", cell(r, "sgd"),
                 r["sgd_au"] if r["sgd"] is not None else "-"]
                for p in ("beta", "eta_dec") for r in sw["learnable", p]["rows"]]))
-        print(f"\nFixed isotropic variance, sigma = {SIGMA} (THEORY.md 4b): modes lost = d1 - rank "
+        print(f"\nFixed isotropic variance, sigma = {SIGMA} (docs/theory.md §4b): modes lost = d1 - rank "
               "(determined); dims with a zero posterior mean (a [min, max] range)")
         say(text_table(["sweep", "beta", "eta_dec", "lost pred", "lost checker (verdict)", "zero-mean pred",
                "zero-mean checker", "SGD lost, KL < 0.01 (same rule on theory)"],

@@ -3,7 +3,7 @@
 Claim (Dang et al., ICLR 2024, section 4.1 after Theorem 2, Table 1, and appendix Table 4): the
 CVAE optimum is the VAE optimum on the residual of y after linear regression on x; its eigenvalues
 e_i shrink as x and y get more correlated, and a latent dim collapses iff e_i <= beta eta_dec^2
-(THEORY.md section 4). The paper's synthetic check (Table 4): 1000 samples of a Gaussian y and
+(docs/theory.md §4). The paper's synthetic check (Table 4): 1000 samples of a Gaussian y and
 x = a y + sqrt(1 - a^2) noise for a in {1, 1/2, 1/4, 1/8, 0}; more correlation, more collapse
 (lower KL, fewer active units).
 

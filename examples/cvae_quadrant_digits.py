@@ -3,12 +3,12 @@
 Claim (Dang et al., ICLR 2024, section 5.2 "Collapse levels on MNIST dataset", Fig. 3(a)): in the
 task of predicting three quadrants of a digit image (y) from the bottom-left quadrant (x), Theorem 2
 says a CVAE trained on a dataset with lower residual eigenvalues e_i (of y after linear regression on
-x, THEORY.md section 4) is more prone to collapse: dim i collapses iff e_i <= beta eta_dec^2. The
+x, docs/theory.md §4) is more prone to collapse: dim i collapses iff e_i <= beta eta_dec^2. The
 paper trains CVAEs on single-digit subsets of MNIST, summarises each subset by the sum of its top-16
 e_i, and finds that sum negatively correlated with the degree of collapse.
 
 Data: the bundled 8x8 digits, pixels / 16 (in [0, 1] like MNIST), centred; x = the bottom-left 4x4
-quadrant (16 pixels), y = the other 48 pixels (vaetheory.io.quadrant_columns). One subset per digit
+quadrant (16 pixels), y = the other 48 pixels (vaetheory.Selection(..., quadrant="bottom-left")). One subset per digit
 class 0-9 (174-183 images each; the paper used three single-digit subsets, which digits is lost in
 the extracted text). d1 = 16, beta = 0.05, eta_enc = eta_dec = 1 (the digits' e_i are ~0.01-0.4).
 
@@ -22,12 +22,11 @@ rank correlation between a class's top-16 residual sum and its collapsed count (
 import argparse
 import time
 
-import numpy as np
 from scipy.stats import spearmanr
 
 import vaetheory as vt
 from vaetheory.checker import check
-from vaetheory.io import DIGITS_IMAGE_SHAPE, load_digits, quadrant_columns
+from vaetheory.io import DIGITS_IMAGE_SHAPE, load_digits
 from vaetheory.sgd import train_sgd
 from vaetheory.report import text_table
 
@@ -40,12 +39,12 @@ def main(fast=False, verbose=True):
     say = print if verbose else (lambda *a, **k: None)
     X, labels = load_digits()
     X = X / 16.0
-    xc, yc = quadrant_columns(DIGITS_IMAGE_SHAPE, "bottom-left")
     classes = (0, 4, 8) if fast else tuple(range(10))
     rows = []
     for digit in classes:
-        x, y = X[labels == digit][:, xc], X[labels == digit][:, yc]
-        spec = vt.empirical_residual_spectrum(x, y, with_basis=True)
+        x, y, in_memory = vt.Selection(X[labels == digit], conditional=True, quadrant="bottom-left",
+                                       image_shape=DIGITS_IMAGE_SHAPE).read()
+        spec = vt.load_spectrum(in_memory, with_basis=True)
         sol = vt.cvae_learnable_sigma(spec, D1, beta=BETA)
         e = spec.eigenvalues
         chk = check(sol, restarts=2, seed=0)

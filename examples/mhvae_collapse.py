@@ -1,6 +1,6 @@
 """Hierarchical VAE: what collapses the second latent z2, and why z1 need not collapse.
 
-Claims (Dang et al., ICLR 2024, section 4.2 after Theorem 3, Table 1 and section 5.3; THEORY.md
+Claims (Dang et al., ICLR 2024, section 4.2 after Theorem 3, Table 1 and section 5.3; docs/theory.md
 section 5, Theorems 3 and 5), for the two-latent linear MHVAE with Sigma1 = sigma1^2 I fixed:
   (a) a smaller beta2 or a smaller eta_dec mitigates collapse of z2;
   (b) a larger beta1 also mitigates collapse of z2 (the paper: "surprisingly");
@@ -24,7 +24,7 @@ not chosen by hand: the theory is evaluated on a dense grid of the swept value, 
 count changes (collapsed z2 dims or rank of x -> z1) is a threshold, and the sweep takes one point
 beyond each end (factor 1.12) and the geometric middle of every gap between consecutive thresholds at
 least 12 % wide (so every point is >= 6 % from a threshold). With the loss scaled by 2 eta_dec^2
-(THEORY.md section 5), beta2 and eta_dec enter only through beta2 eta_dec^2 (checked on the exact
+(docs/theory.md §5), beta2 and eta_dec enter only through beta2 eta_dec^2 (checked on the exact
 loss below), so the eta_dec sweep is the beta2 sweep re-parameterised; it gets three points of its
 own: 12 % beyond each end of its thresholds and the default eta_dec = 1 (3 % and 5 % from the two
 nearest thresholds).

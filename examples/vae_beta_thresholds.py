@@ -3,7 +3,7 @@
 Claim (Dang et al., ICLR 2024, Theorem 4 / Theorem 2 and appendix A.2, Fig. 6: "the convergence of
 [the singular values] to 0 agrees precisely with the threshold"): with a learnable encoder variance,
 latent dim i (carrying the i-th largest eigenvalue phi_i of the data covariance) is active iff
-beta < beta*_i = phi_i / eta_dec^2 (THEORY.md section 3). So as beta grows, the number of active dims
+beta < beta*_i = phi_i / eta_dec^2 (docs/theory.md §3). So as beta grows, the number of active dims
 drops by one at each beta*_i, and nowhere else.
 
 Data: the bundled digits, pixels / 16 (in [0, 1] like MNIST), centred; d1 = 8, eta_enc = eta_dec = 1.

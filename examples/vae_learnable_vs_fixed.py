@@ -4,7 +4,7 @@ encoder is low-rank.
 Claim (Dang et al., ICLR 2024, section 5.1 and Fig. 2(a); conclusion point ii): two linear VAEs with
 5 latent dims trained on MNIST, hyperparameters chosen so that 3 of the 5 modes are below their
 threshold: with a learnable encoder variance 3 of the 5 latent dims collapse, with a fixed one none
-does. Theory: Theorem 4 (learnable Sigma; THEORY.md section 3) says exactly ``d1 - r`` dims collapse to
+does. Theory: Theorem 4 (learnable Sigma; docs/theory.md §3) says exactly ``d1 - r`` dims collapse to
 the prior; Theorem 1 (fixed Sigma; section 2) gives an encoder of rank ``r`` too, but with a fixed
 isotropic variance any rotation of the latent space is also optimal, so the number of zero-mean dims
 is only known to lie in ``[0, d1 - r]``.

@@ -502,8 +502,8 @@ def test_json_stdout_is_only_json_even_on_large_files(files, tmp_path, monkeypat
 def test_progress_bar_runs_on_a_large_file(files, monkeypatch):
     d, X, _, _ = files
     monkeypatch.setattr(cli, "PROGRESS_BYTES", 0)
-    opts = cli.ModelOptions.from_kwargs({"latent_dim": "2"})
-    spec, info = cli.load_spectrum(str(d / "x.npy"), opts, progress=True)
+    monkeypatch.setattr(cli, "_progress_enabled", lambda as_json: True)
+    spec = cli._spectrum(vio.Selection(str(d / "x.npy")), as_json=False)
     np.testing.assert_allclose(spec.theta, vt.empirical_spectrum(X).theta)
 
 
@@ -514,12 +514,18 @@ def test_help_and_version():
     assert "predict" in ok().stdout  # no command: the help, exit 0
 
 
-def test_build_solution_api_for_other_commands(files):
+def test_the_library_has_the_data_path_of_the_command_line(files):
+    """What the CLI does (a selection, its spectrum, one Solution per latent dim) is library API."""
     d, X, _, _ = files
-    opts = cli.ModelOptions.from_kwargs({"latent_dim": "3", "beta": "1,2"})
-    sol, info = cli.build_solution(str(d / "x.npy"), opts)
-    assert sol.grid_shape == (2, 1, 1) and info["n_samples"] == 300
+    from vaetheory import settings
+
+    spec = vt.load_spectrum(vio.Selection(str(d / "x.npy")))
+    req = settings.Request.build(settings.resolve("vae"), latent_dims=[3], beta=[1.0, 2.0])
+    (sol,) = req.solve(spec)
+    assert sol.grid_shape == (2, 1, 1) and spec.provenance["n_samples"] == 300
     assert sol.spectrum.matrix is not None  # what the numerical checker needs
+    doc = as_json("predict", d / "x.npy", "-d", 3, "--beta", "1,2")
+    assert [p["optimal_loss"] for p in doc["points"]] == [pt.optimal_loss for pt in sol.points()]
 
 
 # ------------------------------------------------------------------------------------------

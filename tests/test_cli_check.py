@@ -73,12 +73,15 @@ def test_check_confirms_every_setting_with_exit_0_and_the_json_contract(data, na
 
 
 def _doctored(monkeypatch, change):
-    real = cli.solve
+    """Every closed form the command line computes goes through ``change`` first."""
+    from vaetheory.settings import Request
 
-    def fake(*a, **k):
-        return change(real(*a, **k))
+    real = Request.solve
 
-    monkeypatch.setattr(cli, "solve", fake)
+    def fake(self, spectrum):
+        return [change(sol) for sol in real(self, spectrum)]
+
+    monkeypatch.setattr(Request, "solve", fake)
 
 
 def test_a_claimed_minimum_above_the_true_one_is_refuted_with_exit_3(data, monkeypatch):
@@ -156,7 +159,7 @@ def test_open_settings_are_numerical_and_labelled(data):
     (p,) = doc["points"]
     assert p["check"]["verdict"] == "NUMERICAL"
     assert set(p["numerical"]["singular_values"]) == {"encoder1", "decoder1", "encoder2", "decoder2"}
-    # beta1 < beta2: z2 collapses (THEORY.md / checker tests); the table says it is numerical
+    # beta1 < beta2: z2 collapses (docs/theory.md §5.5); the table says it is numerical
     assert p["numerical"]["collapsed_prior"]["z2"] == 2
     r = run("check", data / "x.npy", "--model", "mhvae", "-d", "3", "--sigma1", "0.3,0.6,0.9",
             "--restarts", "2")
@@ -214,3 +217,20 @@ def test_check_as_a_real_subprocess_sets_the_exit_code(data):
                           "2", "--beta", "3", "--restarts", "2"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "CONFIRMED" in out.stdout and out.stderr == ""
+
+
+def test_sgd_mode_reads_the_file_once(data, monkeypatch):
+    """The spectrum and the training samples come from one pass over the file."""
+    from vaetheory import io as vio
+
+    calls = []
+    real = vio.iter_chunks
+
+    def counting(*a, **k):
+        calls.append(a[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(vio, "iter_chunks", counting)
+    r = run("check", data / "x.npy", "-d", "2", "--mode", "sgd", "--epochs", "3", "--json")
+    assert r.exit_code in (0, 4), r.stderr
+    assert len(calls) == 1, calls

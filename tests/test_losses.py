@@ -3,10 +3,10 @@
 * analytic gradients against central finite differences (hypothesis shapes, d1 > D, d2 != d1,
   rank-deficient A);
 * hand cases, the 1-D VAE against its ELBO integrated by Gauss-Hermite quadrature, and the
-  written-out forms of THEORY.md sections 1 and 5;
+  written-out forms of docs/theory.md §1.1-1.3;
 * 2 eta_dec^2 E[-ELBO] by Monte Carlo (log-densities and KLs written out here) for the VAE, CVAE
-  and MHVAE, minus the constants of THEORY.md section 1 (derived here for the MHVAE);
-* the CVAE without x is the VAE on y; biases = centring (THEORY.md section 0), closed-form biases;
+  and MHVAE, minus the constants of docs/theory.md §1 (derived here for the MHVAE);
+* the CVAE without x is the VAE on y; biases = centring (docs/theory.md §0), closed-form biases;
 * input validation and pack/unpack.
 """
 
@@ -201,7 +201,7 @@ def test_1d_vae_against_the_elbo_by_quadrature(u, w, s, phi, beta, ee, ed):
 
 
 def test_vae_matches_theory_whitened_form():
-    """THEORY.md section 1, second line: ||UV - Z||^2 + tr(U S U^T) + beta c^2 ||V||^2 + ..."""
+    """docs/theory.md §1, second line: ||UV - Z||^2 + tr(U S U^T) + beta c^2 ||V||^2 + ..."""
     rng = np.random.default_rng(5)
     D, d1, rank = 4, 5, 2
     A = random_psd(rng, D, rank)
@@ -220,7 +220,7 @@ def test_vae_matches_theory_whitened_form():
 
 @pytest.mark.parametrize("d1,d2", [(3, 3), (2, 4), (4, 2)])
 def test_mhvae_matches_theory_section_5_form(d1, d2):
-    """THEORY.md section 5 with Sigma1 = s1^2 I, written with V1 = W1 Z."""
+    """docs/theory.md §5 with Sigma1 = s1^2 I, written with V1 = W1 Z."""
     rng = np.random.default_rng(d1 * 10 + d2)
     D, rank = 4, 3
     A = random_psd(rng, D, rank)
@@ -279,7 +279,7 @@ def assert_mc(neg, const, exact_true, exact_hat, x_part):
 
 
 def test_vae_loss_is_the_scaled_negative_elbo_monte_carlo():
-    """ELBO_beta = E_q log p(x|z) - beta KL(q(z|x) || N(0, eta_enc^2 I)); constant (THEORY.md 1):
+    """ELBO_beta = E_q log p(x|z) - beta KL(q(z|x) || N(0, eta_enc^2 I)); constant (docs/theory.md §1):
     D eta_dec^2 log(2 pi eta_dec^2) + kappa d1 (log eta_enc^2 - 1)."""
     rng = np.random.default_rng(2)
     D, d1 = 3, 4
@@ -365,7 +365,7 @@ def test_mhvae_loss_is_the_scaled_negative_elbo_monte_carlo():
 
 # ----------------------------------------------------------------------------- biases = centring
 def test_vae_biases_are_centring():
-    """THEORY.md section 0. Biased model q(z|x) = N(Wx + b, Sigma), p(x|z) = N(Uz + a, ed^2 I) on
+    """docs/theory.md §0. Biased model q(z|x) = N(Wx + b, Sigma), p(x|z) = N(Uz + a, ed^2 I) on
     data with mean mu, covariance Cov:
     L_b = E||U(Wx + b) + a - x||^2 + tr(U S U^T) + beta c^2 (E||Wx + b||^2 + tr S) - kappa log|S|.
     It is a convex quadratic in (a, b) whose mean terms vanish at b = -W mu, a = mu - U W mu - U b,
@@ -399,7 +399,7 @@ def test_vae_biases_are_centring():
 
 
 def test_mhvae_biases_are_centring():
-    """THEORY-mhvae-detail.md section 1: biases on all four means, optimal biases
+    """docs/theory.md §1.5: biases on all four means, optimal biases
     a1 = -W1 mu, a2 = -W2 (W1 mu + a1), c2 = -(U2W2 - I)(W1 mu + a1) - U2 a2,
     c1 = (I - U1W1) mu - U1 a1, leave the bias-free loss on Cov."""
     rng = np.random.default_rng(7)

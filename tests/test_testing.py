@@ -32,3 +32,19 @@ def test_oracle_agrees_with_an_independent_optimiser_and_rejects_a_wrong_model()
     assert testing.collapsed_by_mean(p["W"], np.diag(ev), tol=1e-6) == int(sol.collapsed())
     with pytest.raises(AssertionError, match="closed-form"):
         testing.assert_singular_values_close(p["U"] * 1.1, sol.singular_values["decoder"])
+
+
+@pytest.mark.parametrize("build", [
+    lambda: testing.spectra(kind="bogus"),
+    lambda: testing.spectra(max_dim=-3),
+    lambda: testing.spectra(max_dim=2.5),
+    lambda: testing.spectra(min_value=0.0),
+    lambda: testing.spectra(min_value=10.0, max_value=1.0),
+    lambda: testing.vae_hyperparameters(beta=(2.0, 1.0)),
+    lambda: testing.vae_hyperparameters(eta=(-1.0, 1.0)),
+])
+def test_strategies_check_their_arguments_when_built(build):
+    from vaetheory.errors import ParameterError
+
+    with pytest.raises(ParameterError):
+        build()

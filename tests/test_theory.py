@@ -1,8 +1,8 @@
 """The closed forms (vaetheory.theory) against numerical optima, hand-derived cases and invariants.
 
 Nothing here compares against numbers produced by the code under test: every expected value is
-either a numerical minimum of the exact loss, a formula written out in this file from THEORY.md,
-or an invariant.
+either a numerical minimum of the exact loss, a formula written out in this file from
+docs/theory.md (itself from the shared THEORY.md), or an invariant.
 """
 
 import numpy as np
@@ -200,7 +200,7 @@ def test_one_dimensional_vae_against_brute_force():
 
 
 def test_fixed_isotropic_sigma_collapse_range():
-    """Isotropic fixed sigma: any rotation is optimal, so collapsed is in [0, d1 - r] (THEORY §2)."""
+    """Isotropic fixed sigma: any rotation is optimal, so collapsed is in [0, d1 - r] (docs/theory.md §2)."""
     sp = vt.spectrum_from_eigenvalues([9.0, 4.0, 1.0, 0.25])
     sol = vt.vae_fixed_sigma(sp, 4, 1.0, beta=2.0)  # s = sqrt(2): active iff theta > 1.414
     r = int(np.sum(np.sqrt([9.0, 4.0, 1.0, 0.25]) > np.sqrt(2.0)))
@@ -239,7 +239,7 @@ def test_tied_sigma_numerical_zero_mean_count_within_range():
 
 
 def mode_loss(v, t, s1, b1, b2, ee, ed, s2=None):
-    """THEORY-mhvae-detail §2 per-mode loss f(lambda, u1, w2, omega[, log S])."""
+    """docs/theory.md §5.0 per-mode loss f(lambda, u1, w2, omega[, log S])."""
     lam, u1, w2, om = v[:4]
     S = np.exp(v[4]) if s2 is None else s2 ** 2
     m = lam ** 2 + s1 ** 2
@@ -285,7 +285,7 @@ def global_mode_min(t, s1, b1, b2, ee, ed, s2, rng, starts=24):
 def test_hierarchical_mode_matches_global_minimum(s1, s2, b1, b2, ee, ed, where, offset, fixed,
                                                    seed):
     """Per mode (d0 = d1 = d2 = 1, so the full loss IS the per-mode loss), theta placed near each
-    threshold of THEORY.md §5 on either side, and at 0."""
+    threshold of docs/theory.md §5 on either side, and at 0."""
     c = ed / ee
     anchors = {"t3": b2 * ed ** 2 / (np.sqrt(b1) * s1), "sqrt_b1_s1": np.sqrt(b1) * s1,
                "sqrt_b2_ed": np.sqrt(b2) * ed, "T2": b2 * c ** 2 * s2 ** 2 / (np.sqrt(b1) * s1),
@@ -308,7 +308,7 @@ def test_hierarchical_mode_matches_global_minimum(s1, s2, b1, b2, ee, ed, where,
 
 
 def paper_case_thm3(t, s1, b1, b2, ee, ed):
-    """The paper's three cases for Theorem 3, written out from THEORY.md §5.1."""
+    """The paper's three cases for Theorem 3, written out from docs/theory.md §5.1."""
     c = ed / ee
     if b1 * s1 ** 2 >= b2 * ed ** 2:
         lam = s1 / (np.sqrt(b2) * ed) * np.sqrt(max(t ** 2 - b2 * ed ** 2, 0))
@@ -323,7 +323,7 @@ def paper_case_thm3(t, s1, b1, b2, ee, ed):
 
 
 def paper_case_thm5(t, s1, s2, b1, b2, ee, ed):
-    """THEORY.md §5.2 case form with the corrected threshold t* = max(sqrt(a), T2)."""
+    """docs/theory.md §5.2 case form with the corrected threshold t* = max(sqrt(a), T2)."""
     c = ed / ee
     a = np.sqrt(b1 * b2) * c * s1 * s2
     tstar = max(np.sqrt(a), b2 * c ** 2 * s2 ** 2 / (np.sqrt(b1) * s1))
@@ -373,7 +373,7 @@ def test_every_branch_of_theorems_3_and_5_matches_the_case_formulas():
 
 
 def test_hierarchical_full_matrix_instance_with_every_dimension_relation():
-    """d0 < d1, d2 < d1, d2 > d1 (THEORY §5.3) on full matrices, both theorems."""
+    """d0 < d1, d2 < d1, d2 > d1 (docs/theory.md §5.3) on full matrices, both theorems."""
     rng = np.random.default_rng(3)
     for D, rank, d1, d2 in [(2, 2, 4, 3), (3, 3, 5, 5), (4, 4, 2, 4), (5, 5, 4, 2), (4, 2, 3, 3)]:
         sp = data_spectrum(random_psd(rng, D, rank))
@@ -530,7 +530,7 @@ def test_grid_equals_pointwise():
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. the known errors of the published code (THEORY.md §6) are not reproduced
+# 6. the known errors of the published code (docs/theory.md §6) are not reproduced
 
 
 def test_cvae_variance_threshold_uses_beta_eta_dec_squared():
@@ -565,7 +565,7 @@ def test_theta_zero_gives_lambda_zero_not_nan_and_theta_is_padded():
 
 
 def test_theorem5_corrected_threshold_example():
-    """THEORY.md §6: the authors' threshold gives (0, 0.224) with mode loss 0.3320; the optimum is
+    """docs/theory.md §6: the authors' threshold gives (0, 0.224) with mode loss 0.3320; the optimum is
     (0.173, 0.317) with loss 0.3099 (confirmed here by a global per-mode minimisation)."""
     t, s1, s2, ee, ed, b1, b2 = 0.451, 0.227, 0.443, 1.0, 0.469, 2.668, 1.760
     sol = vt.mhvae_fixed_sigma2(vt.spectrum_from_eigenvalues([t * t]), 1, 1, beta1=b1, beta2=b2,
@@ -589,7 +589,7 @@ def test_theorem5_beta1_below_one_gives_no_nan():
 
 
 def test_hierarchical_d2_smaller_than_d1_reports_d2_omegas():
-    """THEORY-mhvae-detail E2: theta=(3,2,1.2,1.1), d1=4, d2=2: lambda (2.83,1.73,0,0)."""
+    """docs/theory.md §6 (example E2): theta=(3,2,1.2,1.1), d1=4, d2=2: lambda (2.83,1.73,0,0)."""
     sp = vt.spectrum_from_eigenvalues(np.array([3.0, 2.0, 1.2, 1.1]) ** 2)
     sol = vt.mhvae_learnable_sigma2(sp, 4, 2, beta1=1.5, beta2=1.0)
     assert sol.singular_values["decoder2"].shape == (2,)

@@ -1,8 +1,11 @@
 """vaetheory: closed-form global optima and posterior-collapse predictions for linear VAEs.
 
-Flow: ``io`` (files -> arrays) -> ``moments`` (arrays -> second moments, spectra) -> ``theory``
-(spectra + hyperparameters -> closed-form optima, one function per theorem) -> ``losses`` (the exact
-objectives) -> ``checker`` (numerical optima) -> ``report``/``cli``.
+Flow: ``io`` (files -> row blocks, with provenance: :class:`Selection`) -> ``moments`` (second
+moments, spectra; streaming, float64) -> ``theory`` (spectra + hyperparameters -> closed-form
+optima, one function per theorem) -> ``losses`` (the exact objectives) -> ``checker`` / ``sgd``
+(numerical optima, stochastic training) -> ``report`` / ``cli``. What each (model, variance)
+setting is lives in one record in :mod:`vaetheory.settings`; the mathematics is in
+docs/theory.md.
 
 >>> import numpy as np, vaetheory as vt
 >>> X = np.random.default_rng(0).normal(size=(1000, 8)) * np.arange(1, 9)
@@ -11,18 +14,23 @@ objectives) -> ``checker`` (numerical optima) -> ``report``/``cli``.
 [0, 2]
 """
 
-from ._validation import DataError, NotCoveredError
+from .errors import (DataError, NotCoveredError, ParameterError, ResourceError, VaetheoryError,
+                     Verdict)
+from .io import Selection
 from .moments import (
     Moments,
     Spectrum,
     empirical_moments,
     empirical_residual_spectrum,
     empirical_spectrum,
+    load_spectrum,
     residual_spectrum,
     spectrum_from_eigenvalues,
     spectrum_from_moments,
 )
+from .settings import SETTINGS, Request, Setting
 from .theory import (
+    Point,
     Solution,
     cvae_fixed_sigma,
     cvae_learnable_sigma,
@@ -36,9 +44,10 @@ from .theory import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "DataError", "NotCoveredError", "Moments", "Spectrum", "Solution",
-    "empirical_moments", "empirical_residual_spectrum", "empirical_spectrum", "residual_spectrum",
-    "spectrum_from_eigenvalues", "spectrum_from_moments",
+    "VaetheoryError", "ParameterError", "DataError", "NotCoveredError", "ResourceError", "Verdict",
+    "Selection", "Moments", "Spectrum", "Solution", "Point", "Setting", "SETTINGS", "Request",
+    "empirical_moments", "empirical_residual_spectrum", "empirical_spectrum", "load_spectrum",
+    "residual_spectrum", "spectrum_from_eigenvalues", "spectrum_from_moments",
     "vae_fixed_sigma", "vae_learnable_sigma", "cvae_fixed_sigma", "cvae_learnable_sigma",
     "mhvae_learnable_sigma2", "mhvae_fixed_sigma2", "solve",
 ]

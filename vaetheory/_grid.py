@@ -11,7 +11,8 @@ Syntax of one option value (items separated by commas, each item one of):
 ``0.5,log:1:100:3`` is 0.5, 1, 10, 100. The values of several options form an outer-product grid
 (:func:`make_grid`, ``numpy.meshgrid(indexing="ij")``): one theory call covers the whole grid.
 
-Every problem raises ``ValueError`` with one line naming the option.
+Every problem raises :class:`~vaetheory.errors.ParameterError` (a ``ValueError``) with one line
+naming the option.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
+
+from .errors import ParameterError
 
 __all__ = ["parse_values", "parse_ints", "parse_vector", "make_grid", "MAX_GRID_POINTS"]
 
@@ -29,10 +32,10 @@ def _number(text, name, item):
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{name}: {item.strip()!r} is not a number; use one value, a comma list, "
+        raise ParameterError(f"{name}: {item.strip()!r} is not a number; use one value, a comma list, "
                          "a:b:n (linear) or log:a:b:n (log-spaced)") from None
     if not np.isfinite(value):
-        raise ValueError(f"{name}: {item.strip()!r} is not a finite number")
+        raise ParameterError(f"{name}: {item.strip()!r} is not a finite number")
     return value
 
 
@@ -40,21 +43,21 @@ def _count(text, name, item):
     try:
         n = int(text)
     except ValueError:
-        raise ValueError(f"{name}: in {item.strip()!r} the number of values {text.strip()!r} must be "
+        raise ParameterError(f"{name}: in {item.strip()!r} the number of values {text.strip()!r} must be "
                          "an integer >= 1 (a:b:n)") from None
     if n < 1:
-        raise ValueError(f"{name}: in {item.strip()!r} the number of values must be >= 1, got {n}")
+        raise ParameterError(f"{name}: in {item.strip()!r} the number of values must be >= 1, got {n}")
     return n
 
 
 def parse_values(text: str, name: str) -> np.ndarray:
     """All values of one option, in the order given, as a 1-d float64 array."""
     if text is None or not str(text).strip():
-        raise ValueError(f"{name}: empty value")
+        raise ParameterError(f"{name}: empty value")
     out = []
     for item in str(text).split(","):
         if not item.strip():
-            raise ValueError(f"{name}: {text!r} has an empty item (stray comma?)")
+            raise ParameterError(f"{name}: {text!r} has an empty item (stray comma?)")
         parts = [p.strip() for p in item.split(":")]
         if len(parts) == 1:
             out.append(_number(parts[0], name, item))
@@ -64,13 +67,13 @@ def parse_values(text: str, name: str) -> np.ndarray:
             parts = parts[1:]
         if len(parts) != 3:
             form = "log:a:b:n" if log else "a:b:n"
-            raise ValueError(f"{name}: {item.strip()!r} is not a range; use {form} "
+            raise ParameterError(f"{name}: {item.strip()!r} is not a range; use {form} "
                              "(n values from a to b inclusive)")
         a, b = _number(parts[0], name, item), _number(parts[1], name, item)
         n = _count(parts[2], name, item)
         if log:
             if a <= 0 or b <= 0:
-                raise ValueError(f"{name}: log-spaced range {item.strip()!r} needs a, b > 0")
+                raise ParameterError(f"{name}: log-spaced range {item.strip()!r} needs a, b > 0")
             out.extend(np.geomspace(a, b, n).tolist())
         else:
             out.extend(np.linspace(a, b, n).tolist())
@@ -86,7 +89,7 @@ def parse_ints(text: str, name: str) -> list:
     rounded = np.rint(values)
     bad = np.abs(values - rounded) > 1e-9 * np.maximum(1.0, np.abs(values))
     if np.any(bad):
-        raise ValueError(f"{name} takes whole numbers, got {values[bad][0]:g}")
+        raise ParameterError(f"{name} takes whole numbers, got {values[bad][0]:g}")
     out = []
     for v in rounded.astype(np.int64).tolist():
         if v not in out:
@@ -97,14 +100,14 @@ def parse_ints(text: str, name: str) -> list:
 def parse_vector(text: str, name: str) -> np.ndarray:
     """One value or a comma list of plain numbers (a per-latent-dimension vector): no ranges."""
     if text is None or not str(text).strip():
-        raise ValueError(f"{name}: empty value")
+        raise ParameterError(f"{name}: empty value")
     items = str(text).split(",")
     for item in items:
         if ":" in item:
-            raise ValueError(f"{name} takes one value (isotropic) or one value per latent dimension "
+            raise ParameterError(f"{name} takes one value (isotropic) or one value per latent dimension "
                              f"separated by commas, not a range ({item.strip()!r})")
         if not item.strip():
-            raise ValueError(f"{name}: {text!r} has an empty item (stray comma?)")
+            raise ParameterError(f"{name}: {text!r} has an empty item (stray comma?)")
     return np.asarray([_number(item, name, item) for item in items], dtype=np.float64)
 
 
@@ -119,7 +122,7 @@ def make_grid(axes: Dict[str, Sequence[float]]) -> Tuple[Tuple[int, ...], Dict[s
     shape = tuple(v.size for v in values)
     total = int(np.prod(shape)) if shape else 1
     if total > MAX_GRID_POINTS:
-        raise ValueError(f"the hyperparameter grid has {total} points "
+        raise ParameterError(f"the hyperparameter grid has {total} points "
                          f"({' x '.join(str(s) for s in shape)}); at most {MAX_GRID_POINTS} are allowed")
     grids = np.meshgrid(*values, indexing="ij") if values else []
     return shape, dict(zip(names, grids))

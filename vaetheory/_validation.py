@@ -1,4 +1,6 @@
-"""Argument checking shared by every layer: one clear ValueError naming the argument."""
+"""Argument checking shared by every layer: one clear :class:`~vaetheory.errors.ParameterError`
+(a ``ValueError``) naming the argument. Hyperparameters are checked against their constraints in
+:func:`vaetheory.settings.check_value`; these are the generic checks."""
 
 from __future__ import annotations
 
@@ -6,13 +8,7 @@ import numbers
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """The data themselves are unusable (unreadable, non-finite, too few samples, mismatched)."""
-
-
-class NotCoveredError(ValueError):
-    """The requested setting or dimension relation has no verified closed form."""
+from .errors import DataError, NotCoveredError, ParameterError  # noqa: F401  (re-exported)
 
 
 def positive(name, value, *, allow_zero=False):
@@ -20,15 +16,15 @@ def positive(name, value, *, allow_zero=False):
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+        raise ParameterError(f"{name} must be a number or an array of numbers, got {value!r}") from None
     if arr.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise ParameterError(f"{name} is empty")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {_show(arr)}")
+        raise ParameterError(f"{name} must be finite, got {_show(arr)}")
     bad = arr < 0 if allow_zero else arr <= 0
     if np.any(bad):
         what = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be {what}, got {_show(arr[bad].ravel()[:3])}")
+        raise ParameterError(f"{name} must be {what}, got {_show(arr[bad].ravel()[:3])}")
     return arr
 
 
@@ -38,13 +34,13 @@ def latent_dim(name, value):
         try:
             as_float = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}") from None
+            raise ParameterError(f"{name} must be an integer >= 1, got {value!r}") from None
         if not as_float.is_integer():
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise ParameterError(f"{name} must be an integer >= 1, got {value!r}")
         value = int(as_float)
     value = int(value)
     if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+        raise ParameterError(f"{name} must be an integer >= 1, got {value}")
     return value
 
 
@@ -52,14 +48,14 @@ def finite_matrix(name, value, *, ndim=2):
     """Return a float64 array of the given ndim with only finite entries, non-empty."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+        raise ParameterError(f"{name} must be numeric, got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=False)
     if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+        raise ParameterError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
+        raise ParameterError(f"{name} is empty (shape {arr.shape})")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} non-finite values")
+        raise ParameterError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} non-finite values")
     return arr
 
 
@@ -69,13 +65,13 @@ def spectrum_values(name, value):
     if arr.ndim == 0:
         arr = arr[None]
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+        raise ParameterError(f"{name} must be 1-dimensional, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise ParameterError(f"{name} is empty")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
+        raise ParameterError(f"{name} must be finite")
     if np.any(arr < 0):
-        raise ValueError(f"{name} must be non-negative, got {_show(arr[arr < 0][:3])}")
+        raise ParameterError(f"{name} must be non-negative, got {_show(arr[arr < 0][:3])}")
     return np.sort(arr)[::-1].copy()
 
 

@@ -56,19 +56,18 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from scipy.optimize import minimize
 
-from ._validation import latent_dim as _latent_dim, positive
+from . import settings as _settings
+from ._numerics import (Adam, collapsed_to_prior, kl_per_dim, pad_sorted, psd_eigh,
+                        sorted_singular_values, zero_mean)
+from ._validation import latent_dim as _latent_dim
+from .errors import ParameterError, Verdict
+from .losses import _cvae_core, _mhvae_core, _vae_core, pack as _pack, unpack_shapes as _unpack
 from .moments import Spectrum
 
 __all__ = ["CheckResult", "NumericalResult", "check", "check_claim", "check_points",
            "numerical_optimum", "LABEL_NUMERICAL"]
 
 LABEL_NUMERICAL = "numerical, not theory"
-
-_VARIANCES = {
-    "vae": ("learnable", "fixed"),
-    "cvae": ("learnable", "fixed"),
-    "mhvae": ("sigma2-learnable", "sigma2-fixed", "both-learnable"),
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,7 +81,7 @@ class NumericalResult:
     Attributes
     ----------
     loss : float
-        Lowest loss found (THEORY.md section 1 convention).
+        Lowest loss found (docs/theory.md §1 convention).
     singular_values : dict map -> ndarray
         Sorted singular values of each map of the best run (encoders whitened), zero-padded to the
         latent dim; map names as in :class:`~vaetheory.theory.Solution`.
@@ -96,9 +95,11 @@ class NumericalResult:
         Per dim, ``KL(q(z_j|.) || N(0, eta_enc^2))`` averaged over the data (z / z2 only; z1's prior
         is conditional).
     collapsed : dict latent -> int
-        Dims whose posterior mean vanishes: ``E[(Wx)_j^2] < collapse_tol * max(1, tr A)``.
+        Dims whose posterior mean vanishes on the data support (docs/theory.md §7, rule b): the
+        mean part of the KL, ``E[mu_j^2] / (2 eta_enc^2)``, at most ``collapse_tol`` nats (for
+        z1, whose prior is conditional, the same ratio to eta_enc).
     collapsed_prior : dict latent -> int
-        Dims whose posterior equals the prior: ``KL_j < collapse_tol`` (z / z2 only).
+        Dims whose posterior equals the prior (rule a): ``KL_j <= collapse_tol`` (z / z2 only).
     runs : list of dict
         Per restart: ``loss``, ``singular_values``, ``posterior_std``, ``iterations``.
     params : dict
@@ -214,95 +215,37 @@ def _lists(d):
 
 
 # --------------------------------------------------------------------------------------------
-# the optimisation problem of one setting
-
-
-def _psd_eig(M):
-    w, P = np.linalg.eigh(0.5 * (M + M.T))
-    w, P = w[::-1], P[:, ::-1]
-    tol = max(w[0], 0.0) * M.shape[0] * np.finfo(float).eps if w.size else 0.0
-    return np.where(w > tol, w, 0.0), P
-
-
-def _pad(v, d):
-    out = np.zeros(d)
-    k = min(d, v.size)
-    out[:k] = np.sort(v)[::-1][:k]
-    return out
-
-
-def _sv(M):
-    return np.linalg.svd(M, compute_uv=False) if M.size else np.zeros(0)
-
-
-def _losses():
-    from . import losses
-
-    return losses
+# the optimisation problem of one setting: a shared base, one adapter per model
 
 
 class _Problem:
-    """Flattened parameters <-> loss and gradient, for one setting at one hyperparameter point."""
+    """Flattened parameters <-> loss and gradient, for one setting at one hyperparameter point.
 
-    def __init__(self, model, variance, matrix, x_dim, d1, d2, hyper):
-        self.model, self.variance = model, variance
+    Subclasses (one per model, :data:`_ADAPTERS`) say which blocks are optimised (``shapes``,
+    their natural ``scale`` and the axis of each block that indexes the latent dims), how a
+    block vector becomes the loss's arguments, and what is measured at the end. Learnable
+    log-variances (the setting's ``learned_log_vars``) are optimised too; fixed ones come from
+    the hyperparameters. The unchecked loss cores of :mod:`vaetheory.losses` are called here.
+    """
+
+    #: latent axis of each matrix block: rows of encoders, columns of decoders
+    latent_axis: Dict[str, int] = {}
+
+    def __init__(self, setting, matrix, x_dim, d1, d2, hyper):
+        self.setting, self.model, self.variance = setting, setting.model, setting.variance
         self.d1, self.d2 = d1, d2
         self.h = hyper
-        ee = hyper["eta_enc"]
-        if model == "cvae":
-            M = np.asarray(matrix, dtype=float)
-            self.M, self.x_dim = M, int(x_dim)
-            D0, D = self.x_dim, M.shape[0]
-            D2 = D - D0
-            # precondition [W1 W2] = G_t Q^T S^{-1} on the support of M (Q, S eigen-decomposition)
-            w, Q = _psd_eig(M)
-            keep = w > 0
-            self.Q, self.s = Q[:, keep], np.sqrt(w[keep])
-            self.k = int(keep.sum())
-            self.shapes = {"Gt": (d1, self.k), "U1": (D2, d1), "U2": (D2, D0)}
-            ty, tx = np.trace(M[D0:, D0:]), np.trace(M[:D0, :D0])
-            self.scale = {"Gt": ee, "U1": np.sqrt(ty / max(D2, 1) + 1e-300) / ee,
-                          "U2": np.sqrt(ty / tx) if tx > 0 and ty > 0 else 1.0}
-        else:
-            A = np.asarray(matrix, dtype=float)
-            phi, P = _psd_eig(A)
-            self.phi, self.P = phi, P
-            keep = phi > 0
-            self.k = int(keep.sum())
-            self.theta = np.sqrt(phi[keep])
-            self.A_e = np.diag(phi)
-            D = A.shape[0]
-            su = np.sqrt(np.sum(phi) / max(self.k, 1)) / ee if self.k else 1.0 / ee
-            if model == "vae":
-                self.shapes = {"V": (d1, self.k), "U": (D, d1)}
-                self.scale = {"V": ee, "U": su}
-            else:
-                self.shapes = {"V1": (d1, self.k), "U1": (D, d1), "W2": (d2, d1), "U2": (d1, d2)}
-                self.scale = {"V1": ee, "U1": su, "W2": 1.0, "U2": ee}
-        # variances
+        self.shapes, self.scale = self._blocks(np.asarray(matrix, dtype=float), x_dim)
         self.fixed = {}
-        if model in ("vae", "cvae"):
-            if variance == "learnable":
-                self.shapes["log_var"] = (d1,)
-            else:
-                self.fixed["log_var"] = np.log(np.broadcast_to(hyper["sigma"], (d1,)) ** 2)
-        else:
-            if variance == "both-learnable":
-                self.shapes["log_var1"] = (d1,)
-            else:
-                self.fixed["log_var1"] = np.log(np.broadcast_to(hyper["sigma1"], (d1,)) ** 2)
-            if variance == "sigma2-fixed":
-                self.fixed["log_var2"] = np.log(np.broadcast_to(hyper["sigma2"], (d2,)) ** 2)
-            else:
-                self.shapes["log_var2"] = (d2,)
+        dims = {"log_var": d1, "log_var1": d1, "log_var2": d2}
+        for name in setting.learned_log_vars:
+            self.shapes[name] = (dims[name],)
+        for name, hp in setting.fixed_log_vars.items():
+            self.fixed[name] = np.log(np.broadcast_to(hyper[hp], (dims[name],)) ** 2)
         self.names = list(self.shapes)
         self.sizes = [int(np.prod(self.shapes[n])) for n in self.names]
         self.n = int(sum(self.sizes))
         self.slices = self._slices()
-
-    # latent axis of each block: rows of encoders, columns of decoders (U2 of the CVAE, which
-    # maps x -> y, is sliced by its columns too)
-    _LATENT_AXIS = {"V": 0, "U": 1, "Gt": 0, "U1": 1, "U2": 1, "V1": 0, "W2": 0}
 
     def _slices(self):
         out, i = [], 0
@@ -312,67 +255,24 @@ class _Problem:
             if n.startswith("log_var"):
                 out.extend(idx[j:j + 1] for j in range(shape[0]))
             else:
-                ax = self._LATENT_AXIS[n]
+                ax = self.latent_axis[n]
                 out.extend(np.take(idx, j, axis=ax).ravel() for j in range(shape[ax]))
             i += size
         return [sl for sl in out if sl.size]
 
-    # -- flatten
+    # -- flatten (one pack/unpack: vaetheory.losses)
     def unpack(self, x):
-        out, i = {}, 0
-        for n, s in zip(self.names, self.sizes):
-            out[n] = x[i:i + s].reshape(self.shapes[n])
-            i += s
-        return out
+        return _unpack(x, self.shapes, self.names)
 
     def pack(self, d):
-        return np.concatenate([np.ravel(d[n]) for n in self.names]) if self.names else np.zeros(0)
+        return _pack(d, self.names)
 
-    # -- reparameterised -> loss arguments
-    def _W_from_V(self, V):
-        W = np.zeros((V.shape[0], self.phi.size))
-        W[:, :self.k] = V / self.theta
-        return W
-
-    def _G_from_Gt(self, Gt):
-        return (Gt / self.s) @ self.Q.T
+    def log_var(self, p, name):
+        return p.get(name, self.fixed.get(name))
 
     def fun(self, x):
-        p = self.unpack(x)
-        h = self.h
-        lv = p.get("log_var", self.fixed.get("log_var"))
-        if self.model == "vae":
-            W = self._W_from_V(p["V"])
-            f, g = _losses().vae_loss(self.A_e, W, p["U"], lv, beta=h["beta"],
-                                        eta_enc=h["eta_enc"], eta_dec=h["eta_dec"], grad=True)
-            grads = {"V": g["W"][:, :self.k] / self.theta, "U": g["U"]}
-            if "log_var" in p:
-                grads["log_var"] = g["log_var"]
-        elif self.model == "cvae":
-            G = self._G_from_Gt(p["Gt"])
-            D0 = self.x_dim
-            f, g = _losses().cvae_loss(self.M, D0, G[:, :D0], G[:, D0:], p["U1"], p["U2"], lv,
-                                         beta=h["beta"], eta_enc=h["eta_enc"],
-                                         eta_dec=h["eta_dec"], grad=True)
-            gG = np.concatenate([g["W1"], g["W2"]], axis=1)
-            grads = {"Gt": (gG @ self.Q) / self.s, "U1": g["U1"], "U2": g["U2"]}
-            if "log_var" in p:
-                grads["log_var"] = g["log_var"]
-        else:
-            W1 = self._W_from_V(p["V1"])
-            lv1 = p.get("log_var1", self.fixed.get("log_var1"))
-            lv2 = p.get("log_var2", self.fixed.get("log_var2"))
-            f, g = _losses().mhvae_loss(self.A_e, W1, p["U1"], p["W2"], p["U2"], lv1, lv2,
-                                          beta1=h["beta1"], beta2=h["beta2"],
-                                          eta_enc=h["eta_enc"], eta_dec=h["eta_dec"],
-                                          sigma1_entropy=self.variance == "both-learnable",
-                                          grad=True)
-            grads = {"V1": g["W1"][:, :self.k] / self.theta, "U1": g["U1"], "W2": g["W2"],
-                     "U2": g["U2"]}
-            for n in ("log_var1", "log_var2"):
-                if n in p:
-                    grads[n] = g[n]
-        return float(f), self.pack(grads)
+        f, g = self._loss(self.unpack(x))
+        return float(f), self.pack(g)
 
     def init(self, rng):
         parts = {}
@@ -394,75 +294,183 @@ class _Problem:
             i += s
         return out
 
-    # -- reporting
+    def measures(self, x, rank_tol, collapse_tol):
+        """Singular values, stds, per-dim second moments and KL, ranks, collapsed counts."""
+        m = self._measure(self.unpack(x))
+        sv = m["singular_values"]
+        ranks = {k: int(np.count_nonzero(v > rank_tol * max(1.0, v.max(initial=0.0))))
+                 for k, v in sv.items()}
+        ee = self.h["eta_enc"]
+        collapsed = {z: zero_mean(v, ee, collapse_tol) for z, v in m["mean_second_moment"].items()}
+        collapsed_prior = {z: collapsed_to_prior(v, collapse_tol) for z, v in m["kl"].items()}
+        return dict(singular_values=sv, posterior_std=m["posterior_std"],
+                    mean_second_moment=m["mean_second_moment"], kl=m["kl"], ranks=ranks,
+                    collapsed=collapsed, collapsed_prior=collapsed_prior)
+
+
+class _EigenProblem(_Problem):
+    """VAE and hierarchical VAE: optimised in the eigenbasis of A (A diagonal), the encoder in
+    whitened form on the data support, ``W = V Phi^{-1/2}`` (docs/theory.md §13)."""
+
+    def _eigen(self, A):
+        phi, P, _ = psd_eigh(A)
+        self.phi, self.P = phi, P
+        keep = phi > 0
+        self.k = int(keep.sum())
+        self.theta = np.sqrt(phi[keep])
+        self.A_e = np.diag(phi)
+        ee = self.h["eta_enc"]
+        return np.sqrt(np.sum(phi) / max(self.k, 1)) / ee if self.k else 1.0 / ee
+
+    def _W_from_V(self, V):
+        W = np.zeros((V.shape[0], self.phi.size))
+        W[:, :self.k] = V / self.theta
+        return W
+
+
+class _VAEProblem(_EigenProblem):
+    latent_axis = {"V": 0, "U": 1}
+
+    def _blocks(self, A, x_dim):
+        su = self._eigen(A)
+        return {"V": (self.d1, self.k), "U": (A.shape[0], self.d1)}, {"V": self.h["eta_enc"],
+                                                                      "U": su}
+
+    def _loss(self, p):
+        h = self.h
+        f, g = _vae_core(self.A_e, self._W_from_V(p["V"]), p["U"], self.log_var(p, "log_var"),
+                         h["beta"] * (h["eta_dec"] / h["eta_enc"]) ** 2,
+                         h["beta"] * h["eta_dec"] ** 2, grad=True)
+        grads = {"V": g["W"][:, :self.k] / self.theta, "U": g["U"]}
+        if "log_var" in p:
+            grads["log_var"] = g["log_var"]
+        return f, grads
+
     def data_params(self, x):
         """Parameters in data coordinates, named as in :mod:`vaetheory.losses`."""
         p = self.unpack(x)
-        out = {}
-        if self.model == "vae":
-            out["W"] = self._W_from_V(p["V"]) @ self.P.T
-            out["U"] = self.P @ p["U"]
-            out["log_var"] = p.get("log_var", self.fixed.get("log_var")).copy()
-        elif self.model == "cvae":
-            G = self._G_from_Gt(p["Gt"])
-            out.update(W1=G[:, :self.x_dim], W2=G[:, self.x_dim:], U1=p["U1"].copy(),
-                       U2=p["U2"].copy())
-            out["log_var"] = p.get("log_var", self.fixed.get("log_var")).copy()
-        else:
-            out["W1"] = self._W_from_V(p["V1"]) @ self.P.T
-            out["U1"] = self.P @ p["U1"]
-            out["W2"], out["U2"] = p["W2"].copy(), p["U2"].copy()
-            for n in ("log_var1", "log_var2"):
-                out[n] = p.get(n, self.fixed.get(n)).copy()
+        return {"W": self._W_from_V(p["V"]) @ self.P.T, "U": self.P @ p["U"],
+                "log_var": self.log_var(p, "log_var").copy()}
+
+    def _measure(self, p):
+        s = np.exp(0.5 * self.log_var(p, "log_var"))
+        msq = np.sum(p["V"] * p["V"], axis=1)  # E[(Wx)_j^2] = ||row j of the whitened encoder||^2
+        return {"singular_values": {"encoder": sorted_singular_values(p["V"], self.d1),
+                                    "decoder": sorted_singular_values(p["U"], self.d1)},
+                "posterior_std": {"z": np.sort(s)[::-1]} if "log_var" in p else {},
+                "mean_second_moment": {"z": msq},
+                "kl": {"z": kl_per_dim(msq, s, self.h["eta_enc"])}}
+
+
+class _CVAEProblem(_Problem):
+    """The CVAE on the joint matrix M of [x; y], with [W1 W2] preconditioned by M."""
+
+    latent_axis = {"Gt": 0, "U1": 1, "U2": 1}  # U2 (x -> y) is sliced by its columns too
+
+    def _blocks(self, M, x_dim):
+        self.M, self.x_dim = M, int(x_dim)
+        D0, D = self.x_dim, M.shape[0]
+        D2 = D - D0
+        # precondition [W1 W2] = G_t Q^T S^{-1} on the support of M (Q, S eigen-decomposition)
+        w, Q, _ = psd_eigh(M)
+        keep = w > 0
+        self.Q, self.s = Q[:, keep], np.sqrt(w[keep])
+        self.k = int(keep.sum())
+        ee = self.h["eta_enc"]
+        ty, tx = np.trace(M[D0:, D0:]), np.trace(M[:D0, :D0])
+        return ({"Gt": (self.d1, self.k), "U1": (D2, self.d1), "U2": (D2, D0)},
+                {"Gt": ee, "U1": np.sqrt(ty / max(D2, 1) + 1e-300) / ee,
+                 "U2": np.sqrt(ty / tx) if tx > 0 and ty > 0 else 1.0})
+
+    def _G(self, Gt):
+        return (Gt / self.s) @ self.Q.T
+
+    def _loss(self, p):
+        h = self.h
+        G = self._G(p["Gt"])
+        D0 = self.x_dim
+        f, g = _cvae_core(self.M, D0, G[:, :D0], G[:, D0:], p["U1"], p["U2"],
+                          self.log_var(p, "log_var"), h["beta"] * (h["eta_dec"] / h["eta_enc"]) ** 2,
+                          h["beta"] * h["eta_dec"] ** 2, grad=True)
+        gG = np.concatenate([g["W1"], g["W2"]], axis=1)
+        grads = {"Gt": (gG @ self.Q) / self.s, "U1": g["U1"], "U2": g["U2"]}
+        if "log_var" in p:
+            grads["log_var"] = g["log_var"]
+        return f, grads
+
+    def data_params(self, x):
+        p = self.unpack(x)
+        G = self._G(p["Gt"])
+        return {"W1": G[:, :self.x_dim], "W2": G[:, self.x_dim:], "U1": p["U1"].copy(),
+                "U2": p["U2"].copy(), "log_var": self.log_var(p, "log_var").copy()}
+
+    def _measure(self, p):
+        s = np.exp(0.5 * self.log_var(p, "log_var"))
+        msq = np.sum(p["Gt"] * p["Gt"], axis=1)
+        return {"singular_values": {"encoder": sorted_singular_values(p["Gt"], self.d1),
+                                    "decoder": sorted_singular_values(p["U1"], self.d1)},
+                "posterior_std": {"z": np.sort(s)[::-1]} if "log_var" in p else {},
+                "mean_second_moment": {"z": msq},
+                "kl": {"z": kl_per_dim(msq, s, self.h["eta_enc"])}}
+
+
+class _MHVAEProblem(_EigenProblem):
+    latent_axis = {"V1": 0, "U1": 1, "W2": 0, "U2": 1}
+
+    def _blocks(self, A, x_dim):
+        su = self._eigen(A)
+        d1, d2, ee = self.d1, self.d2, self.h["eta_enc"]
+        return ({"V1": (d1, self.k), "U1": (A.shape[0], d1), "W2": (d2, d1), "U2": (d1, d2)},
+                {"V1": ee, "U1": su, "W2": 1.0, "U2": ee})
+
+    def _loss(self, p):
+        h = self.h
+        ed2 = h["eta_dec"] ** 2
+        f, g = _mhvae_core(self.A_e, self._W_from_V(p["V1"]), p["U1"], p["W2"], p["U2"],
+                           self.log_var(p, "log_var1"), self.log_var(p, "log_var2"), h["beta1"],
+                           h["beta2"] * ed2 / h["eta_enc"] ** 2, h["beta2"] * ed2,
+                           h["beta1"] * ed2 if self.setting.sigma1_entropy else 0.0, grad=True)
+        grads = {"V1": g["W1"][:, :self.k] / self.theta, "U1": g["U1"], "W2": g["W2"],
+                 "U2": g["U2"]}
+        for n in ("log_var1", "log_var2"):
+            if n in p:
+                grads[n] = g[n]
+        return f, grads
+
+    def data_params(self, x):
+        p = self.unpack(x)
+        out = {"W1": self._W_from_V(p["V1"]) @ self.P.T, "U1": self.P @ p["U1"],
+               "W2": p["W2"].copy(), "U2": p["U2"].copy()}
+        for n in ("log_var1", "log_var2"):
+            out[n] = self.log_var(p, n).copy()
         return out
 
-    def measures(self, x, rank_tol, collapse_tol):
-        p = self.unpack(x)
-        ee = self.h["eta_enc"]
-        d1, d2 = self.d1, self.d2
-        sv, std, msq, kl = {}, {}, {}, {}
-        if self.model in ("vae", "cvae"):
-            if self.model == "vae":
-                V, U, trace = p["V"], p["U"], float(np.sum(self.phi))
-            else:
-                V, U, trace = p["Gt"], p["U1"], float(np.sum(self.s ** 2))
-            lv = p.get("log_var", self.fixed.get("log_var"))
-            sv["encoder"], sv["decoder"] = _pad(_sv(V), d1), _pad(_sv(U), d1)
-            s = np.exp(0.5 * lv)
-            msq["z"] = np.sum(V * V, axis=1)  # E[(Wx)_j^2] = ||row j of the whitened encoder||^2
-            kl["z"] = _kl(msq["z"], s, ee)
-            if "log_var" in p:
-                std["z"] = np.sort(s)[::-1]
-            mean_names = {"z": trace}
-        else:
-            V1, U1, W2, U2 = p["V1"], p["U1"], p["W2"], p["U2"]
-            lv1 = p.get("log_var1", self.fixed.get("log_var1"))
-            lv2 = p.get("log_var2", self.fixed.get("log_var2"))
-            s1, s2 = np.exp(0.5 * lv1), np.exp(0.5 * lv2)
-            sv["encoder1"], sv["decoder1"] = _pad(_sv(V1), d1), _pad(_sv(U1), d1)
-            sv["encoder2"], sv["decoder2"] = _pad(_sv(W2), d2), _pad(_sv(U2), d2)
-            msq["z1"] = np.sum(V1 * V1, axis=1)
-            cov1 = V1 @ V1.T + np.diag(s1 ** 2)
-            msq["z2"] = np.einsum("ij,jk,ik->i", W2, cov1, W2)
-            kl["z2"] = _kl(msq["z2"], s2, ee)
-            if "log_var1" in p:
-                std["z1"] = np.sort(s1)[::-1]
-            if "log_var2" in p:
-                std["z2"] = np.sort(s2)[::-1]
-            trace = float(np.sum(self.phi))
-            mean_names = {"z1": trace, "z2": float(np.trace(cov1))}
-        ranks = {m: int(np.count_nonzero(v > rank_tol * max(1.0, v.max(initial=0.0))))
-                 for m, v in sv.items()}
-        collapsed = {z: int(np.count_nonzero(msq[z] < collapse_tol * max(1.0, t)))
-                     for z, t in mean_names.items()}
-        collapsed_prior = {z: int(np.count_nonzero(v < collapse_tol)) for z, v in kl.items()}
-        return dict(singular_values=sv, posterior_std=std, mean_second_moment=msq, kl=kl,
-                    ranks=ranks, collapsed=collapsed, collapsed_prior=collapsed_prior)
+    def _measure(self, p):
+        V1, W2 = p["V1"], p["W2"]
+        s1 = np.exp(0.5 * self.log_var(p, "log_var1"))
+        s2 = np.exp(0.5 * self.log_var(p, "log_var2"))
+        cov1 = V1 @ V1.T + np.diag(s1 ** 2)
+        msq2 = np.einsum("ij,jk,ik->i", W2, cov1, W2)
+        std = {}
+        if "log_var1" in p:
+            std["z1"] = np.sort(s1)[::-1]
+        if "log_var2" in p:
+            std["z2"] = np.sort(s2)[::-1]
+        return {"singular_values": {"encoder1": sorted_singular_values(V1, self.d1),
+                                    "decoder1": sorted_singular_values(p["U1"], self.d1),
+                                    "encoder2": sorted_singular_values(W2, self.d2),
+                                    "decoder2": sorted_singular_values(p["U2"], self.d2)},
+                "posterior_std": std,
+                "mean_second_moment": {"z1": np.sum(V1 * V1, axis=1), "z2": msq2},
+                "kl": {"z2": kl_per_dim(msq2, s2, self.h["eta_enc"])}}
 
 
-def _kl(mean_sq, std, ee):
-    v = (std / ee) ** 2
-    return 0.5 * (v + mean_sq / ee ** 2 - 1.0 - np.log(v))
+#: the checker's adapter of each model family
+_ADAPTERS = {"vae": _VAEProblem, "cvae": _CVAEProblem, "mhvae": _MHVAEProblem}
+
+
+def _problem(setting, matrix, x_dim, d1, d2, hyper) -> _Problem:
+    return _ADAPTERS[setting.model](setting, matrix, x_dim, d1, d2, hyper)
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,23 +478,21 @@ def _kl(mean_sq, std, ee):
 
 
 def _adam(prob, x, steps, lr):
+    """A short Adam warm-up with a decaying step (per block, relative to the block's scale);
+    returns the best iterate seen."""
     if steps <= 0 or prob.n == 0:
         return x, 0
     step_scale = lr * prob.block_scales(x)
-    m = np.zeros_like(x)
-    v = np.zeros_like(x)
-    b1, b2 = 0.9, 0.999
+    opt = Adam(eps=1e-12)
     best_f, best_x = np.inf, x
+    state = {"x": x}
     for t in range(1, steps + 1):
-        f, g = prob.fun(x)
+        f, g = prob.fun(state["x"])
         if not np.isfinite(f):
             break
         if f < best_f:
-            best_f, best_x = f, x
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        decay = 0.1 ** (t / steps)
-        x = x - step_scale * decay * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + 1e-12)
+            best_f, best_x = f, state["x"]
+        state = opt.step(state, {"x": g}, step_scale * 0.1 ** (t / steps))
     return best_x, steps
 
 
@@ -678,10 +684,10 @@ def _unbounded_witness(prob):
         lv1 = np.full(d1, 2 * np.log(ee))
         lv2 = np.full(d2, 2 * np.log(ee))
         lv1[0], lv2[0] = 2 * np.log(t), 2 * np.log(a / t)
-        vals.append(float(_losses().mhvae_loss(
-            prob.A_e, np.zeros((d1, D)), np.zeros((D, d1)), W2, U2, lv1, lv2,
-            beta1=h["beta1"], beta2=h["beta2"], eta_enc=ee, eta_dec=h["eta_dec"],
-            sigma1_entropy=True)))
+        ed2 = h["eta_dec"] ** 2
+        vals.append(_mhvae_core(prob.A_e, np.zeros((d1, D)), np.zeros((D, d1)), W2, U2, lv1, lv2,
+                                h["beta1"], h["beta2"] * ed2 / ee ** 2, h["beta2"] * ed2,
+                                h["beta1"] * ed2))
     step = vals[1] - vals[0]
     if step < 0 and vals[2] - vals[1] < 0.5 * step:
         return (f"the loss is unbounded below (beta1 > beta2): with z1 variance t^2 in one dim "
@@ -695,44 +701,13 @@ def _unbounded_witness(prob):
 # public: numerical optimum
 
 
-def _hyper_for(model, variance, d1, d2, hyper):
-    h = {k: v for k, v in hyper.items() if v is not None}
-    out = {}
-    if model in ("vae", "cvae"):
-        for k in ("beta", "eta_enc", "eta_dec"):
-            out[k] = float(positive(k, h.pop(k, 1.0)))
-        if variance == "fixed":
-            if "sigma" not in h:
-                raise ValueError("sigma is required with a fixed encoder variance")
-            out["sigma"] = _vec("sigma", h.pop("sigma"), d1)
-    else:
-        for k in ("beta1", "beta2", "eta_enc", "eta_dec"):
-            out[k] = float(positive(k, h.pop(k, 1.0)))
-        if variance != "both-learnable":
-            out["sigma1"] = _vec("sigma1", h.pop("sigma1", 1.0), d1)
-        if variance == "sigma2-fixed":
-            out["sigma2"] = _vec("sigma2", h.pop("sigma2", 1.0), d2)
-    if h:
-        raise ValueError(f"hyperparameter(s) not used by {model}/{variance}: {', '.join(sorted(h))}")
-    return out
-
-
-def _vec(name, v, d):
-    a = positive(name, v).ravel()
-    if a.size == 1:
-        return np.full(d, float(a[0]))
-    if a.size != d:
-        raise ValueError(f"{name} has {a.size} entries but the latent dim is {d}")
-    return a.astype(float)
-
-
-def _setting_matrix(model, spectrum):
+def _setting_matrix(setting, spectrum):
     """(matrix, x_dim) the exact loss is evaluated on."""
     if not isinstance(spectrum, Spectrum):
         raise TypeError(f"spectrum must be a vaetheory Spectrum, got {type(spectrum).__name__}")
-    if model == "cvae":
+    if setting.spectrum_kind == "residual":
         if spectrum.kind != "residual":
-            raise ValueError("the CVAE needs a residual spectrum (empirical_residual_spectrum)")
+            raise ParameterError("the CVAE needs a residual spectrum (empirical_residual_spectrum)")
         if spectrum.matrix is not None:
             return np.asarray(spectrum.matrix, dtype=float), int(spectrum.x_dim)
         # eigenvalues only: a 1-d condition uncorrelated with y, whose residual covariance is diag(e)
@@ -742,19 +717,10 @@ def _setting_matrix(model, spectrum):
         M[1:, 1:] = np.diag(e)
         return M, 1
     if spectrum.kind != "data":
-        raise ValueError(f"the {model} needs a data spectrum, got a {spectrum.kind} spectrum")
+        raise ParameterError(f"the {setting.model} needs a data spectrum, got a {spectrum.kind} spectrum")
     if spectrum.matrix is not None:
         return np.asarray(spectrum.matrix, dtype=float), None
     return np.diag(np.asarray(spectrum.eigenvalues, dtype=float)), None
-
-
-def _is_covered(model, variance, hyper):
-    if model == "mhvae":
-        if variance == "both-learnable":
-            return False
-        s1 = hyper["sigma1"]
-        return bool(np.all(s1 == s1[0]))
-    return True
 
 
 def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, restarts=8,
@@ -791,20 +757,16 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, r
         sigma2 (mhvae). Scalars; sigma / sigma1 / sigma2 may have one value per latent dim.
     """
     t0 = time.perf_counter()
-    if model not in _VARIANCES:
-        raise ValueError(f"unknown model {model!r}; use vae, cvae or mhvae")
-    if variance not in _VARIANCES[model]:
-        raise ValueError(f"variance for {model} must be one of {', '.join(_VARIANCES[model])}, "
-                         f"got {variance!r}")
+    setting = _settings.get(model, variance)
     d1 = _latent_dim("latent_dim", latent_dim)
     d2 = d1 if latent_dim2 is None else _latent_dim("latent_dim2", latent_dim2)
-    if model != "mhvae":
+    if not setting.has_second_latent:
         d2 = None
-    h = _hyper_for(model, variance, d1, d2, hyper)
-    matrix, x_dim = _setting_matrix(model, spectrum)
-    prob = _Problem(model, variance, matrix, x_dim, d1, d2, h)
+    h = _settings.point_hyper(setting, hyper, d1, d2)
+    matrix, x_dim = _setting_matrix(setting, spectrum)
+    prob = _problem(setting, matrix, x_dim, d1, d2, h)
     warnings = []
-    witness = _unbounded_witness(prob) if variance == "both-learnable" else None
+    witness = _unbounded_witness(prob) if setting.sigma1_entropy else None
     if witness is not None:
         warnings.append(witness)
         max_iter = min(max_iter, 2000)  # no minimum to converge to: report where it got
@@ -823,7 +785,8 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, r
         if best is None or f < best["loss"]:
             best = runs[-1]
     meas = best["measures"]
-    latent_dims = {"z": d1} if model != "mhvae" else {"z1": d1, "z2": d2}
+    dims = {"latent_dim": d1, "latent_dim2": d2}
+    latent_dims = {z.name: dims[z.dim_arg] for z in setting.latents}
     spread, n_same = _spread(runs, best["loss"])
     if witness is None:
         warnings.extend(_spread_warnings(spread, meas["singular_values"], n_same))
@@ -838,7 +801,7 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, r
         singular_value_spread=spread,
         warnings=tuple(warnings + _convergence_warnings(runs, best, max_iter)),
         iterations=total_iter, seconds=time.perf_counter() - t0,
-        covered=_is_covered(model, variance, h), params=prob.data_params(best["x"]),
+        covered=setting.covers(h), params=prob.data_params(best["x"]),
     )
 
 
@@ -846,36 +809,12 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, r
 # public: check a closed form or an arbitrary claim
 
 
-def _at(arr, shape, index, per_dim):
-    """Value of a grid-shaped (or, ``per_dim``, grid + (d,)-shaped) array at ``index``."""
-    arr = np.asarray(arr)
-    if per_dim:
-        return np.broadcast_to(arr, shape + arr.shape[-1:])[index]
-    return np.broadcast_to(arr, shape)[index]
-
-
 def _solution_setting(sol, index):
-    shape = sol.grid_shape
-    index = tuple(np.atleast_1d(index)) if index != () else ()
-    if index == () and int(np.prod(shape)) == 1:
-        index = (0,) * len(shape)  # a single point, whatever its grid shape
-    if len(index) != len(shape):
-        raise ValueError(f"index {index} does not address a point of the grid {shape}")
-    per_dim_params = ("sigma",) if sol.model in ("vae", "cvae") else ()
-    hyper = {k: np.asarray(_at(v, shape, index, k in per_dim_params))
-             for k, v in sol.params.items()}
-    hyper = {k: (float(v) if v.ndim == 0 else v) for k, v in hyper.items()}
-    claimed = {
-        "optimal_loss": float(np.asarray(sol.optimal_loss)[index]),
-        "singular_values": {k: np.asarray(_at(v, shape, index, True), dtype=float)
-                            for k, v in sol.singular_values.items()},
-        "posterior_std": {k: np.asarray(_at(v, shape, index, True), dtype=float)
-                          for k, v in sol.posterior_std.items()},
-    }
-    dims = sol.latent_dims
-    d1 = dims["z"] if "z" in dims else dims["z1"]
-    d2 = dims.get("z2")
-    return hyper, claimed, d1, d2
+    point = sol.at(index)
+    claimed = {"optimal_loss": point.optimal_loss, "singular_values": point.singular_values,
+               "posterior_std": point.posterior_std}
+    dims = {z.dim_arg: sol.latent_dims[z.name] for z in sol.setting.latents}
+    return point.hyper, claimed, dims["latent_dim"], dims.get("latent_dim2")
 
 
 def check(solution, index=(), *, restarts=8, seed=0, tol_loss=1e-6, tol_sv=1e-4, max_iter=20000,
@@ -935,14 +874,12 @@ def check_claim(target, claimed=None, *, index=(), model=None, variance=None, la
         model, variance, spectrum = target.model, target.variance, target.spectrum
     elif isinstance(target, Spectrum):
         if model is None or variance is None or latent_dim is None:
-            raise ValueError("check_claim on a Spectrum needs model, variance and latent_dim")
+            raise ParameterError("check_claim on a Spectrum needs model, variance and latent_dim")
         spectrum, d1, d2 = target, latent_dim, latent_dim2
         hyper_at = dict(hyper or {})
     else:
         raise TypeError(f"target must be a Solution or a Spectrum, got {type(target).__name__}")
-    if model == "mhvae" and d2 is None:
-        d2 = d1
-    num = numerical_optimum(model, variance, spectrum, d1, d2 if model == "mhvae" else None,
+    num = numerical_optimum(model, variance, spectrum, d1, d2,
                             restarts=restarts, seed=seed, max_iter=max_iter, progress=progress,
                             **options, **hyper_at)
     return _verdict(num, claimed, tol_loss, tol_sv)
@@ -954,9 +891,9 @@ def _compare_values(sv, std, claimed, ee, worst=None):
         want = np.sort(np.asarray(want, dtype=float).ravel())[::-1]
         got = sv.get(m)
         if got is None:
-            raise ValueError(f"claimed map {m!r} is not a map of this model ({', '.join(sv)})")
-        got = _pad(got, max(want.size, got.size))
-        want = _pad(want, got.size)
+            raise ParameterError(f"claimed map {m!r} is not a map of this model ({', '.join(sv)})")
+        got = pad_sorted(got, max(want.size, got.size))
+        want = pad_sorted(want, got.size)
         diff = np.abs(got - want)
         err = float(np.max(diff, initial=0.0))
         per_map[m] = err
@@ -969,8 +906,8 @@ def _compare_values(sv, std, claimed, ee, worst=None):
         want = np.sort(np.asarray(want, dtype=float).ravel())[::-1]
         got = std.get(z)
         if got is None:
-            raise ValueError(f"claimed posterior std of {z!r}, which this setting does not learn")
-        err = float(np.max(np.abs(_pad(got, want.size) - want), initial=0.0))
+            raise ParameterError(f"claimed posterior std of {z!r}, which this setting does not learn")
+        err = float(np.max(np.abs(pad_sorted(got, want.size) - want), initial=0.0))
         rel_std = max(rel_std, err / max(1.0, ee, float(want.max(initial=0.0))))
     return per_map, rel_sv, rel_std
 
@@ -992,14 +929,14 @@ def _verdict(num, claimed, tol_loss, tol_sv):
                                                runs[best]["posterior_std"], claimed, ee, worst)
     gap = gaps[best]
     if gap is not None and gap < -tol_loss:
-        verdict = "REFUTED"
+        verdict = Verdict.REFUTED
         reason = (f"a run reached a loss {-gap:.3g} (relative) below the claimed minimum "
                   f"{L:.12g}: the learned point is a counterexample")
     elif (gap is None or abs(gap) <= tol_loss) and rel_sv <= tol_sv and rel_std <= tol_sv:
-        verdict = "CONFIRMED"
+        verdict = Verdict.CONFIRMED
         reason = "best run matches the claimed loss and singular values"
     else:
-        verdict = "INCONCLUSIVE"
+        verdict = Verdict.INCONCLUSIVE
         bits = []
         if gap is not None and gap > tol_loss:
             bits.append(f"no run reached the claimed loss (best gap {gap:.3g})")

@@ -1,63 +1,52 @@
 """Command line: ``vaetheory predict | thresholds | spectrum | check | demo``.
 
-Thin by design: parse options, call the library (:mod:`vaetheory.io` -> :mod:`vaetheory.moments`
--> :mod:`vaetheory.theory`, and :mod:`vaetheory.checker` / :mod:`vaetheory.sgd` for ``check``),
-render with :mod:`vaetheory.report`. No prediction is computed here.
+Thin by design: option values are parsed by Click parameter types (:class:`HyperValues`,
+:class:`LatentDims`, :class:`ImageShapeType`), the cross-option rules turn
+them into a :class:`~vaetheory.io.Selection` (what to read) and a
+:class:`~vaetheory.settings.Request` (setting, latent dims, hyperparameter grid), and the commands
+call the library (:func:`vaetheory.moments.load_spectrum`, :meth:`Request.solve`,
+:mod:`vaetheory.checker`, :mod:`vaetheory.sgd`) and render with :mod:`vaetheory.report`. No data
+pipeline and no prediction is computed here.
 
-Reusable pieces for other commands (the numerical checker, issue 4):
-
-- :func:`model_options` -- decorator adding the model, variance, hyperparameter-grid, latent-dim,
-  centring and data-selection options (plus ``--key``); :meth:`ModelOptions.from_kwargs` turns
-  the keyword arguments Click passes into a validated :class:`ModelOptions`.
-- :func:`load_spectrum` and :func:`build_solutions` -- data file (or array) -> spectrum ->
-  one :class:`~vaetheory.theory.Solution` per latent-dim setting, each covering the whole grid.
-
-Exit codes: 0 ok (``check``: CONFIRMED); 3 REFUTED; 4 INCONCLUSIVE; 2 usage (bad option values, non-positive hyperparameters, latent dim < 1, unknown
-model, settings the theory does not cover); 1 data (missing/unreadable file, NaN/inf, mismatched
-rows, too few samples). Errors are one line on stderr starting with ``error:``; ``--debug`` adds
-the traceback.
+Exit codes: 0 ok (``check``: CONFIRMED); 3 REFUTED; 4 INCONCLUSIVE; 2 usage (bad option values,
+non-positive hyperparameters, latent dim < 1, unknown model, settings the theory does not cover);
+1 data (missing/unreadable file, NaN/inf, mismatched rows, too few samples) or resources (memory,
+disk); 70 an internal error (a bug: the message says so); 130 interrupted. Errors are one line on
+stderr starting with ``error:``; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import math
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional
 
 import click
 import numpy as np
 
 from . import io as vio
 from . import report
-from ._grid import make_grid, parse_ints, parse_values, parse_vector
-from ._validation import DataError, NotCoveredError, positive
-from .moments import accumulate_moments, default_chunk_rows, residual_spectrum, spectrum_from_moments
-from .moments import spectrum_from_eigenvalues
-from .theory import solve
+from . import settings as vs
+from ._grid import MAX_GRID_POINTS, parse_ints, parse_values, parse_vector
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, NotCoveredError, ParameterError,
+                     VaetheoryError)
+from .moments import load_spectrum
 
-__all__ = ["main", "model_options", "data_options", "ModelOptions", "load_spectrum",
-           "build_solutions", "build_solution"]
+__all__ = ["main", "model_options", "data_options", "Options", "parse_options"]
 
-MODELS = ("vae", "cvae", "mhvae")
-VARIANCES = ("learnable", "fixed", "sigma2-learnable", "sigma2-fixed", "both-learnable")
-#: settings without a closed form: `vaetheory check` reports their numerical optimum
-OPEN_VARIANCES = ("both-learnable",)
-HYPERPARAMETERS = {
-    "vae": ("beta", "eta_enc", "eta_dec"),
-    "cvae": ("beta", "eta_enc", "eta_dec"),
-    "mhvae": ("beta1", "beta2", "eta_enc", "eta_dec"),
-}
 #: files larger than this get a progress bar (stderr, interactive, not under --json)
 PROGRESS_BYTES = 4 << 20
 
-_CVAE_ONLY = ("y", "y_key", "x_cols", "y_cols", "quadrant", "image_shape")
-_MHVAE_ONLY = ("beta1", "beta2", "sigma1", "sigma2", "latent_dim2")
-_FLAT_ONLY = ("beta", "sigma")
+#: options that select the data of a conditional model (x and y), and of the others
+_PAIR_OPTIONS = ("y", "y_key", "x_cols", "y_cols", "quadrant", "image_shape")
+_DATA_OPTIONS = ("key", "cols") + _PAIR_OPTIONS
+#: options that may not apply to a model, in the order a message lists them
+_MODEL_SPECIFIC = _PAIR_OPTIONS + ("beta1", "beta2", "sigma1", "sigma2", "latent_dim2", "beta",
+                                   "sigma", "cols")
+_HYPER_OPTIONS = ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma", "sigma1", "sigma2")
 
 
 def _flag(name):
@@ -65,7 +54,7 @@ def _flag(name):
 
 
 # ------------------------------------------------------------------------------------------
-# errors: one line on stderr, exit 2 (usage) or 1 (data)
+# errors: one line on stderr and an exit code
 
 
 def _one_line(text):
@@ -107,16 +96,19 @@ def _error(exc):
             msg = f"{msg.rstrip('.')} (see '{exc.ctx.command_path} --help')"
         return exc.exit_code, msg
     if isinstance(exc, click.Abort):
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return EXIT_INTERRUPTED, "interrupted"
         return 1, "aborted"
     if isinstance(exc, KeyboardInterrupt):
-        return 130, "interrupted"
-    if isinstance(exc, DataError):  # the data: unreadable, non-finite, mismatched, too few
-        return 1, str(exc).replace("center=False", "--no-center")
-    if isinstance(exc, ValueError):  # an argument, or a setting the theory does not cover
-        return 2, str(exc)
-    # a bug: say what, on one line
-    return 1, (f"internal error: {type(exc).__name__}: {exc} "
-               "(rerun with --debug for the traceback and please report it)")
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, VaetheoryError):  # usage (2), data or resources (1): the error says
+        return exc.exit_code, exc.cli_message.replace("center=False", "--no-center")
+    if isinstance(exc, MemoryError):
+        return 1, ("not enough memory for this run (" + (str(exc) or "MemoryError") + "); use a "
+                   "smaller grid, fewer latent dims or fewer columns")
+    # a bug: say what, on one line, and that it is one
+    return EXIT_INTERNAL, (f"internal error: {type(exc).__name__}: {exc} -- this is a bug in "
+                           "vaetheory; rerun with --debug for the traceback and please report it")
 
 
 def _quiet_pipes():
@@ -141,13 +133,67 @@ def _debug_option(f):
 
 
 # ------------------------------------------------------------------------------------------
+# option types: each value is parsed and checked where Click reads it
+
+
+class HyperValues(click.ParamType):
+    """Hyperparameter values, parsed by ``parse`` and checked against the setting constraints:
+    :data:`GRID` (one number, a comma list, ``a:b:n`` or ``log:a:b:n``: a grid axis) and
+    :data:`VECTOR` (one value = isotropic, or a comma list with one per latent dim)."""
+
+    def __init__(self, parse, name):
+        self.parse, self.name = parse, name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, np.ndarray):
+            return value
+        flag = param.opts[0] if param is not None else "value"
+        values = self.parse(value, flag)
+        vs.check_value(param.name if param is not None else "beta", values, label=flag)
+        return values
+
+
+class LatentDims(click.ParamType):
+    """Latent dims: whole numbers >= 1, in the same syntax (duplicates dropped)."""
+
+    name = "dims"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        flag = param.opts[0] if param is not None else "--latent-dim"
+        dims = parse_ints(value, flag)
+        bad = [d for d in dims if d < 1]
+        if bad:
+            raise ParameterError(f"{flag} must be an integer >= 1, got {bad[0]}")
+        return dims
+
+
+class ImageShapeType(click.ParamType):
+    """``HxW`` or ``HxWxC``."""
+
+    name = "HxW"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        return vio.parse_image_shape(value)
+
+
+GRID = HyperValues(parse_values, "values")
+VECTOR = HyperValues(parse_vector, "vector")
+DIMS = LatentDims()
+
+
+# ------------------------------------------------------------------------------------------
 # options
 
 
 def data_options(f):
     """Model choice, centring and the data-selection options (files, columns, quadrants, --key)."""
     decorators = [
-        click.option("--model", "-m", type=click.Choice(MODELS), default="vae", show_default=True,
+        click.option("--model", "-m", type=click.Choice(vs.MODELS), default="vae",
+                     show_default=True,
                      help="vae (standard), cvae (conditional: y given x), mhvae (two latents)."),
         click.option("--center/--no-center", default=True, show_default=True,
                      help="Centre the data (covariances; = a model with encoder and decoder "
@@ -171,7 +217,7 @@ def data_options(f):
                      type=click.Choice(vio.QUADRANTS, case_sensitive=False),
                      help="cvae on images: this quadrant is x, the other three are y "
                           "(the paper's task)."),
-        click.option("--image-shape", default=None, metavar="HxW",
+        click.option("--image-shape", default=None, metavar="HxW", type=ImageShapeType(),
                      help="cvae with --quadrant: image shape, e.g. 28x28 or 32x32x3 (default: "
                           "square images inferred from the column count)."),
     ]
@@ -181,36 +227,35 @@ def data_options(f):
 
 
 def model_options(f):
-    """Everything :class:`ModelOptions` needs: :func:`data_options` plus variance,
-    hyperparameters (grids) and latent dims."""
+    """:func:`data_options` plus variance, hyperparameters (grids) and latent dims."""
     grid_help = "One value, a comma list, a:b:n (linear) or log:a:b:n (log-spaced); lists form a grid."
     decorators = [
-        click.option("--variance", type=click.Choice(VARIANCES), default=None,
+        click.option("--variance", type=click.Choice(vs.ALL_VARIANCES), default=None,
                      help="Encoder variance: learnable or fixed (vae/cvae; default fixed iff "
                           "--sigma is given); mhvae: sigma2-learnable or sigma2-fixed (default "
                           "sigma2-fixed iff --sigma2 is given), or both-learnable (Sigma1 learned "
                           "too: no closed form, `vaetheory check` only)."),
-        click.option("--latent-dim", "-d", default=None, metavar="D",
+        click.option("--latent-dim", "-d", default=None, metavar="D", type=DIMS,
                      help="Latent dimension (mhvae: of z1); a list gives one result per value."),
-        click.option("--latent-dim2", default=None, metavar="D2",
+        click.option("--latent-dim2", default=None, metavar="D2", type=DIMS,
                      help="mhvae: dimension of z2 (default: --latent-dim)."),
-        click.option("--beta", "-b", default=None, metavar="VALUES",
+        click.option("--beta", "-b", default=None, metavar="VALUES", type=GRID,
                      help="KL weight (vae/cvae), default 1. " + grid_help),
-        click.option("--beta1", default=None, metavar="VALUES", help="mhvae: weight of the z1 "
-                     "consistency term, default 1. " + grid_help),
-        click.option("--beta2", default=None, metavar="VALUES", help="mhvae: KL weight of z2, "
-                     "default 1. " + grid_help),
-        click.option("--eta-enc", default=None, metavar="VALUES",
+        click.option("--beta1", default=None, metavar="VALUES", type=GRID,
+                     help="mhvae: weight of the z1 consistency term, default 1. " + grid_help),
+        click.option("--beta2", default=None, metavar="VALUES", type=GRID,
+                     help="mhvae: KL weight of z2, default 1. " + grid_help),
+        click.option("--eta-enc", default=None, metavar="VALUES", type=GRID,
                      help="Prior std eta_enc, default 1. " + grid_help),
-        click.option("--eta-dec", default=None, metavar="VALUES",
+        click.option("--eta-dec", default=None, metavar="VALUES", type=GRID,
                      help="Decoder noise std eta_dec, default 1. " + grid_help),
-        click.option("--sigma", default=None, metavar="S",
+        click.option("--sigma", default=None, metavar="S", type=VECTOR,
                      help="vae/cvae fixed variance: encoder std, one value (isotropic) or a comma "
                           "list with one per latent dim."),
-        click.option("--sigma1", default=None, metavar="S",
+        click.option("--sigma1", default=None, metavar="S", type=VECTOR,
                      help="mhvae: fixed std of z1 given x, default 1 (one value: isotropic; a "
                           "list with distinct values has no closed form: `vaetheory check`)."),
-        click.option("--sigma2", default=None, metavar="S",
+        click.option("--sigma2", default=None, metavar="S", type=VECTOR,
                      help="mhvae: fixed isotropic std of z2 given z1 (omit: Sigma2 learnable)."),
     ]
     f = data_options(f)
@@ -220,332 +265,171 @@ def model_options(f):
 
 
 def _output_options(f):
-    f = click.option("--json", "as_json", is_flag=True,
-                     help="Print one JSON document to stdout (schema: README).")(f)
-    return f
-
-
-@dataclass
-class ModelOptions:
-    """Validated model options (see :func:`model_options`)."""
-
-    model: str = "vae"
-    variance: str = "learnable"
-    axes: Dict[str, np.ndarray] = field(default_factory=dict)
-    latent_dims: List[int] = field(default_factory=list)
-    latent_dims2: Optional[List[int]] = None
-    sigma: Optional[np.ndarray] = None
-    sigma1: Optional[np.ndarray] = None
-    sigma2: Optional[np.ndarray] = None
-    center: bool = True
-    key: Optional[str] = None
-    cols: Optional[str] = None
-    y: Optional[str] = None
-    y_key: Optional[str] = None
-    x_cols: Optional[str] = None
-    y_cols: Optional[str] = None
-    quadrant: Optional[str] = None
-    image_shape: Optional[Tuple[int, ...]] = None
-    given: Dict[str, str] = field(default_factory=dict)  # raw option text, for settings/echo
-    covered: bool = True  # False: no closed form (only `check` accepts it: numerical optimum)
-
-    # ---- construction
-
-    @classmethod
-    def from_kwargs(cls, kw: dict, *, need_latent=True, default_latent=None,
-                    data_only=False, open_ok=False) -> "ModelOptions":
-        """Options from Click's keyword arguments; pops the ones it uses from ``kw``.
-
-        ``open_ok``: accept settings without a closed form (``both-learnable``, a per-dimension
-        ``sigma1`` with distinct values) and set ``covered = False``; otherwise they are a usage
-        error pointing at ``vaetheory check``. Raises click.UsageError (exit 2) for any bad
-        combination or value.
-        """
-        o = cls()
-        o.model = kw.pop("model", "vae") or "vae"
-        o.center = kw.pop("center", True)
-        for name in ("key", "cols", "y", "y_key", "x_cols", "y_cols", "quadrant"):
-            setattr(o, name, kw.pop(name, None))
-        shape_text = kw.pop("image_shape", None)
-        raw = {k: kw.pop(k, None) for k in ("variance", "latent_dim", "latent_dim2", "beta", "beta1",
-                                            "beta2", "eta_enc", "eta_dec", "sigma", "sigma1", "sigma2")}
-        o.given = {k: v for k, v in raw.items() if v is not None}
-        o.given.update({k: getattr(o, k) for k in ("key", "cols", "y", "y_key", "x_cols", "y_cols",
-                                                   "quadrant") if getattr(o, k) is not None})
-        if shape_text is not None:
-            o.given["image_shape"] = shape_text
-        o._check_applicable(shape_text)
-        try:
-            if shape_text is not None:
-                o.image_shape = vio.parse_image_shape(shape_text)
-            if data_only:
-                return o
-            o._parse(raw, need_latent, default_latent)
-        except click.UsageError:
-            raise
-        except ValueError as exc:
-            raise _usage(str(exc)) from None
-        o._dry_run(open_ok)
-        return o
-
-    def _check_applicable(self, shape_text):
-        given = dict(self.given)
-        m = self.model
-        wrong = []
-        if m != "cvae":
-            wrong += [n for n in _CVAE_ONLY if given.get(n) is not None]
-        if m != "mhvae":
-            wrong += [n for n in _MHVAE_ONLY if given.get(n) is not None]
-        if m == "mhvae":
-            wrong += [n for n in _FLAT_ONLY if given.get(n) is not None]
-        if m == "cvae" and self.cols is not None:
-            wrong.append("cols")
-        if wrong:
-            hint = {"vae": "", "cvae": " (use --x-cols/--y-cols)", "mhvae": ""}[m]
-            owners = []
-            for n in wrong:
-                owner = ("cvae" if n in _CVAE_ONLY else "mhvae" if n in _MHVAE_ONLY
-                         else "vae/mhvae" if n == "cols" else "vae/cvae")
-                owners.append(f"{_flag(n)} ({owner} only)")
-            raise _usage(f"not an option of --model {m}: {', '.join(owners)}"
-                         + (hint if "cols" in wrong else ""))
-        if shape_text is not None and self.quadrant is None:
-            raise _usage("--image-shape is used with --quadrant (which quadrant is x)")
-        if m == "cvae":
-            by_cols = self.x_cols is not None or self.y_cols is not None
-            if self.quadrant is not None and (by_cols or self.y is not None):
-                raise _usage("--quadrant selects x and y itself; do not combine it with "
-                             "--y/--x-cols/--y-cols")
-
-    def _parse(self, raw, need_latent, default_latent):
-        m = self.model
-        # variance
-        v = raw["variance"]
-        if m in ("vae", "cvae"):
-            if v in ("sigma2-learnable", "sigma2-fixed", "both-learnable"):
-                raise _usage(f"--variance {v} is for --model mhvae; use learnable or fixed")
-            if v is None:
-                v = "fixed" if raw["sigma"] is not None else "learnable"
-            if v == "fixed" and raw["sigma"] is None:
-                raise _usage("--variance fixed needs --sigma (the fixed encoder std)")
-            if v == "learnable" and raw["sigma"] is not None:
-                raise _usage("--sigma is the fixed encoder std: it needs --variance fixed "
-                             "(with --variance learnable the stds are learned)")
-        else:
-            v = {"learnable": "sigma2-learnable", "fixed": "sigma2-fixed"}.get(v, v)
-            if v == "both-learnable" and (raw["sigma1"] is not None or raw["sigma2"] is not None):
-                raise _usage("--variance both-learnable learns Sigma1 and Sigma2: drop "
-                             "--sigma1/--sigma2")
-            if v is None:
-                v = "sigma2-fixed" if raw["sigma2"] is not None else "sigma2-learnable"
-            if v == "sigma2-fixed" and raw["sigma2"] is None:
-                raise _usage("--variance sigma2-fixed needs --sigma2 (the fixed std of z2)")
-            if v == "sigma2-learnable" and raw["sigma2"] is not None:
-                raise _usage("--sigma2 fixes the std of z2: it needs --variance sigma2-fixed "
-                             "(or leave --variance out)")
-        self.variance = v
-        # hyperparameter grid (order = table column order)
-        for name in HYPERPARAMETERS[m]:
-            text = raw[name]
-            values = np.array([1.0]) if text is None else parse_values(text, _flag(name))
-            positive(_flag(name), values)
-            self.axes[name] = values
-        # latent dims
-        if raw["latent_dim"] is None:
-            if default_latent is not None:
-                self.latent_dims = [int(default_latent)]
-            elif need_latent:
-                raise _usage("--latent-dim is required (e.g. --latent-dim 16, or a list 2,4,8)")
-        else:
-            self.latent_dims = parse_ints(raw["latent_dim"], "--latent-dim")
-        if raw["latent_dim2"] is not None:
-            self.latent_dims2 = parse_ints(raw["latent_dim2"], "--latent-dim2")
-        for name, dims in (("--latent-dim", self.latent_dims), ("--latent-dim2", self.latent_dims2 or [])):
-            bad = [d for d in dims if d < 1]
-            if bad:
-                raise _usage(f"{name} must be an integer >= 1, got {bad[0]}")
-        # variances (not grid axes: one value = isotropic, or one per latent dim)
-        for name in ("sigma", "sigma1", "sigma2"):
-            text = raw[name]
-            if text is None:
-                continue
-            vec = parse_vector(text, _flag(name))
-            positive(_flag(name), vec)
-            dims = self.latent_dims2 if name == "sigma2" and self.latent_dims2 else self.latent_dims
-            if vec.size > 1:
-                wrong = [d for d in dims if d != vec.size]
-                if wrong:
-                    raise _usage(f"{_flag(name)} has {vec.size} values but the latent dim is "
-                                 f"{wrong[0]}: give one value (isotropic) or one per latent dim")
-            setattr(self, name, vec)
-        if m == "mhvae" and self.sigma1 is None and v != "both-learnable":
-            self.sigma1 = np.array([1.0])
-
-    def latent_settings(self) -> List[Tuple[int, Optional[int]]]:
-        """``[(d1, d2), ...]``: one Solution per entry (d2 None for the vae/cvae)."""
-        if self.model != "mhvae":
-            return [(d, None) for d in self.latent_dims]
-        if self.latent_dims2 is None:
-            return [(d, d) for d in self.latent_dims]
-        return list(itertools.product(self.latent_dims, self.latent_dims2))
-
-    @property
-    def swept(self) -> List[str]:
-        """Hyperparameters with more than one value."""
-        return [k for k, v in self.axes.items() if v.size > 1]
-
-    @property
-    def grid_size(self) -> int:
-        return int(np.prod([v.size for v in self.axes.values()])) if self.axes else 1
-
-    @property
-    def spectrum_kind(self) -> str:
-        return "residual" if self.model == "cvae" else "data"
-
-    def theory_kwargs(self, d2=None) -> dict:
-        """Keyword arguments of :func:`vaetheory.theory.solve` for the whole grid."""
-        _, grid = make_grid(self.axes)
-        kw = dict(grid)
-
-        def vec(v):
-            return float(v[0]) if v.size == 1 else v
-
-        if self.model in ("vae", "cvae"):
-            if self.variance == "fixed":
-                kw["sigma"] = vec(self.sigma)
-        else:
-            kw["latent_dim2"] = d2
-            if self.sigma1 is not None:
-                kw["sigma1"] = vec(self.sigma1)
-            if self.variance == "sigma2-fixed":
-                kw["sigma2"] = vec(self.sigma2)
-        return kw
-
-    def _dry_run(self, open_ok=False):
-        """Let the theory check every hyperparameter on a one-value spectrum before any data
-        are read (its ValueError/NotCoveredError messages name the argument)."""
-        if not self.latent_dims:
-            return
-        if self.variance in OPEN_VARIANCES:
-            if not open_ok:
-                raise NotCoveredError(f"--variance {self.variance} (Sigma1 learned as well) has no "
-                                      "closed form in the theory; `vaetheory check` reports its "
-                                      "numerical optimum")
-            self.covered = False
-            return
-        spec = spectrum_from_eigenvalues([1.0], kind=self.spectrum_kind)
-        d1, d2 = self.latent_settings()[0]
-        try:
-            solve(self.model, self.variance, spec, d1, **self.theory_kwargs(d2))
-        except NotCoveredError:
-            if not open_ok:
-                raise
-            self.covered = False
-        except ValueError as exc:
-            raise _usage(str(exc)) from None
-
-    def settings(self) -> dict:
-        """The options as given, for the JSON ``settings``."""
-        out = {
-            "model": self.model, "variance": self.variance, "center": self.center,
-            "grid": {k: v for k, v in self.axes.items()},
-            "grid_shape": [int(v.size) for v in self.axes.values()],
-            "latent_dims": list(self.latent_dims),
-        }
-        if self.latent_dims2 is not None:
-            out["latent_dims2"] = list(self.latent_dims2)
-        for name in ("sigma", "sigma1", "sigma2"):
-            v = getattr(self, name)
-            if v is not None:
-                out[name] = float(v[0]) if v.size == 1 else v
-        for name in ("key", "cols", "y", "y_key", "x_cols", "y_cols", "quadrant"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
-        if self.image_shape is not None:
-            out["image_shape"] = list(self.image_shape)
-        return out
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON document to stdout (schema: README).")(f)
 
 
 # ------------------------------------------------------------------------------------------
-# data -> spectrum
+# the cross-option rules: options -> Selection + Request
 
 
 @dataclass
-class _Stream:
-    label: str                  # how messages name it
-    n_rows: Optional[int]       # None when unknown up front (text files)
-    chunks: Iterator[np.ndarray]
-    n_cols: int
-    nbytes: int
+class Options:
+    """What a command was asked: the data selection and (unless data-only) the request."""
+
+    model: str
+    selection: vio.Selection
+    request: Optional[vs.Request] = None
+    given: dict = None
+
+    @property
+    def setting(self) -> vs.Setting:
+        return self.request.setting
+
+    @property
+    def covered(self) -> bool:
+        return self.request.covered
 
 
-def _open(source, key=None, label=None) -> _Stream:
-    """A stream of row blocks from a file path or an in-memory array; peeks the first block."""
-    if isinstance(source, np.ndarray):
-        X = source.reshape(source.shape[0], -1) if source.ndim > 2 else (
-            source[:, None] if source.ndim == 1 else source)
-        rows = default_chunk_rows(X.shape[1])
-        chunks = (X[s:s + rows] for s in range(0, X.shape[0], rows))
-        n, nbytes, label = X.shape[0], 0, label or "the array"
+def _owners(name):
+    """Which models an option belongs to, for messages ("vae/cvae only")."""
+    models = []
+    for m in vs.MODELS:
+        s = vs.get(m, vs.VARIANCES[m][0])
+        pairs = s.spectrum_kind == "residual"
+        if (name in _PAIR_OPTIONS and pairs) or (name == "cols" and not pairs) or \
+                (name == "latent_dim2" and s.has_second_latent) or \
+                any(name in vs.get(m, v).names for v in vs.VARIANCES[m]):
+            models.append(m)
+    return models
+
+
+def _check_applicable(model, given):
+    wrong = [n for n in _MODEL_SPECIFIC if given.get(n) is not None and model not in _owners(n)]
+    if wrong:
+        listed = ", ".join(f"{_flag(n)} ({'/'.join(_owners(n))} only)" for n in wrong)
+        conditional = vs.get(model, vs.VARIANCES[model][0]).spectrum_kind == "residual"
+        hint = " (use --x-cols/--y-cols)" if "cols" in wrong and conditional else ""
+        raise _usage(f"not an option of --model {model}: {listed}{hint}")
+
+
+def _resolve_variance(model, variance, given):
+    """The setting of --model/--variance and the variance options given (sigma, sigma1, sigma2)."""
+    names = {v for v in vs.VARIANCES[model]} | set(vs._ALIASES.get(model, {}))
+    if variance is not None and variance not in names:
+        owner = next(m for m in vs.MODELS if variance in vs.VARIANCES[m])
+        use = " or ".join(vs.VARIANCES[model])
+        raise _usage(f"--variance {variance} is for --model {owner}; use {use}")
+    setting = vs.resolve(model, variance, given=[k for k in given if given[k] is not None])
+    if variance is None:
+        return setting
+    for spec in setting.hyperparameters:  # a required variance hyperparameter is missing
+        if spec.default is None and given.get(spec.name) is None:
+            raise _usage(f"--variance {variance} needs {_flag(spec.name)} ({spec.help})")
+    for name in ("sigma", "sigma1", "sigma2"):  # given, but this variant learns it
+        if given.get(name) is None or name in setting.names:
+            continue
+        if setting.sigma1_entropy:
+            raise _usage(f"--variance {variance} learns Sigma1 and Sigma2: drop --sigma1/--sigma2")
+        fixed = vs.resolve(model, None, given=[name])
+        if name == "sigma":
+            raise _usage(f"--sigma is the fixed encoder std: it needs --variance {fixed.variance} "
+                         f"(with --variance {variance} the stds are learned)")
+        raise _usage(f"{_flag(name)} fixes the std of z2: it needs --variance {fixed.variance} "
+                     "(or leave --variance out)")
+    return setting
+
+
+def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data_only=False,
+                  open_ok=False, label=None) -> Options:
+    """Turn DATA and Click's keyword arguments into :class:`Options`; pops the ones it uses from
+    ``kw``. ``data`` is a path or (demo) an array named ``label``.
+
+    ``open_ok``: accept settings without a closed form (``both-learnable``, a per-dimension
+    ``sigma1`` with distinct values; ``Options.covered`` is then False); otherwise they are a usage
+    error pointing at ``vaetheory check``.
+    """
+    source = data
+    model = kw.pop("model", "vae") or "vae"
+    center = kw.pop("center", True)
+    data = {k: kw.pop(k, None) for k in _DATA_OPTIONS}
+    raw = {k: kw.pop(k, None) for k in ("variance", "latent_dim", "latent_dim2") + _HYPER_OPTIONS}
+    given = {**{k: v for k, v in raw.items() if v is not None},
+             **{k: v for k, v in data.items() if v is not None}}
+    _check_applicable(model, given)
+    conditional = vs.get(model, vs.VARIANCES[model][0]).spectrum_kind == "residual"
+    if data["image_shape"] is not None and data["quadrant"] is None:
+        raise _usage("--image-shape is used with --quadrant (which quadrant is x)")
+    if conditional and data["quadrant"] is not None and (
+            data["x_cols"] is not None or data["y_cols"] is not None or data["y"] is not None):
+        raise _usage("--quadrant selects x and y itself; do not combine it with "
+                     "--y/--x-cols/--y-cols")
+    pair_args = {k: data[k] for k in _PAIR_OPTIONS} if conditional else {}
+    selection = vio.Selection(source, key=data["key"], cols=None if conditional else data["cols"],
+                              conditional=conditional, center=center, label=label, **pair_args)
+    opts = Options(model, selection, None, given)
+    if data_only:
+        return opts
+    setting = _resolve_variance(model, raw["variance"], raw)
+    if raw["latent_dim"] is None:
+        if default_latent is not None:
+            dims = [int(default_latent)]
+        elif need_latent:
+            raise _usage("--latent-dim is required (e.g. --latent-dim 16, or a list 2,4,8)")
+        else:
+            dims = []
     else:
-        n, chunks = vio.iter_chunks(source, key=key)
-        label = label or f"'{source}'" + (f" (array {key!r})" if key else "")
-        nbytes = os.path.getsize(source)
-    first = next(chunks, None)
-    if first is None:
-        raise DataError(f"{label} has no rows")
-    return _Stream(label, n, itertools.chain([first], chunks), int(first.shape[1]), nbytes)
+        dims = raw["latent_dim"]
+    dims2 = raw["latent_dim2"]
+    values = {n: raw[n] for n in setting.names if raw.get(n) is not None}
+    labels = {n: _flag(n) for n in setting.names}
+    request = vs.Request.build(setting, latent_dims=dims, latent_dims2=dims2, labels=labels,
+                               **values)
+    if request.grid_size > MAX_GRID_POINTS:
+        shape = " x ".join(str(s) for s in request.grid_shape)
+        raise _usage(f"the hyperparameter grid has {request.grid_size} points ({shape}); at most "
+                     f"{MAX_GRID_POINTS} are allowed")
+    for name, vec in request.vectors.items():  # one value (isotropic) or one per latent dim
+        latent = setting.hyperparameter(name).latent
+        per = dims2 if latent == "z2" and dims2 else dims
+        wrong = [d for d in per if vec.size > 1 and d != vec.size]
+        if wrong:
+            raise _usage(f"{_flag(name)} has {vec.size} values but the latent dim is "
+                         f"{wrong[0]}: give one value (isotropic) or one per latent dim")
+    opts.request = request
+    if dims and not request.covered:
+        if setting.theory is None:
+            reason = (f"--variance {setting.variance} (Sigma1 learned as well) has no closed form "
+                      "in the theory; `vaetheory check` reports its numerical optimum")
+        else:
+            reason = setting.not_covered(request.vectors)
+        if not open_ok:
+            raise NotCoveredError(reason)
+    return opts
 
 
-def _select(stream: _Stream, cols: np.ndarray) -> _Stream:
-    stream.chunks = (b[:, cols] for b in stream.chunks)
-    stream.n_cols = int(cols.size)
-    return stream
+def _settings_doc(opts: Options) -> dict:
+    """The options as given, for the JSON ``settings``."""
+    req, sel = opts.request, opts.selection
+    out = {"model": req.setting.model, "variance": req.setting.variance, "center": sel.center,
+           "grid": {k: v for k, v in req.axes.items()},
+           "grid_shape": list(req.grid_shape), "latent_dims": list(req.latent_dims)}
+    if req.latent_dims2 is not None:
+        out["latent_dims2"] = list(req.latent_dims2)
+    for name in ("sigma", "sigma1", "sigma2"):
+        v = req.vectors.get(name)
+        if v is not None:
+            out[name] = float(v[0]) if v.size == 1 else v
+    for name in ("key", "cols", "y", "y_key", "x_cols", "y_cols", "quadrant"):
+        if opts.given.get(name) is not None:
+            out[name] = opts.given[name]
+    if sel.image_shape is not None:
+        out["image_shape"] = list(sel.image_shape)
+    return out
 
 
-def _checked(stream: _Stream, colmap: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
-    """Pass blocks through; at the end raise a DataError naming the count and the first location
-    (row and column of the file, 0-based) of non-finite values."""
-    row, bad, first = 0, 0, None
-    for block in stream.chunks:
-        if block.dtype.kind in "fc":
-            mask = ~np.isfinite(block)
-            k = int(np.count_nonzero(mask))
-            if k:
-                if first is None:
-                    r, c = np.argwhere(mask)[0]
-                    first = (row + int(r), int(colmap[c]) if colmap is not None else int(c))
-                bad += k
-        row += block.shape[0]
-        yield block
-    if bad:
-        raise DataError(f"{stream.label} contains {bad} non-finite value(s) (NaN or inf); first at "
-                        f"row {first[0]}, column {first[1]} (0-based)")
-
-
-def _zip_rows(x: _Stream, y: _Stream, xs, ys) -> Iterator[np.ndarray]:
-    """Blocks of [x, y] with paired rows, whatever the block sizes of the two streams."""
-    rx = ry = None
-    nx = ny = 0
-    while True:
-        if rx is None or rx.shape[0] == 0:
-            rx = next(xs, None)
-            nx += 0 if rx is None else rx.shape[0]
-        if ry is None or ry.shape[0] == 0:
-            ry = next(ys, None)
-            ny += 0 if ry is None else ry.shape[0]
-        if rx is None or ry is None:
-            rest = xs if ry is None else ys
-            if rx is not None or ry is not None:
-                extra = sum(b.shape[0] for b in rest)
-                nx, ny = (nx + extra, ny) if ry is None else (nx, ny + extra)
-                raise DataError(f"x ({x.label}) has {nx} rows but y ({y.label}) has {ny}: they "
-                                "must be paired samples (row i of x with row i of y)")
-            return
-        k = min(rx.shape[0], ry.shape[0])
-        yield np.concatenate([np.asarray(rx[:k], dtype=np.float64),
-                              np.asarray(ry[:k], dtype=np.float64)], axis=1)
-        rx, ry = rx[k:], ry[k:]
+# ------------------------------------------------------------------------------------------
+# data -> spectrum -> solutions
 
 
 @contextlib.contextmanager
@@ -566,158 +450,20 @@ def _progress_bar(enabled: bool, total: Optional[int], what: str, unit: str = "r
         yield lambda m: prog.advance(task, m)
 
 
-def _source_name(data, label):
-    return label if isinstance(data, np.ndarray) else str(data)
+def _spectrum(selection, as_json, with_basis=False):
+    """The selection's spectrum, with a progress bar for large files in a terminal."""
+    show = _progress_enabled(as_json)
+
+    def bar(total, nbytes):
+        return _progress_bar(show and nbytes > PROGRESS_BYTES, total, f"reading {selection.name}")
+
+    return load_spectrum(selection, with_basis=with_basis, progress=bar)
 
 
-def load_spectrum(data, opts: ModelOptions, *, progress: bool = False, with_basis: bool = False,
-                  label: Optional[str] = None):
-    """Data file (or array) -> :class:`~vaetheory.moments.Spectrum` the model's theorem uses.
-
-    vae/mhvae: the data spectrum of DATA (optionally ``--cols``). cvae: the residual spectrum of
-    y given x, with x and y from two files (``--y``), columns of one file (``--x-cols``/``--y-cols``),
-    an image quadrant (``--quadrant``), or the arrays ``x``/``y`` of an .npz. Read in chunks, one
-    pass; ``progress`` shows a bar on stderr for files over :data:`PROGRESS_BYTES`.
-
-    Returns ``(spectrum, info)``, info being a JSON-able dict describing the data.
-    """
-    source = _source_name(data, label or "the array")
-    info = {"source": source, "centered": bool(opts.center)}
-    blocks, streams, name, x_dim = _blocks(data, opts, info, label)
-    total = None if any(s.n_rows is None for s in streams) else streams[0].n_rows
-    show = progress and sum(s.nbytes for s in streams) > PROGRESS_BYTES
-    with _progress_bar(show, total, f"reading {source}") as tick:
-        moments = accumulate_moments(blocks, center=opts.center, progress=tick, name=name)
-    if opts.model != "cvae":
-        spectrum = spectrum_from_moments(moments, with_basis=with_basis)
-    else:
-        spectrum = residual_spectrum(moments, x_dim, with_basis=with_basis)
-    info.update(n_samples=int(spectrum.n_samples), dim=int(spectrum.dim), rank=int(spectrum.rank),
-                spectrum_kind=spectrum.kind)
-    return spectrum, info
-
-
-def load_arrays(data, opts: ModelOptions, *, label: Optional[str] = None):
-    """The data themselves, as float64 (for stochastic training, which needs the samples).
-
-    Returns ``(X, y)``: vae/mhvae ``y`` is None; cvae ``X`` is the condition x and ``y`` the
-    output, selected exactly as :func:`load_spectrum` selects them.
-    """
-    info = {"source": _source_name(data, label or "the array"), "centered": bool(opts.center)}
-    blocks, _, _, x_dim = _blocks(data, opts, info, label)
-    parts = [np.asarray(b, dtype=np.float64) for b in blocks]
-    Z = np.concatenate(parts, axis=0)
-    if opts.model != "cvae":
-        return Z, None
-    return Z[:, :x_dim], Z[:, x_dim:]
-
-
-def _blocks(data, opts: ModelOptions, info: dict, label):
-    """Row blocks of the data the model uses (cvae: [x, y]); ``(blocks, streams, name, x_dim)``."""
-    x_dim = None
-    try:
-        if opts.model != "cvae":
-            s = _open(data, opts.key, label)
-            info["features"] = s.n_cols
-            colmap = None
-            if opts.cols is not None:
-                colmap = vio.parse_columns(opts.cols, s.n_cols)
-                _select(s, colmap)
-                info["selection"] = f"columns {opts.cols} of {info['features']}"
-            blocks, streams, name = _checked(s, colmap), [s], s.label
-        else:
-            blocks, streams, name, x_dim = _cvae_blocks(data, opts, info, label)
-    except ValueError as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise _usage(str(exc)) from None  # column selections, image shapes
-    return blocks, streams, name, x_dim
-
-
-def _cvae_blocks(data, opts: ModelOptions, info: dict, label):
-    """Joint [x, y] blocks for the CVAE, and the dimension of x."""
-    is_npz = not isinstance(data, np.ndarray) and str(data).lower().endswith(".npz")
-    by_cols = opts.x_cols is not None or opts.y_cols is not None
-    if opts.y is not None or (is_npz and not by_cols and opts.quadrant is None):
-        # two arrays: DATA (x) and --y FILE, or the x/y arrays of one .npz
-        if opts.y is not None:
-            x = _open(data, opts.key, label and f"{label} (x)")
-            y = _open(opts.y, opts.y_key)
-        else:
-            x = _open(data, opts.key or "x")
-            y = _open(data, opts.y_key or "y")
-        xc = vio.parse_columns(opts.x_cols, x.n_cols) if opts.x_cols is not None else None
-        yc = vio.parse_columns(opts.y_cols, y.n_cols) if opts.y_cols is not None else None
-        if xc is not None:
-            _select(x, xc)
-        if yc is not None:
-            _select(y, yc)
-        if x.n_rows is not None and y.n_rows is not None and x.n_rows != y.n_rows:
-            raise DataError(f"x ({x.label}) has {x.n_rows} rows but y ({y.label}) has {y.n_rows}: "
-                            "they must be paired samples (row i of x with row i of y)")
-        info.update(x_source=x.label, y_source=y.label, x_dim=x.n_cols, y_dim=y.n_cols)
-        info["selection"] = f"x from {x.label}, y from {y.label}"
-        blocks = _zip_rows(x, y, _checked(x, xc), _checked(y, yc))
-        return blocks, [x, y], "[x, y]", x.n_cols
-    if not by_cols and opts.quadrant is None:
-        raise _usage("the cvae needs an output y: give --y FILE, --x-cols/--y-cols, --quadrant "
-                     "with --image-shape, or an .npz with arrays 'x' and 'y'")
-    s = _open(data, opts.key, label)
-    D = s.n_cols
-    if opts.quadrant is not None:
-        shape = opts.image_shape
-        if shape is None:
-            side = math.isqrt(D)
-            if side * side != D or side < 2:
-                raise _usage(f"--quadrant: the data have {D} columns, not a square image; "
-                             "give --image-shape HxW (or HxWxC)")
-            shape = (side, side)
-            info["image_shape_inferred"] = True
-        xc, yc = vio.quadrant_columns(shape, opts.quadrant, n_cols=D)
-        info["image_shape"] = list(shape)
-        info["selection"] = (f"x = {opts.quadrant} quadrant of {'x'.join(map(str, shape))} images, "
-                             "y = the other three")
-    else:
-        xc = vio.parse_columns(opts.x_cols, D) if opts.x_cols is not None else None
-        yc = vio.parse_columns(opts.y_cols, D) if opts.y_cols is not None else None
-        if xc is None:
-            xc = np.setdiff1d(np.arange(D), yc)
-        if yc is None:
-            yc = np.setdiff1d(np.arange(D), xc)
-        if xc.size == 0 or yc.size == 0:
-            raise _usage(f"the column selection leaves {'x' if xc.size == 0 else 'y'} with no "
-                         f"columns (the data have {D})")
-        both = np.intersect1d(xc, yc)
-        if both.size:
-            raise _usage(f"column {int(both[0])} is in both --x-cols and --y-cols")
-        info["selection"] = f"x = columns {opts.x_cols or 'not in y'}, y = columns {opts.y_cols or 'not in x'}"
-    cols = np.concatenate([xc, yc])
-    info.update(features=D, x_dim=int(xc.size), y_dim=int(yc.size))
-    _select(s, cols)
-    return _checked(s, cols), [s], s.label, int(xc.size)
-
-
-def build_solutions(data, opts: ModelOptions, *, progress: bool = False, with_basis: bool = False,
-                    label: Optional[str] = None):
-    """Data -> spectrum -> one Solution per latent-dim setting, each covering the whole grid.
-
-    Returns ``(solutions, info)``. The hyperparameter grid goes to the theory in one call per
-    latent-dim setting (no loop over grid points).
-    """
-    spectrum, info = load_spectrum(data, opts, progress=progress, with_basis=with_basis, label=label)
-    sols = []
-    for d1, d2 in opts.latent_settings():
-        sols.append(solve(opts.model, opts.variance, spectrum, d1, **opts.theory_kwargs(d2)))
-    return sols, info
-
-
-def build_solution(data, opts: ModelOptions, *, progress: bool = False, with_basis: bool = False,
-                   label: Optional[str] = None):
-    """:func:`build_solutions` for a single latent-dim setting: ``(Solution, info)``."""
-    if len(opts.latent_settings()) != 1:
-        raise _usage("give a single --latent-dim (and --latent-dim2) here")
-    sols, info = build_solutions(data, opts, progress=progress, with_basis=with_basis, label=label)
-    return sols[0], info
+def _solutions(opts: Options, as_json, with_basis=False, selection=None):
+    """Spectrum -> one Solution per latent-dim setting; ``(solutions, provenance)``."""
+    spec = _spectrum(selection or opts.selection, as_json, with_basis)
+    return opts.request.solve(spec), spec.provenance
 
 
 # ------------------------------------------------------------------------------------------
@@ -742,27 +488,27 @@ def _progress_enabled(as_json):
     return not as_json and sys.stderr.isatty()
 
 
-def _grid_sentence(opts: ModelOptions) -> str:
+def _grid_sentence(opts: Options) -> str:
+    req = opts.request
     parts = []
-    for name, v in opts.axes.items():
+    for name, v in req.axes.items():
         if v.size == 1:
             parts.append(f"{name} = {report.fmt(v[0])}")
         else:
             parts.append(f"{name} = {report.fmt(v[0])} .. {report.fmt(v[-1])} ({v.size} values)")
     for name in ("sigma", "sigma1", "sigma2"):
-        v = getattr(opts, name)
+        v = req.vectors.get(name)
         if v is not None:
             parts.append(f"{name} = " + (report.fmt(v[0]) + " (isotropic)" if v.size == 1
                                          else ",".join(report.fmt(x) for x in v)))
-    dims = ", ".join(f"({a}, {b})" if b is not None else str(a) for a, b in opts.latent_settings())
-    parts.append(("latent dims (z1, z2) = " if opts.model == "mhvae" else "latent dim = ") + dims)
+    dims = ", ".join(f"({a}, {b})" if b is not None else str(a) for a, b in req.latent_settings())
+    two = req.setting.has_second_latent
+    parts.append(("latent dims (z1, z2) = " if two else "latent dim = ") + dims)
     return "; ".join(parts)
 
 
 def _model_sentence(sol) -> str:
-    what = {"vae": "standard VAE", "cvae": "conditional VAE (y given x)",
-            "mhvae": "two-latent hierarchical VAE"}[sol.model]
-    return f"model: {what}, {sol.variance} variance -- {sol.theorem}"
+    return f"model: {sol.setting.title}, {sol.variance} variance -- {sol.theorem}"
 
 
 def _print_notes(console, sols):
@@ -774,7 +520,7 @@ def _render_predict(console, sols, info, opts, detail):
     _say(console, report.data_sentence(info))
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))
-    swept = opts.swept
+    swept = opts.request.swept
     console.print(report.predict_table(sols, swept))
     if detail:
         for sol in sols:
@@ -906,17 +652,16 @@ def predict(data, as_json, detail, matrices, force, do_check, **kw):
       vaetheory predict X.csv --model mhvae -d 8 --beta1 1 --beta2 0.1:2:20 --sigma1 0.5
     """
     copts = _pop_checker_kwargs(kw)
-    opts = ModelOptions.from_kwargs(kw)
+    opts = parse_options(data, kw)
     if matrices is not None:
-        if opts.grid_size != 1 or len(opts.latent_settings()) != 1:
+        if opts.request.grid_size != 1 or len(opts.request.latent_settings()) != 1:
             raise _usage("--matrices needs a single grid point and latent dim (give one value per "
                          "hyperparameter)")
-        _check_matrices_path(matrices, force, [data, opts.y])
-    sols, info = build_solutions(data, opts, progress=_progress_enabled(as_json),
-                                 with_basis=matrices is not None)
+        _check_matrices_path(matrices, force, opts.selection.inputs)
+    sols, info = _solutions(opts, as_json, with_basis=matrices is not None)
     checks = _run_exact_checks(sols, copts, _progress_enabled(as_json)) if do_check else None
     written = _write_matrices(matrices, sols[0], force) if matrices is not None else None
-    settings = opts.settings()
+    settings = _settings_doc(opts)
     if written:
         settings["matrices"] = {"file": matrices, "arrays": written}
     if do_check:
@@ -931,10 +676,10 @@ def predict(data, as_json, detail, matrices, force, do_check, **kw):
                           f"to {matrices}" + ("; rotations of the latent space give other optima"
                                               if not all(sols[0].exact.values()) else ""))
         if checks is not None:
-            console.print(report.check_table(sols, opts.swept, checks))
-            for line in report.check_lines(sols, opts.swept, checks):
+            console.print(report.check_table(sols, opts.request.swept, checks))
+            for line in report.check_lines(sols, opts.request.swept, checks):
                 _say(console, line)
-    return report.VERDICT_EXIT[report.worst_verdict(checks)] if checks else 0
+    return report.worst_verdict(checks).exit_code if checks else 0
 
 
 @main.command()
@@ -947,8 +692,9 @@ def predict(data, as_json, detail, matrices, force, do_check, **kw):
 def spectrum(data, top, as_json, **kw):
     """The spectrum the theory uses (theta_i, or the residual e_i for --model cvae), with the
     data's rank, trace and scale."""
-    opts = ModelOptions.from_kwargs(kw, data_only=True)
-    spec, info = load_spectrum(data, opts, progress=_progress_enabled(as_json))
+    opts = parse_options(data, kw, data_only=True)
+    spec = _spectrum(opts.selection, as_json)
+    info = spec.provenance
     if as_json:
         click.echo(report.dumps(report.spectrum_document(spec, info, top)))
         return
@@ -988,34 +734,26 @@ def thresholds(data, keep, param, as_json, **kw):
     """
     if keep is not None and keep < 1:
         raise _usage(f"--keep must be >= 1, got {keep}")
-    opts = ModelOptions.from_kwargs(kw, default_latent=keep)
+    opts = parse_options(data, kw, default_latent=keep)
     if param is not None:
         param = param.replace("-", "_")
-        known = _critical_names(opts)
+        known = opts.setting.critical
         if param not in known:
             raise _usage(f"--param {param}: no threshold for it in this setting; choose from "
                          + ", ".join(known))
-    sols, info = build_solutions(data, opts, progress=_progress_enabled(as_json))
+    sols, info = _solutions(opts, as_json)
     show_dims = len(sols) > 1
     points = []
     for sol in sols:
-        p = param or report.summary_param(sol, opts.swept)
+        p = param or report.summary_param(sol, opts.request.swept)
         for idx in report.grid_indices(sol):
             entry = report.thresholds_point(sol, idx)
             if keep is not None:
                 entry["keep"] = report.keep_answer(sol, idx, keep, p)
             points.append((sol, idx, entry))
     if as_json:
-        first = sols[0]
-        doc = {"model": first.model, "variance": first.variance, "theorem": first.theorem,
-               "centered": first.spectrum.centered, "n_samples": first.spectrum.n_samples,
-               "spectrum_units": report.spectrum_units(first.spectrum),
-               "spectrum": report.spectrum_values(first.spectrum),
-               "data": info, "settings": opts.settings(),
-               "critical_latent": report.critical_latent(first),
-               "critical_direction": dict(first.critical_direction),
-               "notes": report.notes_of(sols), "points": [e for _, _, e in points]}
-        click.echo(report.dumps(doc))
+        click.echo(report.dumps(report.thresholds_document(
+            sols, info, _settings_doc(opts), [e for _, _, e in points])))
         return
     console = _console()
     _say(console, report.data_sentence(info))
@@ -1026,20 +764,15 @@ def thresholds(data, keep, param, as_json, **kw):
         max_tables = 1 if len(points) == 1 and max(sols[0].latent_dims.values()) <= 24 else 0
     for n, (sol, idx, entry) in enumerate(points):
         if n < max_tables:
-            console.print(report.thresholds_table(sol, idx, opts.swept, show_dims))
+            console.print(report.thresholds_table(sol, idx, opts.request.swept, show_dims))
     if len(points) > max_tables and keep is None:
         _say(console, f"... {len(points) - max_tables} more grid points (--json prints all)")
     if keep is not None:
         for sol, idx, entry in points:
-            label = report.point_label(sol, idx, opts.swept, show_dims) if len(points) > 1 else ""
+            label = (report.point_label(sol, idx, opts.request.swept, show_dims)
+                     if len(points) > 1 else "")
             _say(console, report.keep_sentence(entry["keep"], label))
     _print_notes(console, sols)
-
-
-def _critical_names(opts: ModelOptions) -> List[str]:
-    spec = spectrum_from_eigenvalues([1.0], kind=opts.spectrum_kind)
-    d1, d2 = opts.latent_settings()[0]
-    return list(solve(opts.model, opts.variance, spec, d1, **opts.theory_kwargs(d2)).critical)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1060,23 +793,22 @@ def _run_exact_checks(sols, copts, show_progress):
     return out
 
 
-def _run_sgd_checks(data, sols, opts, copts, show_progress, label=None):
-    """Stochastic training at every grid point (the samples are loaded into memory once)."""
+def _run_sgd_checks(X, y, sols, opts, copts, show_progress):
+    """Stochastic training at every grid point, on the samples read once (``X``, ``y``)."""
     from .sgd import default_lr, train_sgd
 
-    X, y = load_arrays(data, opts, label=label)
-    lr = copts["lr"] if copts["lr"] is not None else default_lr(X, y, center=opts.center)
-    pairs = [(sol, idx) for sol in sols for idx in report.grid_indices(sol)]
+    center = opts.selection.center
+    lr = copts["lr"] if copts["lr"] is not None else default_lr(X, y, center=center)
+    points = [pt for sol in sols for pt in sol.points()]
     out = []
-    total = len(pairs) * copts["epochs"]
+    total = len(points) * copts["epochs"]
     with _progress_bar(show_progress, total, "training (sgd)", "epochs") as tick:
-        for sol, idx in pairs:
-            params = report.point_params(sol, idx)
-            d1 = params.pop("latent_dim")
-            d2 = params.pop("latent_dim2", None)
-            res = train_sgd(sol.model, sol.variance, X, d1, d2, y=y, epochs=copts["epochs"],
+        for pt in points:
+            dims = pt.params
+            res = train_sgd(pt.solution.model, pt.solution.variance, X, dims["latent_dim"],
+                            dims.get("latent_dim2"), y=y, epochs=copts["epochs"],
                             batch_size=copts["batch_size"], lr=lr, seed=copts["seed"],
-                            center=opts.center, progress=tick, **params)
+                            center=center, progress=tick, prediction=pt, **pt.hyper)
             out.append(report.check_dict(res, "sgd"))
     return out, lr
 
@@ -1085,37 +817,33 @@ def _check_open(data, opts, copts, as_json):
     """Settings without a closed form: the numerical optimum alone, labelled as such."""
     from .checker import numerical_optimum
 
-    spectrum, info = load_spectrum(data, opts, progress=_progress_enabled(as_json))
-    shape, grid = make_grid(opts.axes)
+    spectrum = _spectrum(opts.selection, as_json)
+    info = spectrum.provenance
+    setting = opts.setting
     results = []
-    points = [(d, idx) for d in opts.latent_settings() for idx in np.ndindex(*shape)]
+    points = list(opts.request.points())
     with _progress_bar(_progress_enabled(as_json), len(points) * copts["restarts"],
                        "numerical optimum", "runs") as tick:
-        for (d1, d2), idx in points:
-            hyper = {k: float(v[idx]) for k, v in grid.items()}
-            extra = {}
-            if opts.model == "mhvae" and opts.sigma1 is not None:
-                extra["sigma1"] = opts.sigma1 if opts.sigma1.size > 1 else float(opts.sigma1[0])
-            if opts.sigma2 is not None:
-                extra["sigma2"] = float(opts.sigma2[0]) if opts.sigma2.size == 1 else opts.sigma2
-            num = numerical_optimum(opts.model, opts.variance, spectrum, d1, d2,
+        for d1, d2, _, hyper in points:
+            num = numerical_optimum(setting.model, setting.variance, spectrum, d1, d2,
                                     restarts=copts["restarts"], seed=copts["seed"],
-                                    max_iter=copts["max_iter"], progress=tick, **hyper, **extra)
-            params = {**hyper, **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                  for k, v in extra.items()}, "latent_dim": d1}
+                                    max_iter=copts["max_iter"], progress=tick, **hyper)
+            params = {**{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                         for k, v in hyper.items()}, "latent_dim": d1}
             if d2 is not None:
                 params["latent_dim2"] = d2
             results.append((params, num))
-    settings = opts.settings()
+    settings = _settings_doc(opts)
     settings["check"] = dict(copts)
     if as_json:
         click.echo(report.dumps(report.numerical_document(results, info, settings, spectrum)))
         return 0
     console = _console()
     _say(console, report.data_sentence(info))
-    _say(console, f"model: {opts.model}, {opts.variance} -- no closed form in the theory: "
+    _say(console, f"model: {setting.model}, {setting.variance} -- no closed form in the theory: "
                   "numerical optimum only (not a prediction, nothing to confirm)")
-    console.print(report.numerical_table(results, opts.swept or list(opts.axes)[:1]))
+    req = opts.request
+    console.print(report.numerical_table(results, req.swept or list(req.axes)[:1]))
     for params, num in results:
         for w in num.warnings:
             _say(console, f"warning: {w}", style="italic")
@@ -1154,23 +882,25 @@ def check(data, as_json, **kw):
     """
     copts = _pop_checker_kwargs(kw)
     mode = copts["mode"]
-    opts = ModelOptions.from_kwargs(kw, open_ok=True)
+    opts = parse_options(data, kw, open_ok=True)
     if not opts.covered:
         if mode == "sgd":
             raise _usage("--mode sgd compares training with a closed form; this setting has none "
                          "(use --mode exact for its numerical optimum)")
         return _check_open(data, opts, copts, as_json)
-    sols, info = build_solutions(data, opts, progress=_progress_enabled(as_json))
-    settings = opts.settings()
+    settings = _settings_doc(opts)
     if mode == "exact":
+        sols, info = _solutions(opts, as_json)
         checks = _run_exact_checks(sols, copts, _progress_enabled(as_json))
         settings["check"] = {k: copts[k] for k in ("mode", "restarts", "seed", "tol", "tol_sv",
                                                    "max_iter")}
-    else:
-        checks, lr = _run_sgd_checks(data, sols, opts, copts, _progress_enabled(as_json))
+    else:  # the samples are read once; the spectrum comes from them in memory
+        X, y, in_memory = opts.selection.read()
+        sols, info = _solutions(opts, as_json, selection=in_memory)
+        checks, lr = _run_sgd_checks(X, y, sols, opts, copts, _progress_enabled(as_json))
         settings["check"] = {k: copts[k] for k in ("mode", "seed", "epochs", "batch_size")}
         settings["check"]["lr"] = lr
-    code = report.VERDICT_EXIT[report.worst_verdict(checks)]
+    code = report.worst_verdict(checks).exit_code
     if as_json:
         click.echo(report.dumps(report.predict_document(sols, info, settings, checks)))
         return code
@@ -1184,10 +914,23 @@ def check(data, as_json, **kw):
                                f"stochastic training, {copts['epochs']} epochs of batches of "
                                f"{copts['batch_size']} (Adam, lr {lr:.3g} decayed 100x, seed "
                                f"{copts['seed']}); collapsed = KL below 0.01"))
-    console.print(report.check_table(sols, opts.swept, checks))
-    for line in report.check_lines(sols, opts.swept, checks):
+    console.print(report.check_table(sols, opts.request.swept, checks))
+    for line in report.check_lines(sols, opts.request.swept, checks):
         _say(console, line)
     return code
+
+
+def _typed(name, text):
+    """An option value as Click would convert it (for the demo's built-in options)."""
+    if name in ("latent_dim", "latent_dim2"):
+        return parse_ints(text, _flag(name))
+    if name in ("sigma", "sigma1", "sigma2"):
+        return parse_vector(text, _flag(name))
+    if name == "image_shape":
+        return vio.parse_image_shape(text)
+    if name in _HYPER_OPTIONS:
+        return parse_values(text, _flag(name))
+    return text
 
 
 DEMO = {
@@ -1199,7 +942,7 @@ DEMO = {
 
 
 @main.command()
-@click.option("--model", "-m", type=click.Choice(MODELS), default="vae", show_default=True,
+@click.option("--model", "-m", type=click.Choice(vs.MODELS), default="vae", show_default=True,
               help="Which model to demonstrate.")
 @_output_options
 @click.option("--detail", is_flag=True, help="Per latent dim details, as in predict.")
@@ -1208,11 +951,10 @@ def demo(model, as_json, detail):
     """Run predict on the bundled 8x8 handwritten digits (1797 x 64), no file needed."""
     X, _ = vio.load_digits()
     given = dict(DEMO[model])
-    kw = {"model": model, **given}
-    opts = ModelOptions.from_kwargs(kw)
-    label = "bundled 8x8 handwritten digits (UCI, CC BY 4.0)"
-    sols, info = build_solutions(X, opts, label=label)
-    settings = opts.settings()
+    kw = {"model": model, **{k: _typed(k, v) for k, v in given.items()}}
+    opts = parse_options(X, kw, label="bundled 8x8 handwritten digits (UCI, CC BY 4.0)")
+    sols, info = _solutions(opts, as_json)
+    settings = _settings_doc(opts)
     settings["demo"] = True
     if as_json:
         click.echo(report.dumps(report.predict_document(sols, info, settings)))
@@ -1224,8 +966,8 @@ def demo(model, as_json, detail):
     console.print()
     _say(console, "Run it on your own data (rows = samples; .npy, .npz, .csv, .tsv, .txt):")
     _say(console, f"  vaetheory predict YOUR_DATA.npy --model {model} {flags}")
-    param = "beta2" if model == "mhvae" else "beta"
-    extra = " --quadrant bottom-left --image-shape 8x8" if model == "cvae" else ""
+    param = opts.setting.critical[0]
+    extra = " --quadrant bottom-left --image-shape 8x8" if opts.selection.conditional else ""
     _say(console, f"  vaetheory thresholds YOUR_DATA.npy --model {model}{extra} --keep 4"
                   f"   # which {param} keeps 4 dims active?")
     _say(console, f"  vaetheory spectrum YOUR_DATA.npy --model {model}{extra}"

@@ -25,9 +25,13 @@ Text files:
 - Every other line must have the same number of fields, each a number (``nan``/``inf`` parse;
   the moment computations reject them later with their location).
 
-Every problem with a file raises :class:`~vaetheory._validation.DataError` (a ``ValueError``)
+Every problem with a file raises :class:`~vaetheory.errors.DataError` (a ``ValueError``)
 with one line that names the file and, for text, the line and column. Problems with an argument
-(a column selection, an image shape) raise ``ValueError``.
+(a column selection, an image shape) raise :class:`~vaetheory.errors.ParameterError`.
+
+What a model reads -- which file(s), array, columns, quadrant, and whether it is centred -- is a
+:class:`Selection`; :meth:`Selection.open` streams its row blocks with their provenance, and
+:func:`vaetheory.moments.load_spectrum` turns a selection into the spectrum a theorem needs.
 
 Column selections and the paper's conditional (CVAE) image task: :func:`parse_columns`,
 :func:`parse_image_shape`, :func:`quadrant_columns`. Bundled real data: :func:`load_digits`
@@ -39,18 +43,23 @@ from __future__ import annotations
 import gzip
 import importlib.resources
 import io as _io
+import itertools
+import math
 import os
 import re
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from ._validation import DataError
+from .errors import DataError, ParameterError
 
 __all__ = [
     "DataError",
+    "RowStream",
+    "Selection",
     "DIGITS_IMAGE_SHAPE",
     "QUADRANTS",
     "SUPPORTED",
@@ -183,8 +192,8 @@ def _load_npz(path, key):
                 raise DataError(f"{_show(path)} holds no arrays")
             if key is None:
                 if len(keys) != 1:
-                    raise DataError(f"{_show(path)} holds {len(keys)} arrays ({', '.join(keys)}); "
-                                    "choose one with key=... (--key)")
+                    msg = f"{_show(path)} holds {len(keys)} arrays ({', '.join(keys)}); choose one"
+                    raise DataError(f"{msg} with key=...", cli=f"{msg} with --key NAME")
                 key = keys[0]
             if key not in keys:
                 raise DataError(f"{_show(path)} has no array {key!r}; it has: {', '.join(keys)}")
@@ -239,7 +248,8 @@ def load_array(path, *, key: Optional[str] = None) -> np.ndarray:
 
 def _check_key(path, kind, key):
     if key is not None and kind != ".npz":
-        raise DataError(f"{_show(path)}: key={key!r} (--key) applies only to .npz files")
+        raise DataError(f"{_show(path)}: key={key!r} applies only to .npz files",
+                        cli=f"{_show(path)}: --key {key} applies only to .npz files")
 
 
 def iter_chunks(path, *, key: Optional[str] = None,
@@ -286,7 +296,7 @@ def iter_chunks(path, *, key: Optional[str] = None,
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+            raise ParameterError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
         chunk_rows = int(chunk_rows)
     if kind == ".npy":
         raw = _open_npy(path)
@@ -457,7 +467,7 @@ def _index(text, item):
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"column selection item {item!r}: {text.strip()!r} is not an integer; "
+        raise ParameterError(f"column selection item {item!r}: {text.strip()!r} is not an integer; "
                          "use e.g. '0:10,15' (0-based, end excluded)") from None
 
 
@@ -495,50 +505,50 @@ def parse_columns(spec: str, n_cols: int) -> np.ndarray:
     """
     n_cols = int(n_cols)
     if n_cols < 1:
-        raise ValueError(f"n_cols must be >= 1, got {n_cols}")
+        raise ParameterError(f"n_cols must be >= 1, got {n_cols}")
     if spec is None or not str(spec).strip():
-        raise ValueError("empty column selection; use e.g. '0:10,15' (0-based, end excluded)")
+        raise ParameterError("empty column selection; use e.g. '0:10,15' (0-based, end excluded)")
     last = n_cols - 1
     out = []
     for item in str(spec).split(","):
         shown = item.strip()
         if not shown:
-            raise ValueError(f"column selection {spec!r} has an empty item (stray comma?)")
+            raise ParameterError(f"column selection {spec!r} has an empty item (stray comma?)")
         m = _RANGE_WITH_DASH.match(item)
         if m:
             a, b = int(m.group(1)), int(m.group(2))
-            raise ValueError(f"column selection item {shown!r}: ranges use ':' with the end "
+            raise ParameterError(f"column selection item {shown!r}: ranges use ':' with the end "
                              f"excluded, e.g. '{a}:{b + 1}' for columns {a} to {b}")
         if ":" not in item:
             i = _index(item, shown)
             j = i + n_cols if i < 0 else i
             if not 0 <= j < n_cols:
-                raise ValueError(f"column selection item {shown!r}: column {i} is out of range; "
+                raise ParameterError(f"column selection item {shown!r}: column {i} is out of range; "
                                  f"the data have {n_cols} columns (0..{last}, or -{n_cols}..-1)")
             out.append(j)
             continue
         parts = item.split(":")
         if len(parts) > 3:
-            raise ValueError(f"column selection item {shown!r}: use a:b or a:b:step")
+            raise ParameterError(f"column selection item {shown!r}: use a:b or a:b:step")
         a = _index(parts[0], shown) if parts[0].strip() else 0
         b = _index(parts[1], shown) if parts[1].strip() else n_cols
         s = _index(parts[2], shown) if len(parts) == 3 and parts[2].strip() else 1
         if s < 1:
-            raise ValueError(f"column selection item {shown!r}: step must be >= 1, got {s}")
+            raise ParameterError(f"column selection item {shown!r}: step must be >= 1, got {s}")
         a2, b2 = (a + n_cols if a < 0 else a), (b + n_cols if b < 0 else b)
         for v, v2, what in ((a, a2, "start"), (b, b2, "end")):
             hi = n_cols if what == "end" else last
             if not 0 <= v2 <= hi:
-                raise ValueError(f"column selection item {shown!r}: {what} {v} is out of range; "
+                raise ParameterError(f"column selection item {shown!r}: {what} {v} is out of range; "
                                  f"the data have {n_cols} columns (0..{last}, end excluded)")
         if a2 >= b2:
-            raise ValueError(f"column selection item {shown!r} selects no columns "
+            raise ParameterError(f"column selection item {shown!r} selects no columns "
                              f"(columns {a2}..{b2 - 1}); the end is excluded")
         out.extend(range(a2, b2, s))
     idx = np.asarray(out, dtype=np.intp)
     uniq, counts = np.unique(idx, return_counts=True)
     if np.any(counts > 1):
-        raise ValueError(f"column selection {spec!r} selects column {int(uniq[counts > 1][0])} "
+        raise ParameterError(f"column selection {spec!r} selects column {int(uniq[counts > 1][0])} "
                          "more than once")
     return idx
 
@@ -568,7 +578,7 @@ def parse_image_shape(text: str) -> Tuple[int, ...]:
     except ValueError:
         dims = ()
     if len(dims) not in (2, 3) or min(dims[:2]) < 2 or min(dims) < 1:
-        raise ValueError(f"bad image shape {str(text)!r}: use HxW with H, W >= 2 "
+        raise ParameterError(f"bad image shape {str(text)!r}: use HxW with H, W >= 2 "
                          "(e.g. 28x28), or HxWxC for channels-last images")
     return dims
 
@@ -610,17 +620,17 @@ def quadrant_columns(image_shape, quadrant: str, *,
     except (TypeError, ValueError):
         dims = ()
     if len(dims) not in (2, 3) or min(dims[:2]) < 2 or min(dims) < 1:
-        raise ValueError(f"image_shape must be (H, W) or (H, W, C) with H, W >= 2, "
+        raise ParameterError(f"image_shape must be (H, W) or (H, W, C) with H, W >= 2, "
                          f"got {image_shape!r}")
     H, W = dims[:2]
     C = dims[2] if len(dims) == 3 else 1
     q = str(quadrant).strip().lower().replace("_", "-").replace(" ", "-")
     if q not in QUADRANTS:
-        raise ValueError(f"unknown quadrant {quadrant!r}; use one of {', '.join(QUADRANTS)}")
+        raise ParameterError(f"unknown quadrant {quadrant!r}; use one of {', '.join(QUADRANTS)}")
     total = H * W * C
     if n_cols is not None and int(n_cols) != total:
         shape = "x".join(str(d) for d in dims)
-        raise ValueError(f"image shape {shape} has {total} values per image but the data have "
+        raise ParameterError(f"image shape {shape} has {total} values per image but the data have "
                          f"{n_cols} columns; select the pixel columns or fix the shape")
     h, w = H // 2, W // 2
     rows = np.arange(h) if q.startswith("top") else np.arange(H - h, H)
@@ -630,6 +640,309 @@ def quadrant_columns(image_shape, quadrant: str, *,
     mask = np.ones(total, dtype=bool)
     mask[x] = False
     return x, np.flatnonzero(mask).astype(np.intp)
+
+
+# ------------------------------------------------------------------------------------------
+# selections: what a model reads
+
+
+@dataclass
+class RowStream:
+    """Row blocks of a :class:`Selection`, read once, with where they came from.
+
+    ``blocks`` yields ``(n_i, D)`` arrays (for a conditional selection the columns are ``[x, y]``,
+    x first); non-finite values are counted while streaming and raise a :class:`DataError` naming
+    the first one in file coordinates at the end. ``provenance`` is a JSON-able dict (source,
+    centring, selection, dimensions) that the spectrum carries on.
+    """
+
+    blocks: Iterator[np.ndarray]
+    name: str                     # how moment errors name the data ("[x, y]" for pairs)
+    n_rows: Optional[int]         # None when unknown up front (text files)
+    nbytes: int                   # bytes on disk (0 for in-memory arrays)
+    x_dim: Optional[int]          # conditional selections: columns of x (the first ones)
+    provenance: dict
+
+
+@dataclass
+class _Source:
+    label: str
+    n_rows: Optional[int]
+    chunks: Iterator[np.ndarray]
+    n_cols: int
+    nbytes: int
+
+
+def _open_source(source, key=None, label=None) -> _Source:
+    """Row blocks of a file path or an in-memory array; peeks the first block."""
+    if isinstance(source, np.ndarray):
+        X = source.reshape(source.shape[0], -1) if source.ndim > 2 else (
+            source[:, None] if source.ndim == 1 else source)
+        if X.dtype.kind not in _NUMERIC_KINDS:
+            raise DataError(f"{label or 'the array'} must be numeric, got dtype {X.dtype}")
+        rows = _default_rows(X.shape[1])
+        chunks = (X[s:s + rows] for s in range(0, X.shape[0], rows))
+        n, nbytes, label = X.shape[0], 0, label or "the array"
+    else:
+        n, chunks = iter_chunks(source, key=key)
+        label = label or f"'{source}'" + (f" (array {key!r})" if key else "")
+        nbytes = os.path.getsize(source)
+    first = next(chunks, None)
+    if first is None:
+        raise DataError(f"{label} has no rows")
+    return _Source(label, n, itertools.chain([first], chunks), int(first.shape[1]), nbytes)
+
+
+def _select(src: _Source, cols: np.ndarray) -> _Source:
+    src.chunks = (b[:, cols] for b in src.chunks)
+    src.n_cols = int(cols.size)
+    return src
+
+
+def _checked(src: _Source, colmap: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
+    """Pass blocks through; at the end raise a DataError naming the count and the first location
+    (row and column of the file, 0-based) of non-finite values."""
+    row, bad, first = 0, 0, None
+    for block in src.chunks:
+        if block.dtype.kind in "fc":
+            mask = ~np.isfinite(block)
+            k = int(np.count_nonzero(mask))
+            if k:
+                if first is None:
+                    r, c = np.argwhere(mask)[0]
+                    first = (row + int(r), int(colmap[c]) if colmap is not None else int(c))
+                bad += k
+        row += block.shape[0]
+        yield block
+    if bad:
+        raise DataError(f"{src.label} contains {bad} non-finite value(s) (NaN or inf); first at "
+                        f"row {first[0]}, column {first[1]} (0-based)")
+
+
+def _zip_rows(x: _Source, y: _Source, xs, ys) -> Iterator[np.ndarray]:
+    """Blocks of [x, y] with paired rows, whatever the block sizes of the two streams."""
+    rx = ry = None
+    nx = ny = 0
+    while True:
+        if rx is None or rx.shape[0] == 0:
+            rx = next(xs, None)
+            nx += 0 if rx is None else rx.shape[0]
+        if ry is None or ry.shape[0] == 0:
+            ry = next(ys, None)
+            ny += 0 if ry is None else ry.shape[0]
+        if rx is None or ry is None:
+            rest = xs if ry is None else ys
+            if rx is not None or ry is not None:
+                extra = sum(b.shape[0] for b in rest)
+                nx, ny = (nx + extra, ny) if ry is None else (nx, ny + extra)
+                raise DataError(f"x ({x.label}) has {nx} rows but y ({y.label}) has {ny}: they "
+                                "must be paired samples (row i of x with row i of y)")
+            return
+        k = min(rx.shape[0], ry.shape[0])
+        yield np.concatenate([np.asarray(rx[:k], dtype=np.float64),
+                              np.asarray(ry[:k], dtype=np.float64)], axis=1)
+        rx, ry = rx[k:], ry[k:]
+
+
+def _source_name(source, label):
+    return (label or "the array") if isinstance(source, np.ndarray) else str(source)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a model reads: a file (or an in-memory array) and how to take rows and columns.
+
+    Parameters
+    ----------
+    source : path or ndarray
+        The data file (any format :func:`load_array` reads) or an array; rows are samples.
+    key : str, optional
+        Array name inside an ``.npz`` source.
+    cols : str, optional
+        Unconditional models: use only these columns (:func:`parse_columns` syntax, e.g. ``":-1"``).
+    conditional : bool
+        The CVAE reads pairs (x, y): from ``source`` (x) and ``y``; from columns ``x_cols`` /
+        ``y_cols`` of ``source`` (either one alone means "the other columns"); from an image
+        ``quadrant`` (x) and the other three (y); or from the arrays ``x`` and ``y`` of an .npz.
+    y, y_key, x_cols, y_cols, quadrant, image_shape
+        The conditional forms above (``image_shape`` ``(H, W)`` or ``(H, W, C)``; square images
+        are inferred from the column count).
+    center : bool
+        Centre the data (covariances: the model with encoder and decoder biases) or not.
+    label, y_label : str, optional
+        How messages and the provenance name an in-memory ``source`` (and ``y``).
+    provenance : dict, optional
+        Given: reported as the provenance instead of the one :meth:`open` would describe (a
+        selection read into memory by :meth:`read` keeps the file's).
+
+    Examples
+    --------
+    >>> sel = Selection("digits.npy", conditional=True, quadrant="bottom-left")  # doctest: +SKIP
+    >>> spectrum = vaetheory.moments.load_spectrum(sel)                          # doctest: +SKIP
+    """
+
+    source: object
+    key: Optional[str] = None
+    cols: Optional[str] = None
+    conditional: bool = False
+    y: object = None
+    y_key: Optional[str] = None
+    x_cols: Optional[str] = None
+    y_cols: Optional[str] = None
+    quadrant: Optional[str] = None
+    image_shape: Optional[Tuple[int, ...]] = None
+    center: bool = True
+    label: Optional[str] = None
+    y_label: Optional[str] = None
+    provenance: Optional[dict] = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        pairs = {"y": self.y, "y_key": self.y_key, "x_cols": self.x_cols, "y_cols": self.y_cols,
+                 "quadrant": self.quadrant, "image_shape": self.image_shape}
+        if not self.conditional:
+            given = [k for k, v in pairs.items() if v is not None]
+            if given:
+                raise ParameterError(f"{', '.join(given)} select x and y of a conditional model: "
+                                     "use conditional=True")
+            return
+        if self.cols is not None:
+            raise ParameterError("cols selects the columns of an unconditional model; a "
+                                 "conditional one takes x_cols/y_cols",
+                                 cli="not an option of --model cvae: --cols (vae/mhvae only) "
+                                     "(use --x-cols/--y-cols)")
+        if self.image_shape is not None and self.quadrant is None:
+            raise ParameterError("image_shape is used with quadrant (which quadrant is x)",
+                                 cli="--image-shape is used with --quadrant (which quadrant is x)")
+        by_cols = self.x_cols is not None or self.y_cols is not None
+        if self.quadrant is not None and (by_cols or self.y is not None):
+            raise ParameterError("quadrant selects x and y itself; do not combine it with "
+                                 "y/x_cols/y_cols",
+                                 cli="--quadrant selects x and y itself; do not combine it with "
+                                     "--y/--x-cols/--y-cols")
+
+    @property
+    def name(self) -> str:
+        """The source as messages and the provenance name it."""
+        return _source_name(self.source, self.label)
+
+    @property
+    def inputs(self):
+        """The files read (for refusing to overwrite them)."""
+        return [p for p in (self.source, self.y)
+                if p is not None and not isinstance(p, np.ndarray)]
+
+    # ---- streaming
+    def open(self) -> RowStream:
+        """Open the source(s): a :class:`RowStream` of row blocks, read once, with provenance.
+
+        Raises :class:`DataError` for the data and :class:`ParameterError` for a selection that
+        does not fit them (columns out of range, an image shape that does not match).
+        """
+        prov = {"source": self.name, "centered": bool(self.center)}
+        if not self.conditional:
+            src = _open_source(self.source, self.key, self.label)
+            prov["features"] = src.n_cols
+            colmap = None
+            if self.cols is not None:
+                colmap = parse_columns(self.cols, src.n_cols)
+                _select(src, colmap)
+                prov["selection"] = f"columns {self.cols} of {prov['features']}"
+            stream = RowStream(_checked(src, colmap), src.label, src.n_rows, src.nbytes, None, prov)
+        else:
+            stream = self._open_pairs(prov)
+        if self.provenance is not None:
+            stream.provenance = dict(self.provenance)
+        return stream
+
+    def _open_pairs(self, prov) -> RowStream:
+        is_npz = not isinstance(self.source, np.ndarray) and str(self.source).lower().endswith(".npz")
+        by_cols = self.x_cols is not None or self.y_cols is not None
+        if self.y is not None or (is_npz and not by_cols and self.quadrant is None):
+            # two arrays: source (x) and y, or the x/y arrays of one .npz
+            if self.y is not None:
+                x = _open_source(self.source, self.key, self.label and f"{self.label} (x)")
+                y = _open_source(self.y, self.y_key, self.y_label)
+            else:
+                x = _open_source(self.source, self.key or "x")
+                y = _open_source(self.source, self.y_key or "y")
+            xc = parse_columns(self.x_cols, x.n_cols) if self.x_cols is not None else None
+            yc = parse_columns(self.y_cols, y.n_cols) if self.y_cols is not None else None
+            if xc is not None:
+                _select(x, xc)
+            if yc is not None:
+                _select(y, yc)
+            if x.n_rows is not None and y.n_rows is not None and x.n_rows != y.n_rows:
+                raise DataError(f"x ({x.label}) has {x.n_rows} rows but y ({y.label}) has "
+                                f"{y.n_rows}: they must be paired samples (row i of x with row i "
+                                "of y)")
+            prov.update(x_source=x.label, y_source=y.label, x_dim=x.n_cols, y_dim=y.n_cols)
+            prov["selection"] = f"x from {x.label}, y from {y.label}"
+            blocks = _zip_rows(x, y, _checked(x, xc), _checked(y, yc))
+            total = None if x.n_rows is None or y.n_rows is None else x.n_rows
+            return RowStream(blocks, "[x, y]", total, x.nbytes + y.nbytes, x.n_cols, prov)
+        if not by_cols and self.quadrant is None:
+            raise ParameterError(
+                "the conditional model needs an output y: give y=, x_cols=/y_cols=, quadrant= "
+                "(with image_shape=), or an .npz with arrays 'x' and 'y'",
+                cli="the cvae needs an output y: give --y FILE, --x-cols/--y-cols, --quadrant with "
+                    "--image-shape, or an .npz with arrays 'x' and 'y'")
+        src = _open_source(self.source, self.key, self.label)
+        D = src.n_cols
+        if self.quadrant is not None:
+            shape = self.image_shape
+            if shape is None:
+                side = math.isqrt(D)
+                if side * side != D or side < 2:
+                    raise ParameterError(
+                        f"quadrant: the data have {D} columns, not a square image; give "
+                        "image_shape=(H, W) (or (H, W, C))",
+                        cli=f"--quadrant: the data have {D} columns, not a square image; give "
+                            "--image-shape HxW (or HxWxC)")
+                shape = (side, side)
+                prov["image_shape_inferred"] = True
+            xc, yc = quadrant_columns(shape, self.quadrant, n_cols=D)
+            prov["image_shape"] = list(shape)
+            prov["selection"] = (f"x = {self.quadrant} quadrant of {'x'.join(map(str, shape))} "
+                                 "images, y = the other three")
+        else:
+            xc = parse_columns(self.x_cols, D) if self.x_cols is not None else None
+            yc = parse_columns(self.y_cols, D) if self.y_cols is not None else None
+            if xc is None:
+                xc = np.setdiff1d(np.arange(D), yc)
+            if yc is None:
+                yc = np.setdiff1d(np.arange(D), xc)
+            if xc.size == 0 or yc.size == 0:
+                raise ParameterError(f"the column selection leaves "
+                                     f"{'x' if xc.size == 0 else 'y'} with no columns "
+                                     f"(the data have {D})")
+            both = np.intersect1d(xc, yc)
+            if both.size:
+                raise ParameterError(f"column {int(both[0])} is in both x_cols and y_cols",
+                                     cli=f"column {int(both[0])} is in both --x-cols and --y-cols")
+            prov["selection"] = (f"x = columns {self.x_cols or 'not in y'}, "
+                                 f"y = columns {self.y_cols or 'not in x'}")
+        cols = np.concatenate([xc, yc])
+        prov.update(features=D, x_dim=int(xc.size), y_dim=int(yc.size))
+        _select(src, cols)
+        return RowStream(_checked(src, cols), src.label, src.n_rows, src.nbytes, int(xc.size), prov)
+
+    # ---- in memory
+    def read(self) -> Tuple[np.ndarray, Optional[np.ndarray], "Selection"]:
+        """Read the selected rows into float64 arrays, once.
+
+        Returns ``(X, y, selection)``: unconditional ``y`` is None; conditional ``X`` is the
+        condition x and ``y`` the output. ``selection`` selects the same data from memory (same
+        provenance), so a spectrum of it needs no second pass over the file.
+        """
+        stream = self.open()
+        Z = np.concatenate([np.asarray(b, dtype=np.float64) for b in stream.blocks], axis=0)
+        if not self.conditional:
+            return Z, None, Selection(Z, center=self.center, label=stream.name,
+                                      provenance=stream.provenance)
+        k = stream.x_dim
+        x, y = Z[:, :k], Z[:, k:]
+        return x, y, Selection(x, conditional=True, y=y, center=self.center, label=stream.name,
+                               provenance=stream.provenance)
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """The exact expected losses of every setting, with analytic gradients.
 
 Each function returns ``L = 2 eta_dec^2 * E_x[-ELBO_beta]`` with additive constants dropped, in the
-convention of THEORY.md section 1 (VAE, CVAE) and section 5 / THEORY-mhvae-detail.md section 1
-(two-latent hierarchical VAE), as a function of the parameter matrices and the data's
+convention of docs/theory.md §1 (VAE, CVAE: §1.1-1.2; two-latent hierarchical VAE: §1.3), as a function of the parameter matrices and the data's
 second-moment matrix (or covariance: with encoder *and* decoder biases the model is exactly the
-bias-free one on centred data, THEORY.md section 0).
+bias-free one on centred data, docs/theory.md §1.5).
 
 Conventions
 -----------
@@ -32,7 +31,10 @@ import math
 
 import numpy as np
 
-__all__ = ["cvae_loss", "mhvae_loss", "pack", "unpack", "vae_loss"]
+from .errors import ParameterError
+from .settings import check_value
+
+__all__ = ["cvae_loss", "mhvae_loss", "pack", "unpack", "unpack_shapes", "vae_loss"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -40,41 +42,39 @@ def _f64(name, value):
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers") from None
+        raise ParameterError(f"{name} must be an array of numbers") from None
 
 
 def _check(name, arr, shape):
     if arr.shape != shape:
-        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+        raise ParameterError(f"{name} has shape {arr.shape}, expected {shape}")
 
 
 def _square_symmetric(name, arr):
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {arr.shape}")
+        raise ParameterError(f"{name} must be a square matrix, got shape {arr.shape}")
     scale = np.max(np.abs(arr)) if arr.size else 0.0
     if arr.size and np.max(np.abs(arr - arr.T)) > 1e-8 * scale:
-        raise ValueError(f"{name} must be symmetric (a second-moment or covariance matrix)")
+        raise ParameterError(f"{name} must be symmetric (a second-moment or covariance matrix)")
     return arr.shape[0]
 
 
 def _latent(name, arr):
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array, got shape {arr.shape}")
+        raise ParameterError(f"{name} must be a 2-d array, got shape {arr.shape}")
     return arr.shape[0]
 
 
 def _hyper(**kw):
-    """beta's >= 0, eta's > 0, all finite; returns them as floats in the given order."""
+    """Hyperparameters checked against the one constraint table (:data:`vaetheory.settings.
+    CONSTRAINTS`: finite and > 0); returns them as floats in the given order."""
     out = []
     for name, value in kw.items():
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
-        if not math.isfinite(v) or v < 0 or (v == 0 and name.startswith("eta")):
-            what = "positive" if name.startswith("eta") else "non-negative"
-            raise ValueError(f"{name} must be finite and {what}, got {value!r}")
-        out.append(v)
+            raise ParameterError(f"{name} must be a number, got {value!r}") from None
+        out.append(float(check_value(name, v)))
     return out
 
 
@@ -95,7 +95,7 @@ def _recon(A, W, U, var):
 
 # ----------------------------------------------------------------------------- VAE
 def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
-    r"""Exact loss of the standard linear VAE (THEORY.md sections 1-3).
+    r"""Exact loss of the standard linear VAE (docs/theory.md §1.1).
 
     Model: ``q(z|x) = N(W x, Sigma)``, ``p(x|z) = N(U z, eta_dec^2 I)``,
     ``p(z) = N(0, eta_enc^2 I)``.
@@ -118,7 +118,7 @@ def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
         ``log sigma_j^2``; ``Sigma = diag(exp(log_var))``. Fixed or learnable alike: the
         ``beta c^2 tr Sigma`` and ``-kappa log|Sigma|`` terms are always included.
     beta, eta_enc, eta_dec : float
-        KL weight (>= 0), prior and decoder standard deviations (> 0);
+        KL weight, prior and decoder standard deviations (all finite and > 0);
         ``c = eta_dec / eta_enc``, ``kappa = beta eta_dec^2``.
     grad : bool
         Also return the gradients.
@@ -139,8 +139,12 @@ def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
     d1 = _latent("W", W)
     _check("W", W, (d1, D)), _check("U", U, (D, d1)), _check("log_var", log_var, (d1,))
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
-    bc2 = beta * (eta_dec / eta_enc) ** 2
-    kappa = beta * eta_dec ** 2
+    return _vae_core(A, W, U, log_var, beta * (eta_dec / eta_enc) ** 2, beta * eta_dec ** 2, grad)
+
+
+def _vae_core(A, W, U, log_var, bc2, kappa, grad=False):
+    """:func:`vae_loss` without checks (float64 arrays of the right shapes; ``bc2 = beta c^2``,
+    ``kappa = beta eta_dec^2``): the hot loop of the checker."""
     var = np.exp(log_var)
     rec, WA, Q, UtU = _recon(A, W, U, var)
     value = rec + bc2 * np.trace(Q) - kappa * np.sum(log_var)  # tr Q = tr(W A W^T) + tr Sigma
@@ -156,7 +160,7 @@ def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
 
 # ----------------------------------------------------------------------------- CVAE
 def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad=False):
-    r"""Exact loss of the conditional linear VAE (THEORY.md sections 1, 4 and 4b).
+    r"""Exact loss of the conditional linear VAE (docs/theory.md §1.2).
 
     Model: condition ``x`` (D0), output ``y`` (D2); ``q(z|x,y) = N(W1 x + W2 y, Sigma)``,
     ``p(y|z,x) = N(U1 z + U2 x, eta_dec^2 I)``, ``p(z) = N(0, eta_enc^2 I)``. With
@@ -200,17 +204,22 @@ def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad
     try:
         D0 = int(x_dim)
     except (TypeError, ValueError):
-        raise ValueError(f"x_dim must be an integer, got {x_dim!r}") from None
+        raise ParameterError(f"x_dim must be an integer, got {x_dim!r}") from None
     if D0 != x_dim or not 0 <= D0 < D:
-        raise ValueError(f"x_dim must be an integer in [0, {D}) for M of shape {M.shape}, "
+        raise ParameterError(f"x_dim must be an integer in [0, {D}) for M of shape {M.shape}, "
                          f"got {x_dim!r}")
     D2 = D - D0
     d1 = _latent("W1", W1)
     _check("W1", W1, (d1, D0)), _check("W2", W2, (d1, D2)), _check("U1", U1, (D2, d1))
     _check("U2", U2, (D2, D0)), _check("log_var", log_var, (d1,))
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
-    bc2 = beta * (eta_dec / eta_enc) ** 2
-    kappa = beta * eta_dec ** 2
+    return _cvae_core(M, D0, W1, W2, U1, U2, log_var, beta * (eta_dec / eta_enc) ** 2,
+                      beta * eta_dec ** 2, grad)
+
+
+def _cvae_core(M, D0, W1, W2, U1, U2, log_var, bc2, kappa, grad=False):
+    """:func:`cvae_loss` without checks (the checker's hot loop)."""
+    D2 = M.shape[0] - D0
     var = np.exp(log_var)
     G = np.concatenate([W1, W2], axis=1)
     F = U1 @ G
@@ -235,8 +244,8 @@ def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad
 # ----------------------------------------------------------------------------- MHVAE
 def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, eta_dec,
                sigma1_entropy=False, grad=False):
-    r"""Exact loss of the two-latent hierarchical linear VAE (THEORY.md section 5;
-    THEORY-mhvae-detail.md section 1), for any diagonal Sigma1 and Sigma2.
+    r"""Exact loss of the two-latent hierarchical linear VAE (docs/theory.md §1.3), for any
+    diagonal Sigma1 and Sigma2.
 
     Model: ``q(z1|x) = N(W1 x, Sigma1)``, ``q(z2|z1) = N(W2 z1, Sigma2)``,
     ``p(z1|z2) = N(U2 z2, eta_dec^2 I)``, ``p(x|z1) = N(U1 z1, eta_dec^2 I)``,
@@ -253,7 +262,7 @@ def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, 
                       - \eta_{dec}^2\log|\Sigma_2|]
             \;[-\,\beta_1\eta_{dec}^2\log|\Sigma_1|]
 
-    For ``Sigma1 = sigma1^2 I`` this is THEORY.md section 5's L exactly (its ``log|Sigma2|`` term is
+    For ``Sigma1 = sigma1^2 I`` this is the L of docs/theory.md §1.3 exactly (its ``log|Sigma2|`` term is
     kept for a fixed Sigma2 too). The bracketed last term is added with ``sigma1_entropy=True``: it
     is the entropy of q(z1|x) in the beta1-weighted consistency term
     (``E log q(z1|x) = -1/2 log|2 pi e Sigma1|``, times ``-2 eta_dec^2 beta1``), a constant for a
@@ -276,7 +285,7 @@ def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, 
     log_var2 : (d2,) array
         ``log`` of the diagonal of Sigma2.
     beta1, beta2 : float
-        Weights (>= 0) of the consistency term and of the z2 KL.
+        Weights (> 0) of the consistency term and of the z2 KL.
     eta_enc, eta_dec : float
         Prior and decoder standard deviations (> 0); ``c = eta_dec / eta_enc``.
     sigma1_entropy : bool
@@ -299,8 +308,13 @@ def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, 
     _check("U2", U2, (d1, d2)), _check("log_var1", lv1, (d1,)), _check("log_var2", lv2, (d2,))
     beta1, beta2, eta_enc, eta_dec = _hyper(beta1=beta1, beta2=beta2, eta_enc=eta_enc,
                                             eta_dec=eta_dec)
-    b2c2 = beta2 * (eta_dec / eta_enc) ** 2
-    ed2 = eta_dec ** 2
+    return _mhvae_core(A, W1, U1, W2, U2, lv1, lv2, beta1, beta2 * (eta_dec / eta_enc) ** 2,
+                       beta2 * eta_dec ** 2, beta1 * eta_dec ** 2 if sigma1_entropy else 0.0, grad)
+
+
+def _mhvae_core(A, W1, U1, W2, U2, lv1, lv2, beta1, b2c2, b2ed2, b1ed2, grad=False):
+    """:func:`mhvae_loss` without checks (the checker's hot loop); ``b1ed2`` is the weight of the
+    Sigma1 entropy term (0 without it)."""
     var1, var2 = np.exp(lv1), np.exp(lv2)
     rec, W1A, Q, U1tU1 = _recon(A, W1, U1, var1)  # Q = S + Sigma1, second moment of z1
     R2 = U2 @ W2
@@ -308,22 +322,18 @@ def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, 
     R2Q, W2Q = R2 @ Q, W2 @ Q
     colsq2 = np.sum(U2 * U2, axis=0)
     value = (rec + beta1 * (np.sum(R2Q * R2) + colsq2 @ var2)
-             + b2c2 * (np.sum(W2Q * W2) + np.sum(var2)) - beta2 * ed2 * np.sum(lv2))
-    if sigma1_entropy:
-        value -= beta1 * ed2 * np.sum(lv1)
+             + b2c2 * (np.sum(W2Q * W2) + np.sum(var2)) - b2ed2 * np.sum(lv2)
+             - b1ed2 * np.sum(lv1))
     if not grad:
         return float(value)
     P = beta1 * (R2.T @ R2) + b2c2 * (W2.T @ W2)  # dL/dQ of the z2 terms (symmetric)
-    dlv1 = var1 * (np.diag(U1tU1) + np.diag(P))
-    if sigma1_entropy:
-        dlv1 = dlv1 - beta1 * ed2
     g = {
         "W1": 2.0 * ((U1tU1 + P) @ W1A - U1.T @ A),
         "U1": 2.0 * (U1 @ Q - W1A.T),
         "W2": 2.0 * (beta1 * (U2.T @ R2Q) + b2c2 * W2Q),
         "U2": 2.0 * beta1 * (R2Q @ W2.T + U2 * var2),
-        "log_var1": dlv1,
-        "log_var2": var2 * (beta1 * colsq2 + b2c2) - beta2 * ed2,
+        "log_var1": var1 * (np.diag(U1tU1) + np.diag(P)) - b1ed2,
+        "log_var2": var2 * (beta1 * colsq2 + b2c2) - b2ed2,
     }
     return float(value), g
 
@@ -371,19 +381,26 @@ def unpack(vec, template, names):
     ValueError
         ``vec`` is not 1-d or its length does not match the shapes of ``names``.
     """
+    out = dict(template)
+    out.update(unpack_shapes(vec, {n: np.shape(template[n]) for n in names}, names))
+    return out
+
+
+def unpack_shapes(vec, shapes, names):
+    """:func:`unpack` from a dict of shapes: ``{name: view of vec reshaped}`` for ``names``."""
     vec = np.asarray(vec, dtype=np.float64)
     if vec.ndim != 1:
-        raise ValueError(f"vec must be 1-d, got shape {vec.shape}")
-    out = dict(template)
+        raise ParameterError(f"vec must be 1-d, got shape {vec.shape}")
+    out = {}
     i = 0
     for n in names:
-        shape = np.shape(template[n])
+        shape = tuple(shapes[n])
         size = math.prod(shape)
         if i + size > vec.size:
-            raise ValueError(f"vec has {vec.size} entries, too few for the parameters "
-                             f"{list(names)}")
+            raise ParameterError(f"vec has {vec.size} entries, too few for the parameters "
+                                 f"{list(names)}")
         out[n] = vec[i:i + size].reshape(shape)
         i += size
     if i != vec.size:
-        raise ValueError(f"vec has {vec.size} entries, the parameters need {i}")
+        raise ParameterError(f"vec has {vec.size} entries, the parameters need {i}")
     return out

@@ -1,6 +1,6 @@
 """Arrays -> second moments -> spectra.
 
-Everything the closed forms need from a dataset is its second-moment matrix (THEORY.md section 0):
+Everything the closed forms need from a dataset is its second-moment matrix (docs/theory.md §0):
 ``A = E[x x^T]`` (``center=False``, the bias-free model as the paper states it) or ``Cov(x)``
 (``center=True``, the default: a model with encoder and decoder biases is exactly the bias-free
 model on centred data). Expectations are sample means with ``1/N``.
@@ -16,12 +16,14 @@ the product itself; bench/bench_spectrum.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from ._validation import DataError, finite_matrix
+from ._numerics import psd_eigh, rank_tolerance
+from ._validation import finite_matrix
+from .errors import DataError, ParameterError
 
 __all__ = [
     "DataError",
@@ -31,6 +33,7 @@ __all__ = [
     "empirical_moments",
     "empirical_residual_spectrum",
     "empirical_spectrum",
+    "load_spectrum",
     "residual_spectrum",
     "spectrum_from_eigenvalues",
     "spectrum_from_moments",
@@ -70,7 +73,7 @@ class Spectrum:
     ``eigenvalues`` are those of the second-moment matrix (data spectrum, ``kind="data"``) or of the
     residual covariance ``E`` of y given x (``kind="residual"``, CVAE), sorted descending, clipped to
     zero below the rank tolerance. ``theta = sqrt(eigenvalues)`` is the paper's theta for the VAE and
-    hierarchical theorems; the CVAE theorem uses the eigenvalues themselves (THEORY.md section 4).
+    hierarchical theorems; the CVAE theorem uses the eigenvalues themselves (docs/theory.md §4).
 
     Attributes
     ----------
@@ -95,6 +98,9 @@ class Spectrum:
     mean : ndarray or None
         Sample mean of the data (of ``[x; y]`` for the CVAE); gives the biases of the optimal model
         when the spectrum is centred.
+    provenance : dict or None
+        Where the data came from (:func:`load_spectrum`): source, selection, centring, sample
+        count, dimensions, rank -- JSON-able, what the command line reports as ``data``.
     """
 
     eigenvalues: np.ndarray
@@ -108,6 +114,7 @@ class Spectrum:
     x_dim: Optional[int] = None
     mean: Optional[np.ndarray] = field(default=None, repr=False)
     matrix: Optional[np.ndarray] = field(default=None, repr=False)
+    provenance: Optional[dict] = field(default=None, repr=False, compare=False)
 
     @property
     def theta(self):
@@ -256,11 +263,6 @@ def empirical_moments(X, *, center=True, chunk_rows=None, progress=None, name="X
 # spectra
 
 
-def _rank_tolerance(scale, dim):
-    # numpy.linalg.matrix_rank: S.max() * max(M, N) * eps
-    return float(scale) * dim * np.finfo(np.float64).eps
-
-
 def spectrum_from_eigenvalues(eigenvalues, *, kind="data", rank_scale=None) -> Spectrum:
     """Wrap user-given eigenvalues (any order, non-negative) as a :class:`Spectrum`.
 
@@ -270,22 +272,15 @@ def spectrum_from_eigenvalues(eigenvalues, *, kind="data", rank_scale=None) -> S
     from ._validation import spectrum_values
 
     if kind not in ("data", "residual"):
-        raise ValueError(f"kind must be 'data' or 'residual', got {kind!r}")
+        raise ParameterError(f"kind must be 'data' or 'residual', got {kind!r}")
     ev = spectrum_values("eigenvalues", eigenvalues)
     scale = ev[0] if rank_scale is None else rank_scale
-    tol = _rank_tolerance(scale, ev.size)
+    tol = rank_tolerance(scale, ev.size)
     ev = np.where(ev > tol, ev, 0.0)
     data = kind == "data"
     return Spectrum(eigenvalues=ev, rank=int(np.sum(ev > 0)), kind=kind, tolerance=tol,
                     basis=np.eye(ev.size) if data else None,
                     matrix=np.diag(ev) if data else None)
-
-
-def _eig_desc(M, with_basis):
-    if with_basis:
-        w, P = np.linalg.eigh(M)
-        return w[::-1].copy(), P[:, ::-1].copy()
-    return np.linalg.eigvalsh(M)[::-1].copy(), None
 
 
 def spectrum_from_moments(moments, *, with_basis=False) -> Spectrum:
@@ -295,11 +290,9 @@ def spectrum_from_moments(moments, *, with_basis=False) -> Spectrum:
     else:
         M = finite_matrix("moments", moments)
         if M.shape[0] != M.shape[1]:
-            raise ValueError(f"moments must be a square matrix, got shape {M.shape}")
+            raise ParameterError(f"moments must be a square matrix, got shape {M.shape}")
         M, n, centered, mean = 0.5 * (M + M.T), None, None, None
-    w, P = _eig_desc(M, with_basis)
-    tol = _rank_tolerance(max(w[0], 0.0), M.shape[0])
-    w = np.where(w > tol, w, 0.0)
+    w, P, tol = psd_eigh(M, with_vectors=with_basis)
     return Spectrum(eigenvalues=w, rank=int(np.sum(w > 0)), n_samples=n, centered=centered,
                     kind="data", tolerance=tol, basis=P, mean=mean, matrix=M)
 
@@ -313,7 +306,7 @@ def empirical_spectrum(X, *, center=True, with_basis=False, chunk_rows=None, pro
 
 
 def residual_spectrum(joint, x_dim, *, with_basis=False) -> Spectrum:
-    """CVAE residual spectrum from the joint moments of ``[x; y]`` (THEORY.md section 4).
+    """CVAE residual spectrum from the joint moments of ``[x; y]`` (docs/theory.md §4).
 
     ``E = B - C A^+ C^T`` with ``A = E[x x^T]``, ``B = E[y y^T]``, ``C = E[y x^T]`` (covariances when
     centred): the second moment of the residual ``r = y - K x``, ``K = C A^+``, of y after linear
@@ -326,19 +319,19 @@ def residual_spectrum(joint, x_dim, *, with_basis=False) -> Spectrum:
         M, n, centered, mean = finite_matrix("joint", joint), None, None, None
     D0 = int(x_dim)
     if not 1 <= D0 < M.shape[0]:
-        raise ValueError(f"x_dim must be in [1, {M.shape[0] - 1}], got {x_dim}")
+        raise ParameterError(f"x_dim must be in [1, {M.shape[0] - 1}], got {x_dim}")
     A, C, B = M[:D0, :D0], M[D0:, :D0], M[D0:, D0:]
     phi, P = np.linalg.eigh(A)
-    keep = phi > _rank_tolerance(max(phi[-1], 0.0), D0)
+    keep = phi > rank_tolerance(max(phi[-1], 0.0), D0)
     P, phi = P[:, keep], phi[keep]
     half = (C @ P) / np.sqrt(phi)  # C P Phi^{-1/2}
     E = B - half @ half.T
     E = 0.5 * (E + E.T)
     K = (half / np.sqrt(phi)) @ P.T  # C A^+
-    w, Q = _eig_desc(E, with_basis)
     # roundoff in E is relative to B's scale, not E's (E may be ~0 when y is a function of x)
+    w, Q, _ = psd_eigh(E, with_vectors=with_basis, scale=0.0)
     scale = max(w[0] if w.size else 0.0, float(np.max(np.diag(B))) if B.size else 0.0)
-    tol = _rank_tolerance(scale, M.shape[0])
+    tol = rank_tolerance(scale, M.shape[0])
     w = np.where(w > tol, w, 0.0)
     return Spectrum(eigenvalues=w, rank=int(np.sum(w > 0)), n_samples=n, centered=centered,
                     kind="residual", tolerance=tol, basis=Q, regression=K, x_dim=D0, mean=mean, matrix=M)
@@ -361,3 +354,38 @@ def empirical_residual_spectrum(x, y, *, center=True, with_basis=False, chunk_ro
 
     joint = accumulate_moments(blocks(), center=center, progress=progress, name="[x, y]")
     return residual_spectrum(joint, D0, with_basis=with_basis)
+
+
+def load_spectrum(selection, *, with_basis=False, progress=None) -> Spectrum:
+    """The spectrum a model's theorem needs, from a :class:`~vaetheory.io.Selection`, in one pass.
+
+    Unconditional selections give the data spectrum of the selected columns; conditional ones the
+    residual spectrum of y given x (docs/theory.md §4). The result's ``provenance`` describes the
+    data (source, selection, centring, ``n_samples``, ``dim``, ``rank``, ``spectrum_kind``).
+
+    Parameters
+    ----------
+    selection : Selection
+        What to read (file or array, columns, quadrant, centring).
+    with_basis : bool
+        Keep the eigenvectors (needed for :meth:`Solution.matrices`).
+    progress : callable, optional
+        ``progress(total_rows, nbytes)`` -> a context manager yielding a per-block callback
+        ``tick(n_rows)`` (or None): how the command line shows a progress bar.
+    """
+    stream = selection.open()
+    ctx = progress(stream.n_rows, stream.nbytes) if progress is not None else None
+    if ctx is None:
+        moments = accumulate_moments(stream.blocks, center=selection.center, name=stream.name)
+    else:
+        with ctx as tick:
+            moments = accumulate_moments(stream.blocks, center=selection.center, progress=tick,
+                                         name=stream.name)
+    if selection.conditional:
+        spec = residual_spectrum(moments, stream.x_dim, with_basis=with_basis)
+    else:
+        spec = spectrum_from_moments(moments, with_basis=with_basis)
+    prov = dict(stream.provenance)
+    prov.update(n_samples=int(spec.n_samples), dim=int(spec.dim), rank=int(spec.rank),
+                spectrum_kind=spec.kind)
+    return replace(spec, provenance=prov)

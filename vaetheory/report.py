@@ -17,23 +17,20 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from rich.table import Table
 
+from . import settings as _settings
+from .errors import Verdict
+
 __all__ = [
     "LATENT_MAPS", "critical_latent", "dumps", "grid_indices", "point_dict", "point_params",
     "point_label", "point_summary", "predict_document", "spectrum_document", "spectrum_values",
     "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
-    "spectrum_table", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
+    "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "check_dict", "check_table", "check_lines", "numerical_document",
-    "numerical_table", "VERDICT_EXIT", "text_table",
+    "numerical_table", "text_table",
 ]
 
-#: maps whose rank says how many modes of each latent are active
-LATENT_MAPS = {
-    "vae": {"z": ("encoder", "decoder")},
-    "cvae": {"z": ("encoder", "decoder")},
-    "mhvae": {"z1": ("encoder1", "decoder1"), "z2": ("encoder2", "decoder2")},
-}
-
-_PARAM_ORDER = ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma", "sigma1", "sigma2")
+#: maps whose rank says how many modes of each latent are active (from the settings records)
+LATENT_MAPS = {m: _settings.get(m, _settings.VARIANCES[m][0]).maps for m in _settings.MODELS}
 
 
 # ------------------------------------------------------------------------------------------
@@ -88,18 +85,9 @@ def grid_indices(sol) -> List[Tuple[int, ...]]:
     return list(np.ndindex(*sol.grid_shape))
 
 
-def _at(arr, sol, idx):
-    """Value of a grid-shaped (or broadcastable, optionally per-dim) array at grid index idx."""
-    arr = np.asarray(arr)
-    shape = sol.grid_shape
-    if arr.ndim > len(shape):  # trailing per-dimension axis
-        return np.broadcast_to(arr, shape + arr.shape[-1:])[idx]
-    return np.broadcast_to(arr, shape)[idx]
-
-
 def critical_latent(sol) -> str:
     """The latent whose dims the critical values refer to (``z``, or ``z2`` for the mhvae)."""
-    return "z2" if sol.model == "mhvae" else "z"
+    return sol.setting.critical_latent
 
 
 def _learned(sol, latent):
@@ -107,13 +95,11 @@ def _learned(sol, latent):
 
 
 def _active(sol, idx, latent) -> int:
-    return int(_at(sol.ranks[LATENT_MAPS[sol.model][latent][0]], sol, idx))
+    return sol.at(idx).active(latent)
 
 
 def _collapsed(sol, idx, latent):
-    lo = int(_at(sol.collapsed_min[latent], sol, idx))
-    hi = int(_at(sol.collapsed_max[latent], sol, idx))
-    return lo if sol.exact[latent] else [lo, hi]
+    return sol.at(idx).collapsed[latent]
 
 
 def _range_text(c):
@@ -223,38 +209,22 @@ def data_sentence(info: dict) -> str:
 
 def point_params(sol, idx) -> dict:
     """Hyperparameters of one grid point plus the latent dims (``latent_dim``, ``latent_dim2``)."""
-    params = {}
-    for name in sorted(sol.params, key=lambda k: _PARAM_ORDER.index(k) if k in _PARAM_ORDER else 99):
-        v = _at(sol.params[name], sol, idx)
-        v = np.asarray(v)
-        if v.ndim == 0:
-            params[name] = float(v)
-        elif np.all(v == v.flat[0]):
-            params[name] = float(v.flat[0])  # isotropic
-        else:
-            params[name] = [float(x) for x in v]  # per latent dim, in the order given
-    dims = list(sol.latent_dims.values())
-    params["latent_dim"] = int(dims[0])
-    if len(dims) > 1:
-        params["latent_dim2"] = int(dims[1])
-    return params
+    return sol.at(idx).params
 
 
 def point_dict(sol, idx) -> dict:
     """One entry of ``points`` in the JSON document."""
-    sv = {name: sorted((float(x) for x in _at(arr, sol, idx)), reverse=True)
-          for name, arr in sol.singular_values.items()}
-    std = {name: sorted((float(x) for x in _at(arr, sol, idx)), reverse=True)
-           for name, arr in sol.posterior_std.items()}
+    pt = sol.at(idx)
     return {
-        "params": point_params(sol, idx),
-        "singular_values": sv,
-        "posterior_std": std,
-        "collapsed": {latent: _collapsed(sol, idx, latent) for latent in sol.latent_dims},
-        "critical": {name: [float(x) for x in _at(arr, sol, idx)]
-                     for name, arr in sol.critical.items()},
-        "ranks": {name: int(_at(arr, sol, idx)) for name, arr in sol.ranks.items()},
-        "optimal_loss": float(_at(sol.optimal_loss, sol, idx)),
+        "params": pt.params,
+        "singular_values": {k: sorted((float(x) for x in v), reverse=True)
+                            for k, v in pt.singular_values.items()},
+        "posterior_std": {k: sorted((float(x) for x in v), reverse=True)
+                          for k, v in pt.posterior_std.items()},
+        "collapsed": pt.collapsed,
+        "critical": {k: [float(x) for x in v] for k, v in pt.critical.items()},
+        "ranks": pt.ranks,
+        "optimal_loss": pt.optimal_loss,
     }
 
 
@@ -329,7 +299,7 @@ def point_label(sol, idx, label_params: Sequence[str], show_dims=False) -> str:
 
 def _revival_text(sol, idx, latent, param, first_off, d):
     """What the inactive modes first_off..d-1 (0-based) of ``latent`` need (or can never get)."""
-    crit = np.asarray(_at(sol.critical[param], sol, idx), dtype=float)[:d]
+    crit = sol.at(idx).critical[param][:d]
     below = sol.critical_direction[param] == "below"
     ok = np.isfinite(crit) & ((crit > 0) if below else True)
     idx_ok = [i for i in range(first_off, d) if ok[i]]
@@ -347,7 +317,7 @@ def _revival_text(sol, idx, latent, param, first_off, d):
     if never:
         a, b = never[0], never[-1]
         parts.append(f"{_dims_text(a + 1, b + 1, noun)} can never be active"
-                     + (" (no data variance left for them)" if sol.model != "mhvae" else ""))
+                     + ("" if sol.setting.has_second_latent else " (no data variance left for them)"))
     return "; ".join(parts)
 
 
@@ -371,7 +341,7 @@ def _latent_words(sol, idx, latent, param):
         if more:
             text += "; " + more
     elif has_crit and active == d and d >= 1:
-        crit = float(np.asarray(_at(sol.critical[param], sol, idx))[d - 1])
+        crit = float(sol.at(idx).critical[param][d - 1])
         if np.isfinite(crit):
             below = sol.critical_direction[param] == "below"
             noun = "dim" if latent == "z" else f"{latent} dim"
@@ -453,7 +423,7 @@ def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str
     for latent in first.latent_dims:
         table.add_column(f"active {latent}", justify="right", overflow="fold")
         table.add_column(f"collapsed {latent}", justify="right", overflow="fold")
-    maps = LATENT_MAPS[first.model]
+    maps = first.setting.maps
     table.add_column("ranks " + ", ".join(
         (f"{l} " if len(maps) > 1 else "") + "enc/dec" for l in maps), justify="right", overflow="fold")
     table.add_column("optimal loss", justify="right", overflow="fold")
@@ -469,9 +439,10 @@ def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str
             for latent, d in sol.latent_dims.items():
                 row.append(f"{_active(sol, idx, latent)}/{d}")
                 row.append(_range_text(_collapsed(sol, idx, latent)))
-            row.append(", ".join("/".join(str(int(_at(sol.ranks[m], sol, idx))) for m in ms)
+            ranks = sol.at(idx).ranks
+            row.append(", ".join("/".join(str(ranks[m]) for m in ms)
                                  for ms in maps.values()))
-            row.append(fmt(_at(sol.optimal_loss, sol, idx), 7))
+            row.append(fmt(sol.at(idx).optimal_loss, 7))
             table.add_row(*row)
     return table
 
@@ -489,17 +460,18 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
     table.add_column("i", justify="right", overflow="fold")
     table.add_column(_spectrum_symbol(spec), justify="right", overflow="fold")
     cols = []
-    for name, arr in sol.singular_values.items():
+    pt = sol.at(idx)
+    for name, v in pt.singular_values.items():
         table.add_column(name, justify="right", overflow="fold")
-        cols.append(np.asarray(_at(arr, sol, idx)))
-    for name, arr in sol.posterior_std.items():
+        cols.append(v)
+    for name, v in pt.posterior_std.items():
         table.add_column(f"std {name} (asc.)", justify="right", overflow="fold")
-        cols.append(np.sort(np.asarray(_at(arr, sol, idx))))
+        cols.append(np.sort(v))
     rules = []
-    for name, arr in sol.critical.items():
+    for name, v in pt.critical.items():
         sign = "<" if sol.critical_direction[name] == "below" else ">"
         table.add_column(f"{name}*", justify="right", overflow="fold")
-        cols.append(np.asarray(_at(arr, sol, idx)))
+        cols.append(v)
         rules.append(f"{name} {sign} {name}*")
     if rules:
         table.caption += f"; {critical_latent(sol)} mode i is active while " + ", ".join(rules)
@@ -525,12 +497,25 @@ def thresholds_point(sol, idx) -> dict:
         "params": point_params(sol, idx),
         "latent": latent,
         "spectrum": padded,
-        "critical": {name: [float(x) for x in _at(arr, sol, idx)]
-                     for name, arr in sol.critical.items()},
+        "critical": {name: [float(x) for x in v] for name, v in sol.at(idx).critical.items()},
         "critical_direction": dict(sol.critical_direction),
         "active": _active(sol, idx, latent),
         "collapsed": _collapsed(sol, idx, latent),
     }
+
+
+def thresholds_document(solutions: Sequence, info: dict, settings: dict, points: List[dict]) -> dict:
+    """The JSON document of ``vaetheory thresholds`` (``points`` from :func:`thresholds_point`,
+    with ``keep`` answers when asked)."""
+    first = solutions[0]
+    return {"model": first.model, "variance": first.variance, "theorem": first.theorem,
+            "centered": first.spectrum.centered, "n_samples": first.spectrum.n_samples,
+            "spectrum_units": spectrum_units(first.spectrum),
+            "spectrum": spectrum_values(first.spectrum),
+            "data": info, "settings": settings,
+            "critical_latent": critical_latent(first),
+            "critical_direction": dict(first.critical_direction),
+            "notes": notes_of(solutions), "points": points}
 
 
 def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) -> Table:
@@ -548,10 +533,9 @@ def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False
     table.add_column("mode", justify="right", overflow="fold")
     table.add_column(_spectrum_symbol(spec), justify="right", overflow="fold")
     cols = []
-    for name, arr in sol.critical.items():
+    for name, c in sol.at(idx).critical.items():
         below = sol.critical_direction[name] == "below"
         table.add_column(f"active if {name} {'<' if below else '>'}", justify="right", overflow="fold")
-        c = np.asarray(_at(arr, sol, idx), dtype=float)
         if below:
             c = np.where(c > 0, c, np.nan)
         cols.append(c)
@@ -573,7 +557,7 @@ def keep_answer(sol, idx, k: int, param: str) -> dict:
     d = sol.latent_dims[latent]
     direction = sol.critical_direction[param]
     below = direction == "below"
-    crit = np.asarray(_at(sol.critical[param], sol, idx), dtype=float)
+    crit = sol.at(idx).critical[param]
     ok = np.isfinite(crit) & ((crit > 0) if below else True)
     out = {"keep": int(k), "param": param, "direction": direction, "latent": latent,
            "latent_dim": int(d), "value": None, "possible": False,
@@ -615,15 +599,9 @@ def keep_sentence(ans: dict, label: str = "") -> str:
 # ------------------------------------------------------------------------------------------
 # checks (vaetheory check, predict --check): the verdicts of vaetheory.checker / vaetheory.sgd
 
-#: exit code of a verdict (the worst over the points decides): scripts branch on it
-VERDICT_EXIT = {"CONFIRMED": 0, "CONSISTENT": 0, "NUMERICAL": 0, "INCONCLUSIVE": 4,
-                "REFUTED": 3}
-_VERDICT_RANK = {"CONFIRMED": 0, "CONSISTENT": 0, "NUMERICAL": 0, "INCONCLUSIVE": 1, "REFUTED": 2}
-
-
-def worst_verdict(checks: Sequence[dict]) -> str:
-    """REFUTED over INCONCLUSIVE over CONFIRMED/CONSISTENT."""
-    return max((c["verdict"] for c in checks), key=_VERDICT_RANK.__getitem__)
+def worst_verdict(checks: Sequence[dict]) -> Verdict:
+    """REFUTED over INCONCLUSIVE over CONFIRMED/CONSISTENT (:meth:`Verdict.worst`)."""
+    return Verdict.worst(c["verdict"] for c in checks)
 
 
 def check_dict(result, mode: str = "exact") -> dict:
@@ -645,7 +623,8 @@ def check_dict(result, mode: str = "exact") -> dict:
     agree = {k: bool(lo <= result.collapsed[k] <= hi) for k, (lo, hi) in pred.items()
              if k in result.collapsed}
     out["collapsed_agrees"] = agree
-    out["verdict"] = "CONSISTENT" if agree and all(agree.values()) else "INCONCLUSIVE"
+    out["verdict"] = (Verdict.CONSISTENT if agree and all(agree.values())
+                      else Verdict.INCONCLUSIVE)
     return out
 
 
@@ -738,7 +717,8 @@ def numerical_document(results: Sequence[Tuple[dict, object]], info: dict, setti
         "spectrum_units": spectrum_units(spectrum), "spectrum_kind": spectrum.kind,
         "data": dict(info), "settings": dict(settings),
         "points": [{"params": params, "numerical": num.to_dict(),
-                    "check": {"mode": "exact", "verdict": "NUMERICAL", "seconds": num.seconds}}
+                    "check": {"mode": "exact", "verdict": Verdict.NUMERICAL,
+                              "seconds": num.seconds}}
                    for params, num in results],
     }
 

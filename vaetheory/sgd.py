@@ -7,7 +7,7 @@ gradients of the *sampled* loss derived by hand (:func:`sampled_loss` returns th
 them against finite differences at fixed noise).
 
 The per-sample loss is ``2 eta_dec^2 * (-ELBO_beta)`` with the same constants dropped as in
-THEORY.md section 1, so its expectation over the noise and the data is exactly the loss of
+docs/theory.md §1, so its expectation over the noise and the data is exactly the loss of
 :mod:`vaetheory.losses` on the data's second-moment matrix:
 
 * VAE: ``||x - U z||^2 + beta c^2 (||W x||^2 + tr Sigma) - kappa log|Sigma|``, ``z = W x + Sigma^{1/2} eps``.
@@ -17,7 +17,7 @@ THEORY.md section 1, so its expectation over the noise and the data is exactly t
   ``z2 = W2 z1 + Sigma2^{1/2} eps2`` (the bracketed entropy term of q(z1|x) only when Sigma1 is learned).
 
 With ``center=True`` (default) the data are centred first: the model with encoder and decoder
-biases is exactly the bias-free model on centred data (THEORY.md section 0), and the prediction
+biases is exactly the bias-free model on centred data (docs/theory.md §1.5), and the prediction
 uses the covariance. Reported, after training: singular values of every map (encoders in whitened
 coordinates, as in :class:`~vaetheory.theory.Solution`) next to the closed-form prediction, the
 per-dimension KL of the posterior from the prior averaged over the data, active units
@@ -36,7 +36,10 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from ._validation import NotCoveredError, latent_dim as _latent_dim, positive
+from . import settings as _settings
+from ._numerics import Adam, active_units, kl_per_dim, psd_sqrt, sorted_singular_values
+from ._validation import latent_dim as _latent_dim, positive
+from .errors import NotCoveredError, ParameterError
 
 __all__ = ["SGDResult", "default_lr", "sampled_loss", "train_sgd"]
 
@@ -45,43 +48,6 @@ LABEL = "stochastic training (minibatch reparameterised beta-ELBO, Adam)"
 
 # --------------------------------------------------------------------------------------------
 # sampled loss and its hand-derived gradient
-
-
-def _hyper(model, variance, hyper):
-    """Scalar hyperparameters with defaults; returns a dict of floats (sigma vectors as arrays)."""
-    h = dict(hyper)
-    out = {}
-    if model in ("vae", "cvae"):
-        for k in ("beta", "eta_enc", "eta_dec"):
-            out[k] = float(positive(k, h.pop(k, 1.0)))
-        if variance == "fixed":
-            if h.get("sigma") is None:
-                raise ValueError("sigma is required with a fixed encoder variance")
-            out["sigma"] = positive("sigma", h.pop("sigma"))
-        else:
-            h.pop("sigma", None)
-    else:
-        for k in ("beta1", "beta2", "eta_enc", "eta_dec"):
-            out[k] = float(positive(k, h.pop(k, 1.0)))
-        if variance != "both-learnable":
-            out["sigma1"] = positive("sigma1", h.pop("sigma1", 1.0))
-        else:
-            h.pop("sigma1", None)
-        if variance == "sigma2-fixed":
-            out["sigma2"] = positive("sigma2", h.pop("sigma2", 1.0))
-        else:
-            h.pop("sigma2", None)
-    h = {k: v for k, v in h.items() if v is not None}
-    if h:
-        raise ValueError(f"unknown hyperparameter(s) for {model}/{variance}: {', '.join(sorted(h))}")
-    return out
-
-
-def _learned_variances(model, variance):
-    if model in ("vae", "cvae"):
-        return ("log_var",) if variance == "learnable" else ()
-    return {"sigma2-learnable": ("log_var2",), "sigma2-fixed": (),
-            "both-learnable": ("log_var1", "log_var2")}[variance]
 
 
 def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True):
@@ -103,16 +69,14 @@ def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True):
     -------
     float, or (float, dict of gradients) with ``grad=True`` (gradients only for ``params`` keys).
     """
-    if model == "vae":
-        return _vae_sampled(params, batch, eps, hyper, grad)
-    if model == "cvae":
-        return _cvae_sampled(params, batch, eps, hyper, grad)
-    if model == "mhvae":
-        return _mhvae_sampled(params, batch, eps, hyper, "log_var1" in learned, grad)
-    raise ValueError(f"unknown model {model!r}")
+    try:
+        fn = _SAMPLED[model]
+    except KeyError:
+        raise ParameterError(f"unknown model {model!r}; use {', '.join(_SAMPLED)}") from None
+    return fn(params, batch, eps, hyper, "log_var1" in learned, grad)
 
 
-def _vae_sampled(p, X, eps, h, grad):
+def _vae_sampled(p, X, eps, h, _entropy1, grad):
     W, U, lv = p["W"], p["U"], p["log_var"]
     n = X.shape[0]
     b, ee, ed = h["beta"], h["eta_enc"], h["eta_dec"]
@@ -131,7 +95,7 @@ def _vae_sampled(p, X, eps, h, grad):
     return float(loss), g
 
 
-def _cvae_sampled(p, batch, eps, h, grad):
+def _cvae_sampled(p, batch, eps, h, _entropy1, grad):
     x, y = batch
     W1, W2, U1, U2, lv = p["W1"], p["W2"], p["U1"], p["U2"], p["log_var"]
     n = x.shape[0]
@@ -178,6 +142,9 @@ def _mhvae_sampled(p, X, eps, h, entropy1, grad):
          "log_var1": 0.5 * s1 * np.sum(gz1 * e1, axis=0) - (b1 * ed ** 2 if entropy1 else 0.0),
          "log_var2": 0.5 * s2 * np.sum(gz2 * e2, axis=0) + b2 * c2 * s2 * s2 - b2 * ed ** 2}
     return float(loss), g
+
+
+_SAMPLED = {"vae": _vae_sampled, "cvae": _cvae_sampled, "mhvae": _mhvae_sampled}
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,23 +221,8 @@ def _as_float_rows(X, name):
     elif X.ndim > 2:
         X = X.reshape(X.shape[0], -1)
     if X.shape[0] < 2 or X.shape[1] == 0 or not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} must be a finite (N, D) array with N >= 2, got shape {X.shape}")
+        raise ParameterError(f"{name} must be a finite (N, D) array with N >= 2, got shape {X.shape}")
     return X
-
-
-def _sv(M):
-    return np.linalg.svd(M, compute_uv=False) if M.size else np.zeros(0)
-
-
-def _pad(v, d):
-    out = np.zeros(d)
-    out[:min(d, v.size)] = v[:d]
-    return out
-
-
-def _psd_sqrt(M):
-    w, P = np.linalg.eigh(0.5 * (M + M.T))
-    return (P * np.sqrt(np.maximum(w, 0.0))) @ P.T
 
 
 def default_lr(X, y=None, center=True, factor=0.02):
@@ -286,7 +238,7 @@ def default_lr(X, y=None, center=True, factor=0.02):
 def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epochs=200,
               batch_size=64, lr=0.03, lr_final=None, seed=0, center=True, kl_threshold=0.01,
               au_threshold=0.01, init_scale=0.1, progress: Optional[Callable[[int], None]] = None,
-              **hyper) -> SGDResult:
+              prediction=None, **hyper) -> SGDResult:
     """Train a linear model by minibatch Adam on the sampled beta-ELBO; compare with the theory.
 
     Parameters
@@ -313,35 +265,34 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
         Std of the random initial matrix entries relative to the natural scale of each map.
     progress : callable(int), optional
         Called with 1 after each epoch.
+    prediction : Point, optional
+        The closed-form optimum to compare with (:meth:`Solution.at`); default: computed from
+        the same data's spectrum.
     **hyper : beta, eta_enc, eta_dec, sigma (fixed VAE/CVAE); beta1, beta2, eta_enc, eta_dec,
         sigma1, sigma2 (hierarchical) -- scalars (sigma / sigma1 may be one value per latent dim).
     """
     t0 = time.perf_counter()
-    if model not in ("vae", "cvae", "mhvae"):
-        raise ValueError(f"unknown model {model!r}; use vae, cvae or mhvae")
-    allowed = {"vae": ("learnable", "fixed"), "cvae": ("learnable", "fixed"),
-               "mhvae": ("sigma2-learnable", "sigma2-fixed", "both-learnable")}[model]
-    if variance not in allowed:
-        raise ValueError(f"variance for {model} must be one of {', '.join(allowed)}, got {variance!r}")
-    h = _hyper(model, variance, hyper)
+    setting = _settings.get(model, variance)
     d1 = _latent_dim("latent_dim", latent_dim)
     d2 = d1 if latent_dim2 is None else _latent_dim("latent_dim2", latent_dim2)
+    h = _settings.point_hyper(setting, hyper, d1, d2 if setting.has_second_latent else None)
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         _latent_dim(name, v)
     lr = float(positive("lr", lr))
     lr_final = lr / 100.0 if lr_final is None else float(positive("lr_final", lr_final))
     rng = np.random.default_rng(seed)
 
-    if model == "cvae":
+    if setting.spectrum_kind == "residual":
         if y is None:
             if isinstance(X, (tuple, list)) and len(X) == 2:
                 X, y = X
             else:
-                raise ValueError("the CVAE needs paired samples: train_sgd('cvae', ..., x, d, y=y)")
+                raise ParameterError("the CVAE needs paired samples: "
+                                     "train_sgd('cvae', ..., x, d, y=y)")
         x = _as_float_rows(X, "x")
         yy = _as_float_rows(y, "y")
         if x.shape[0] != yy.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} rows but y has {yy.shape[0]}")
+            raise ParameterError(f"x has {x.shape[0]} rows but y has {yy.shape[0]}")
         data = np.concatenate([x, yy], axis=1)
         D0 = x.shape[1]
     else:
@@ -354,35 +305,12 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     M = data.T @ data / N  # second moments the exact loss and the whitening use
     M = 0.5 * (M + M.T)
 
-    # ---- initial parameters: natural scales so U W ~ identity-sized maps
-    scale_x = np.sqrt(max(np.trace(M), 1e-300) / D)
-    ee = h["eta_enc"]
-
-    def mat(r, c, s):
-        return init_scale * s * rng.standard_normal((r, c)) / np.sqrt(max(c, 1))
-
-    learned = _learned_variances(model, variance)
-    if model == "vae":
-        params = {"W": mat(d1, D, ee / scale_x), "U": mat(D, d1, scale_x / ee * np.sqrt(d1)),
-                  "log_var": np.log(_pad_sigma(h, "sigma", d1, ee) ** 2)}
-    elif model == "cvae":
-        D2 = D - D0
-        sx = np.sqrt(max(np.trace(M[:D0, :D0]), 1e-300) / D0)
-        sy = np.sqrt(max(np.trace(M[D0:, D0:]), 1e-300) / D2)
-        params = {"W1": mat(d1, D0, ee / sx), "W2": mat(d1, D2, ee / sy),
-                  "U1": mat(D2, d1, sy / ee * np.sqrt(d1)), "U2": mat(D2, D0, sy / sx * np.sqrt(D0)),
-                  "log_var": np.log(_pad_sigma(h, "sigma", d1, ee) ** 2)}
-    else:
-        s1 = _pad_sigma(h, "sigma1", d1, ee)
-        params = {"W1": mat(d1, D, ee / scale_x), "U1": mat(D, d1, scale_x / ee * np.sqrt(d1)),
-                  "W2": mat(d2, d1, 1.0), "U2": mat(d1, d2, np.sqrt(d2)),
-                  "log_var1": np.log(s1 ** 2), "log_var2": np.log(_pad_sigma(h, "sigma2", d2, ee) ** 2)}
+    params = _init_params(setting, M, D0, d1, d2, h, init_scale, rng)
+    learned = setting.learned_log_vars
     trained = [k for k in params if not k.startswith("log_var")] + list(learned)
 
-    # ---- Adam
-    b1a, b2a, eps_a = 0.9, 0.999, 1e-8
-    m1 = {k: np.zeros_like(params[k]) for k in trained}
-    m2 = {k: np.zeros_like(params[k]) for k in trained}
+    # ---- Adam with a geometrically decaying step
+    opt = Adam()
     steps_per_epoch = max(1, -(-N // batch_size))
     total = epochs * steps_per_epoch
     decay = (lr_final / lr) ** (1.0 / max(total - 1, 1))
@@ -395,118 +323,141 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
             idx = perm[start:start + batch_size]
             B = data[idx]
             n = B.shape[0]
-            if model == "vae":
-                batch, eps = B, rng.standard_normal((n, d1))
-            elif model == "cvae":
+            if setting.spectrum_kind == "residual":
                 batch, eps = (B[:, :D0], B[:, D0:]), rng.standard_normal((n, d1))
-            else:
+            elif setting.has_second_latent:
                 batch, eps = B, (rng.standard_normal((n, d1)), rng.standard_normal((n, d2)))
+            else:
+                batch, eps = B, rng.standard_normal((n, d1))
             loss, g = sampled_loss(model, params, batch, eps, h, learned=learned)
             acc += loss * n
+            params = opt.step(params, {k: g[k] for k in trained}, lr * decay ** step)
             step += 1
-            a = lr * decay ** (step - 1)
-            corr1, corr2 = 1.0 - b1a ** step, 1.0 - b2a ** step
-            for k in trained:
-                m1[k] = b1a * m1[k] + (1 - b1a) * g[k]
-                m2[k] = b2a * m2[k] + (1 - b2a) * g[k] * g[k]
-                params[k] = params[k] - a * (m1[k] / corr1) / (np.sqrt(m2[k] / corr2) + eps_a)
         history[epoch] = acc / N
         if progress is not None:
             progress(1)
 
-    return _summarise(model, variance, params, h, M, D0, d1, d2, raw, center, history, epochs,
-                      step, kl_threshold, au_threshold, time.perf_counter() - t0)
+    return _summarise(setting, params, h, M, D0, d1, d2, raw, center, history, epochs,
+                      step, kl_threshold, au_threshold, time.perf_counter() - t0, prediction)
 
 
-def _pad_sigma(h, name, d, default):
-    if name not in h:
-        return np.full(d, float(default))
-    s = np.asarray(h[name], dtype=float).ravel()
-    if s.size == 1:
-        return np.full(d, float(s[0]))
-    if s.size != d:
-        raise ValueError(f"{name} has {s.size} entries but the latent dim is {d}")
-    return s.copy()
-
-
-def _kl_dims(mean_sq, std, ee):
-    """Per-dim KL(N(mu, s^2) || N(0, ee^2)) averaged over mu with E[mu^2] = mean_sq."""
-    v = (std / ee) ** 2
-    return 0.5 * (v + mean_sq / ee ** 2 - 1.0 - np.log(v))
-
-
-def _summarise(model, variance, p, h, M, D0, d1, d2, raw, center, history, epochs, steps,
-               kl_threshold, au_threshold, seconds):
-    from . import losses
-    from .moments import empirical_residual_spectrum, empirical_spectrum
-    from .theory import solve
-
+def _init_params(setting, M, D0, d1, d2, h, init_scale, rng):
+    """Random initial matrices at the natural scale of each map (so U W ~ identity-sized)."""
     ee = h["eta_enc"]
-    sv, std, kl, msq, au, coll = {}, {}, {}, {}, {}, {}
-    if model == "vae":
-        A = M
-        root = _psd_sqrt(A)
-        sv["encoder"] = _pad(_sv(p["W"] @ root), d1)
-        sv["decoder"] = _pad(_sv(p["U"]), d1)
-        s = np.exp(0.5 * p["log_var"])
-        msq["z"] = np.einsum("ij,jk,ik->i", p["W"], A, p["W"])
-        exact = losses.vae_loss(A, p["W"], p["U"], p["log_var"], beta=h["beta"],
-                                eta_enc=ee, eta_dec=h["eta_dec"])
-    elif model == "cvae":
-        G = np.concatenate([p["W1"], p["W2"]], axis=1)
-        sv["encoder"] = _pad(_sv(G @ _psd_sqrt(M)), d1)
-        sv["decoder"] = _pad(_sv(p["U1"]), d1)
-        s = np.exp(0.5 * p["log_var"])
-        msq["z"] = np.einsum("ij,jk,ik->i", G, M, G)
-        exact = losses.cvae_loss(M, D0, p["W1"], p["W2"], p["U1"], p["U2"], p["log_var"],
-                                 beta=h["beta"], eta_enc=ee, eta_dec=h["eta_dec"])
-    else:
-        A = M
-        sv["encoder1"] = _pad(_sv(p["W1"] @ _psd_sqrt(A)), d1)
-        sv["decoder1"] = _pad(_sv(p["U1"]), d1)
-        sv["encoder2"] = _pad(_sv(p["W2"]), d2)
-        sv["decoder2"] = _pad(_sv(p["U2"]), d2)
-        s1, s = np.exp(0.5 * p["log_var1"]), np.exp(0.5 * p["log_var2"])
-        msq["z1"] = np.einsum("ij,jk,ik->i", p["W1"], A, p["W1"])
-        cov1 = p["W1"] @ A @ p["W1"].T + np.diag(s1 ** 2)
-        msq["z2"] = np.einsum("ij,jk,ik->i", p["W2"], cov1, p["W2"])
-        exact = losses.mhvae_loss(A, p["W1"], p["U1"], p["W2"], p["U2"], p["log_var1"],
-                                  p["log_var2"], beta1=h["beta1"], beta2=h["beta2"], eta_enc=ee,
-                                  eta_dec=h["eta_dec"],
-                                  sigma1_entropy=(variance == "both-learnable"))
-        au["z1"] = int(np.count_nonzero(msq["z1"] > au_threshold))
-        coll["z1"] = int(np.count_nonzero(msq["z1"] / (2 * ee ** 2) < kl_threshold))
-        if variance == "both-learnable":
-            std["z1"] = np.sort(s1)[::-1]
-    zname = "z" if model != "mhvae" else "z2"
-    fixed = (variance == "fixed") or (variance == "sigma2-fixed")
-    kl[zname] = _kl_dims(msq[zname], s, ee)
-    au[zname] = int(np.count_nonzero(msq[zname] > au_threshold))
-    mean_part = msq[zname] / (2 * ee ** 2)
-    coll[zname] = int(np.count_nonzero((mean_part if fixed else kl[zname]) < kl_threshold))
-    if not fixed:
-        std[zname] = np.sort(s)[::-1]
+
+    def mat(r, c, s):
+        return init_scale * s * rng.standard_normal((r, c)) / np.sqrt(max(c, 1))
+
+    def log_var(name, d):
+        sig = h.get(name)
+        return np.log((np.full(d, ee) if sig is None else sig) ** 2)
+
+    return _INIT[setting.model](M, D0, d1, d2, ee, mat, log_var)
+
+
+def _init_vae(M, D0, d1, d2, ee, mat, log_var):
+    sx = np.sqrt(max(np.trace(M), 1e-300) / M.shape[0])
+    D = M.shape[0]
+    return {"W": mat(d1, D, ee / sx), "U": mat(D, d1, sx / ee * np.sqrt(d1)),
+            "log_var": log_var("sigma", d1)}
+
+
+def _init_cvae(M, D0, d1, d2, ee, mat, log_var):
+    D2 = M.shape[0] - D0
+    sx = np.sqrt(max(np.trace(M[:D0, :D0]), 1e-300) / D0)
+    sy = np.sqrt(max(np.trace(M[D0:, D0:]), 1e-300) / D2)
+    return {"W1": mat(d1, D0, ee / sx), "W2": mat(d1, D2, ee / sy),
+            "U1": mat(D2, d1, sy / ee * np.sqrt(d1)), "U2": mat(D2, D0, sy / sx * np.sqrt(D0)),
+            "log_var": log_var("sigma", d1)}
+
+
+def _init_mhvae(M, D0, d1, d2, ee, mat, log_var):
+    sx = np.sqrt(max(np.trace(M), 1e-300) / M.shape[0])
+    D = M.shape[0]
+    return {"W1": mat(d1, D, ee / sx), "U1": mat(D, d1, sx / ee * np.sqrt(d1)),
+            "W2": mat(d2, d1, 1.0), "U2": mat(d1, d2, np.sqrt(d2)),
+            "log_var1": log_var("sigma1", d1), "log_var2": log_var("sigma2", d2)}
+
+
+_INIT = {"vae": _init_vae, "cvae": _init_cvae, "mhvae": _init_mhvae}
+
+
+def _measure_vae(p, M, D0, d1, d2, h):
+    s = np.exp(0.5 * p["log_var"])
+    return ({"encoder": sorted_singular_values(p["W"] @ psd_sqrt(M), d1),
+             "decoder": sorted_singular_values(p["U"], d1)},
+            {"z": np.einsum("ij,jk,ik->i", p["W"], M, p["W"])}, {"z": s}, {"z": h["eta_enc"]})
+
+
+def _measure_cvae(p, M, D0, d1, d2, h):
+    G = np.concatenate([p["W1"], p["W2"]], axis=1)
+    s = np.exp(0.5 * p["log_var"])
+    return ({"encoder": sorted_singular_values(G @ psd_sqrt(M), d1),
+             "decoder": sorted_singular_values(p["U1"], d1)},
+            {"z": np.einsum("ij,jk,ik->i", G, M, G)}, {"z": s}, {"z": h["eta_enc"]})
+
+
+def _measure_mhvae(p, M, D0, d1, d2, h):
+    s1, s2 = np.exp(0.5 * p["log_var1"]), np.exp(0.5 * p["log_var2"])
+    cov1 = p["W1"] @ M @ p["W1"].T + np.diag(s1 ** 2)
+    return ({"encoder1": sorted_singular_values(p["W1"] @ psd_sqrt(M), d1),
+             "decoder1": sorted_singular_values(p["U1"], d1),
+             "encoder2": sorted_singular_values(p["W2"], d2),
+             "decoder2": sorted_singular_values(p["U2"], d2)},
+            {"z1": np.einsum("ij,jk,ik->i", p["W1"], M, p["W1"]),
+             "z2": np.einsum("ij,jk,ik->i", p["W2"], cov1, p["W2"])},
+            {"z1": s1, "z2": s2}, {"z1": h["eta_enc"], "z2": h["eta_enc"]})
+
+
+_MEASURES = {"vae": _measure_vae, "cvae": _measure_cvae, "mhvae": _measure_mhvae}
+
+
+def _exact_loss(setting, p, M, D0, h):
+    """The exact expected loss of the trained parameters (docs/theory.md §1)."""
+    kw = {k: h[k] for k in setting.axes}
+    if setting.has_second_latent:
+        kw["sigma1_entropy"] = setting.sigma1_entropy
+    lead = (M, D0) if setting.spectrum_kind == "residual" else (M,)
+    return setting.loss_function(*lead, *[p[n] for n in setting.parameters], **kw)
+
+
+def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps,
+               kl_threshold, au_threshold, seconds, prediction=None):
+    from .moments import empirical_residual_spectrum, empirical_spectrum
+
+    sv, msq, stds, prior = _MEASURES[setting.model](p, M, D0, d1, d2, h)
+    kl, std, au, coll = {}, {}, {}, {}
+    for z in setting.latents:
+        au[z.name] = active_units(msq[z.name], au_threshold)
+        mean_part = msq[z.name] / (2.0 * prior[z.name] ** 2)
+        if z.name != "z1":  # z1's prior is conditional: no KL to a fixed prior
+            kl[z.name] = kl_per_dim(msq[z.name], stds[z.name], h["eta_enc"])
+        if z.learned:
+            std[z.name] = np.sort(stds[z.name])[::-1]
+        # collapsed: posterior = prior (learned variance, the KL) or a zero mean (its KL part)
+        rule = kl[z.name] if (z.learned and z.name in kl) else mean_part
+        coll[z.name] = int(np.count_nonzero(rule < kl_threshold))
+    exact = _exact_loss(setting, p, M, D0, h)
 
     # ---- prediction from the closed form on the same data's spectrum
     pred_sv = pred_std = pred_coll = None
     optimal = None
-    if not (model == "mhvae" and variance == "both-learnable"):
-        if model == "cvae":
+    point = prediction
+    if point is None and setting.covered:
+        if setting.spectrum_kind == "residual":
             spec = empirical_residual_spectrum(raw[:, :D0], raw[:, D0:], center=center)
         else:
             spec = empirical_spectrum(raw, center=center)
-        extra = {"latent_dim2": d2} if model == "mhvae" else {}
         try:
-            sol = solve(model, variance, spec, d1, **extra, **h)
+            point = setting.solve(spec, d1, d2, **h).at()
         except NotCoveredError:  # e.g. per-dimension sigma1: no closed form
-            sol = None
-        if sol is not None:
-            pred_sv = {k: np.asarray(v) for k, v in sol.singular_values.items()}
-            pred_std = {k: np.asarray(v) for k, v in sol.posterior_std.items()} or None
-            pred_coll = {k: (int(sol.collapsed_min[k]), int(sol.collapsed_max[k]))
-                         for k in sol.latent_dims}
-            optimal = float(sol.optimal_loss)
-    return SGDResult(model=model, variance=variance, singular_values=sv,
+            point = None
+    if point is not None:
+        pred_sv = point.singular_values
+        pred_std = point.posterior_std or None
+        pred_coll = {k: point.collapsed_range(k) for k in point.latent_dims}
+        optimal = point.optimal_loss
+    return SGDResult(model=setting.model, variance=setting.variance, singular_values=sv,
                      predicted_singular_values=pred_sv, posterior_std=std,
                      predicted_posterior_std=pred_std, kl=kl, mean_second_moment=msq,
                      active_units=au, collapsed=coll, predicted_collapsed=pred_coll,

@@ -18,8 +18,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ParameterError
 from .moments import Spectrum, spectrum_from_eigenvalues
 from .theory import vae_fixed_sigma, vae_learnable_sigma
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_range(name, bounds, *, positive=True):
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a (low, high) pair of numbers, got {bounds!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi or (positive and lo <= 0):
+        what = "0 < low <= high" if positive else "low <= high"
+        raise ParameterError(f"{name} must satisfy {what} (finite), got {bounds!r}")
+    return lo, hi
 
 __all__ = [
     "assert_singular_values_close",
@@ -34,9 +52,15 @@ def spectra(*, max_dim=8, kind="data", allow_zero=True, min_value=1e-4, max_valu
     """Hypothesis strategy of :class:`Spectrum` objects, degenerate cases included.
 
     Draws eigenvalues log-uniformly in ``[min_value, max_value]``, with exact zeros (rank
-    deficiency) and exact ties mixed in.
+    deficiency) and exact ties mixed in. The arguments are checked when the strategy is built
+    (as ``hypothesis.extra.numpy`` does): a bad one raises :class:`~vaetheory.errors.ParameterError`.
     """
     from hypothesis import strategies as st
+
+    max_dim = _check_int("max_dim", max_dim, 1)
+    if kind not in ("data", "residual"):
+        raise ParameterError(f"kind must be 'data' or 'residual', got {kind!r}")
+    min_value, max_value = _check_range("(min_value, max_value)", (min_value, max_value))
 
     value = st.floats(np.log(min_value), np.log(max_value)).map(np.exp)
     item = st.one_of(value, st.just(0.0)) if allow_zero else value
@@ -52,8 +76,11 @@ def spectra(*, max_dim=8, kind="data", allow_zero=True, min_value=1e-4, max_valu
 
 
 def vae_hyperparameters(*, beta=(1e-2, 1e2), eta=(0.1, 10.0)):
-    """Hypothesis strategy of ``dict(beta=..., eta_enc=..., eta_dec=...)`` (log-uniform)."""
+    """Hypothesis strategy of ``dict(beta=..., eta_enc=..., eta_dec=...)`` (log-uniform in the
+    given ``(low, high)`` ranges, checked when built)."""
     from hypothesis import strategies as st
+
+    beta, eta = _check_range("beta", beta), _check_range("eta", eta)
 
     def logu(lo, hi):
         return st.floats(np.log(lo), np.log(hi)).map(lambda v: float(np.exp(v)))
@@ -75,7 +102,7 @@ def collapsed_by_mean(W, A, *, tol=1e-6):
     """Number of latent dims whose posterior mean is (numerically) zero on the data.
 
     Uses ``E[(W x)_j^2] = (W A W^T)_jj`` relative to the largest (``tol``), not the row norms of W (rows
-    can be large in the null space of A without carrying any signal; THEORY.md §6).
+    can be large in the null space of A without carrying any signal; docs/theory.md §6, §7).
     """
     W, A = np.asarray(W, float), np.asarray(A, float)
     energy = np.einsum("ij,jk,ik->i", W, A, W)

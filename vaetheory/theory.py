@@ -1,6 +1,8 @@
 """Spectra + hyperparameters -> closed-form global optima of the linear beta-ELBO.
 
-One public function per theorem (notation and losses: THEORY.md; Dang, Tran, Nguyen & Ho, ICLR 2024):
+One public function per theorem (notation and losses: docs/theory.md; Dang, Tran, Nguyen & Ho,
+ICLR 2024). What each setting is (its hyperparameters, latents, maps, thresholds) is its record in
+:mod:`vaetheory.settings`:
 
 ==========================  =================================================  ===============
 function                    setting                                            source
@@ -8,7 +10,7 @@ function                    setting                                            s
 :func:`vae_fixed_sigma`     VAE, fixed diagonal encoder variance               Theorem 1 (§2)
 :func:`vae_learnable_sigma` VAE, learnable diagonal encoder variance           Theorem 4 (§3)
 :func:`cvae_learnable_sigma` CVAE, learnable encoder variance                  Theorem 2 (§4)
-:func:`cvae_fixed_sigma`    CVAE, fixed diagonal encoder variance              THEORY.md §4b
+:func:`cvae_fixed_sigma`    CVAE, fixed diagonal encoder variance              §4b (not in paper)
 :func:`mhvae_learnable_sigma2` two-latent HVAE, Sigma1 = sigma1^2 I, Sigma2 learnable  Theorem 3 (§5.1)
 :func:`mhvae_fixed_sigma2`  two-latent HVAE, Sigma1, Sigma2 both fixed isotropic  Theorem 5 (§5.2)
 ==========================  =================================================  ===============
@@ -24,17 +26,19 @@ come out sorted descending and ``critical[name][..., i]`` is the threshold of th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
-from collections.abc import Mapping
-
-from ._validation import NotCoveredError, latent_dim as _latent_dim, positive
+from . import settings as _settings
+from ._validation import latent_dim as _latent_dim
+from .errors import NotCoveredError, ParameterError
 from .moments import Spectrum
 
 __all__ = [
+    "Point",
     "Solution",
     "cvae_fixed_sigma",
     "cvae_learnable_sigma",
@@ -86,7 +90,7 @@ class Solution:
         others held fixed; ``critical_direction[name]`` says whether the dimension is active
         "below" or "above" it. NaN where a dimension can never be active.
     optimal_loss : ndarray (*grid)
-        Global minimum of L (THEORY.md section 1 convention, additive constants dropped).
+        Global minimum of L (docs/theory.md §1 convention, additive constants dropped).
     notes : tuple of str
         Caveats a reader must see (rotation freedom, what "collapse" means with fixed variances).
     """
@@ -113,6 +117,20 @@ class Solution:
     def grid_shape(self):
         return self.optimal_loss.shape
 
+    @property
+    def setting(self):
+        """The record of this solution's setting (:mod:`vaetheory.settings`)."""
+        return _settings.get(self.model, self.variance)
+
+    def at(self, index=()) -> "Point":
+        """The grid point ``index`` (a tuple with one entry per grid axis; ``()`` for a grid of
+        one point): a :class:`Point` view, nothing copied."""
+        return Point(self, _grid_index(self.grid_shape, index))
+
+    def points(self):
+        """Every grid point, in C order (the order of the tables and of the JSON points)."""
+        return [Point(self, idx) for idx in np.ndindex(*self.grid_shape)]
+
     def collapsed(self, latent=None):
         """Collapsed count of ``latent`` (default: the only/first one): an int array if exact,
         else a ``(min, max)`` pair of int arrays."""
@@ -130,9 +148,127 @@ class Solution:
         when the spectrum was centred. Where rotations are free (fixed isotropic variances) any
         rotation of the latent space gives another optimum.
         """
+        return self.at(index).matrices()
+
+
+def _grid_index(shape, index):
+    index = tuple(int(i) for i in np.atleast_1d(index)) if index != () else ()
+    if index == () and int(np.prod(shape)) == 1:
+        index = (0,) * len(shape)  # a single point, whatever its grid shape
+    if len(index) != len(shape) or any(not 0 <= i < n for i, n in zip(index, shape)):
+        raise ParameterError(f"index {index} does not address a point of the grid {shape}")
+    return index
+
+
+_PARAM_ORDER = ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma", "sigma1", "sigma2")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point of a :class:`Solution`: every quantity of the solution at ``index``.
+
+    Per-dimension arrays are in mode order (entry i = the latent dim carrying the i-th largest
+    spectral value), as in the Solution.
+    """
+
+    solution: "Solution"
+    index: Tuple[int, ...]
+
+    def value(self, arr):
+        """A grid-shaped (or broadcastable) array at this point."""
+        return np.broadcast_to(np.asarray(arr), self.solution.grid_shape)[self.index]
+
+    def vector(self, arr):
+        """A per-dimension array ``(*grid, d)`` (or broadcastable, e.g. ``(d,)``) at this point."""
+        arr = np.asarray(arr)
+        return np.broadcast_to(arr, self.solution.grid_shape + arr.shape[-1:])[self.index]
+
+    # ---- hyperparameters
+    @property
+    def hyper(self) -> Dict[str, object]:
+        """The hyperparameters here: floats, and ``(d,)`` arrays for per-dim ones (``sigma``)."""
+        setting = self.solution.setting
+        out = {}
+        for name, arr in self.solution.params.items():
+            per_dim = setting.hyperparameter(name).kind == "vector"
+            v = np.asarray(self.vector(arr) if per_dim else self.value(arr))
+            out[name] = float(v) if v.ndim == 0 else v.astype(np.float64)
+        return out
+
+    @property
+    def params(self) -> Dict[str, object]:
+        """Hyperparameters for people and JSON: floats (a per-dim vector with equal entries is
+        one float, else a list), then ``latent_dim`` (and ``latent_dim2``)."""
+        out = {}
+        hyper = self.hyper
+        for name in sorted(hyper, key=lambda k: _PARAM_ORDER.index(k) if k in _PARAM_ORDER else 99):
+            v = np.asarray(hyper[name])
+            if v.ndim == 0:
+                out[name] = float(v)
+            elif np.all(v == v.flat[0]):
+                out[name] = float(v.flat[0])  # isotropic
+            else:
+                out[name] = [float(x) for x in v]  # per latent dim, in the order given
+        dims = list(self.solution.latent_dims.values())
+        out["latent_dim"] = int(dims[0])
+        if len(dims) > 1:
+            out["latent_dim2"] = int(dims[1])
+        return out
+
+    @property
+    def latent_dims(self):
+        return self.solution.latent_dims
+
+    # ---- the optimum
+    @property
+    def singular_values(self) -> Dict[str, np.ndarray]:
+        return {k: np.asarray(self.vector(v), dtype=float)
+                for k, v in self.solution.singular_values.items()}
+
+    @property
+    def posterior_std(self) -> Dict[str, np.ndarray]:
+        return {k: np.asarray(self.vector(v), dtype=float)
+                for k, v in self.solution.posterior_std.items()}
+
+    @property
+    def critical(self) -> Dict[str, np.ndarray]:
+        return {k: np.asarray(self.vector(v), dtype=float)
+                for k, v in self.solution.critical.items()}
+
+    @property
+    def ranks(self) -> Dict[str, int]:
+        return {k: int(self.value(v)) for k, v in self.solution.ranks.items()}
+
+    def active(self, latent) -> int:
+        """Active modes of ``latent``: the rank of its encoder map."""
+        return self.ranks[self.solution.setting.latent(latent).encoder]
+
+    def collapsed_range(self, latent) -> Tuple[int, int]:
+        sol = self.solution
+        return int(self.value(sol.collapsed_min[latent])), int(self.value(sol.collapsed_max[latent]))
+
+    @property
+    def collapsed(self) -> Dict[str, object]:
+        """Per latent: an int where the count is determined, else ``[min, max]``."""
+        out = {}
+        for latent in self.solution.latent_dims:
+            lo, hi = self.collapsed_range(latent)
+            out[latent] = lo if self.solution.exact[latent] else [lo, hi]
+        return out
+
+    @property
+    def optimal_loss(self) -> float:
+        return float(self.value(self.solution.optimal_loss))
+
+    def mode(self, name) -> np.ndarray:
+        """A per-mode array of the closed form (``theta``, ``omega``, ``lambda``, ...) here."""
+        return np.asarray(self.vector(self.solution._modes[name]), dtype=float)
+
+    def matrices(self):
+        """One member of the optimal set here, in data coordinates (see :meth:`Solution.matrices`)."""
         from ._construct import optimal_matrices
 
-        return optimal_matrices(self, index)
+        return optimal_matrices(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,45 +334,42 @@ def _spectrum(spectrum, kind):
         want = {"data": "a data spectrum (empirical_spectrum)",
                 "residual": "a residual spectrum of y given x (empirical_residual_spectrum, or "
                             "spectrum_from_eigenvalues(e, kind='residual'))"}[kind]
-        raise ValueError(f"this theorem needs {want}, got a {spectrum.kind} spectrum")
+        raise ParameterError(f"this theorem needs {want}, got a {spectrum.kind} spectrum")
     return spectrum
 
 
 def _grid(**named):
     """Validate positive hyperparameters and broadcast them; returns dict of (*grid, 1) arrays."""
-    arrays = {k: positive(k, v) for k, v in named.items()}
+    arrays = {k: _settings.check_value(k, v) for k, v in named.items()}
     try:
         shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
     except ValueError:
         shapes = ", ".join(f"{k}{a.shape}" for k, a in arrays.items())
-        raise ValueError(f"hyperparameter shapes do not broadcast: {shapes}") from None
+        raise ParameterError(f"hyperparameter shapes do not broadcast: {shapes}") from None
     return shape, {k: np.broadcast_to(a, shape)[..., None] for k, a in arrays.items()}
 
 
 def _sigma_vector(name, sigma, d, grid_shape):
     """Per-dimension stds broadcast to (*grid, d); a scalar means isotropic."""
-    s = positive(name, sigma)
+    s = _settings.check_value(name, sigma)
     if s.ndim == 0 or s.shape[-1] == 1:
         s = s[..., None] if s.ndim == 0 else s
     elif s.shape[-1] != d:
-        raise ValueError(f"{name} has {s.shape[-1]} entries per point but the latent dim is {d}: "
+        raise ParameterError(f"{name} has {s.shape[-1]} entries per point but the latent dim is {d}: "
                          "give one value (isotropic) or one per latent dimension")
     try:
         shape = np.broadcast_shapes(s.shape[:-1], grid_shape)
     except ValueError:
-        raise ValueError(f"{name} shape {s.shape} does not broadcast with the grid {grid_shape}") from None
+        raise ParameterError(f"{name} shape {s.shape} does not broadcast with the grid {grid_shape}") from None
     return np.broadcast_to(s, shape + (d,)), shape
 
 
 def _isotropic(name, sigma):
-    s = positive(name, sigma)
+    s = _settings.check_value(name, sigma)
     if s.ndim >= 1 and s.shape[-1] > 1:
-        if not np.all(s == s[..., :1]):
-            raise NotCoveredError(
-                f"{name} with distinct per-dimension values is not covered by the theory "
-                "(Theorems 3 and 5 assume an isotropic fixed variance); give one value, or use "
-                "the numerical checker for a numerical optimum"
-            )
+        reason = _settings.get("mhvae", "sigma2-fixed").not_covered({name: s})
+        if reason is not None:
+            raise NotCoveredError(reason)
         s = s[..., 0]
     return s
 
@@ -266,7 +399,7 @@ def _rotation_range(rank, d):
 
 
 def _fixed_core(theta, d1, beta, eta_enc, eta_dec, sigma):
-    """Theorem 1 (THEORY.md §2) per mode, on sqrt-eigenvalues ``theta`` padded to d1.
+    """Theorem 1 (docs/theory.md §2) per mode, on sqrt-eigenvalues ``theta`` padded to d1.
 
     ``sigma`` is (*grid, d1) in the user's dimension order; mode i goes to the i-th smallest sigma.
     Returns per-mode arrays and the exact optimal loss terms that depend on the modes.
@@ -285,7 +418,7 @@ def _fixed_core(theta, d1, beta, eta_enc, eta_dec, sigma):
 
 
 def _learnable_core(e, beta, eta_enc, eta_dec):
-    """Theorem 4 (THEORY.md §3) / Theorem 2 (§4) per mode, on eigenvalues ``e`` padded to d1."""
+    """Theorem 4 (docs/theory.md §3) / Theorem 2 (§4) per mode, on eigenvalues ``e`` padded to d1."""
     kappa = beta * eta_dec ** 2
     pos = np.maximum(e - kappa, 0.0)
     omega = np.sqrt(pos) / eta_enc
@@ -300,11 +433,56 @@ def _learnable_core(e, beta, eta_enc, eta_dec):
 
 
 # --------------------------------------------------------------------------------------------
+# shared docstring blocks (SciPy style): %(name)s in a docstring is replaced by the block
+
+_DOCS = {
+    "spectrum_data": """spectrum : Spectrum
+        Data spectrum (``kind="data"``, from :func:`~vaetheory.moments.empirical_spectrum`,
+        :func:`~vaetheory.moments.load_spectrum` or
+        :func:`~vaetheory.moments.spectrum_from_eigenvalues`); theta_i = sqrt(eigenvalue_i),
+        zero beyond the rank (docs/theory.md §0.3).""",
+    "spectrum_residual": """spectrum : Spectrum
+        Residual spectrum of y given x (``kind="residual"``, from
+        :func:`~vaetheory.moments.empirical_residual_spectrum`, or
+        ``spectrum_from_eigenvalues(e, kind="residual")``): the eigenvalues e_i of
+        E = B - C A^+ C^T (docs/theory.md §4).""",
+    "latent_dim": """latent_dim : int
+        d1, the latent dimension (may exceed the rank of the spectrum: theta_i = 0 there).""",
+    "sigma": """sigma : float or array (..., d1)
+        Fixed encoder standard deviations: one value (isotropic) or one per latent dimension;
+        leading axes broadcast with the other hyperparameters.""",
+    "hyper": """beta, eta_enc, eta_dec : float or array, default 1
+        KL weight, prior std and decoder noise std; arrays broadcast into a grid (every output
+        has the grid's shape). Finite and > 0.""",
+    "hyper2": """beta1, beta2 : float or array, default 1
+        Weight of the z1 consistency term and KL weight of z2.
+    eta_enc, eta_dec : float or array, default 1
+        Prior std of z2 and decoder noise std (of x and of z1 given z2); arrays broadcast into
+        a grid. Finite and > 0.""",
+    "returns": """Returns
+    -------
+    Solution
+        The optimum over the whole grid: singular values of every map, learned stds, ranks,
+        collapsed counts (exact or a [min, max] range), critical values per latent dim and the
+        optimal loss; ``solution.at(index)`` reads one grid point.""",
+}
+
+
+def _doc(fn):
+    text = fn.__doc__
+    for name, block in _DOCS.items():
+        text = text.replace(f"%({name})s", block)
+    fn.__doc__ = text
+    return fn
+
+
+# --------------------------------------------------------------------------------------------
 # standard VAE
 
 
+@_doc
 def vae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
-    r"""Standard linear VAE with a fixed diagonal encoder covariance (paper's Theorem 1, THEORY.md §2).
+    r"""Standard linear VAE with a fixed diagonal encoder covariance (Theorem 1; docs/theory.md §2).
 
     With :math:`s = \sqrt{\beta}\,\eta_{dec}/\eta_{enc}` and the given stds sorted ascending
     :math:`\sigma'_1 \le \dots \le \sigma'_{d_1}` (mode i is carried by the dim with the i-th smallest
@@ -319,28 +497,26 @@ def vae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_d
     and :math:`L^* = \sum\theta_i^2 - \sum_i(\theta_i - s\sigma'_i)_+^2 + \beta c^2\sum\sigma_j^2
     - \kappa\sum\log\sigma_j^2`. With fixed variances "collapsed" means a zero posterior mean; the
     posterior equals the prior only if also ``sigma_j == eta_enc``. With tied sigmas the count is a
-    [min, max] range.
+    [min, max] range (docs/theory.md §7).
 
     Parameters
     ----------
-    spectrum : Spectrum
-        Data spectrum (``kind="data"``); theta = sqrt(eigenvalues), zero beyond the rank.
-    latent_dim : int
-        d1 (may exceed the data rank).
-    sigma : float or array (..., d1)
-        Encoder standard deviations: one value (isotropic) or one per latent dimension; leading axes
-        broadcast with the other hyperparameters.
-    beta, eta_enc, eta_dec : float or array
-        KL weight, prior std, decoder noise std (broadcast into a grid).
+    %(spectrum_data)s
+    %(latent_dim)s
+    %(sigma)s
+    %(hyper)s
+
+    %(returns)s
     """
     spectrum = _spectrum(spectrum, "data")
     d1 = _latent_dim("latent_dim", latent_dim)
     return _fixed(spectrum, np.sqrt(spectrum.padded(d1)), d1, sigma, beta, eta_enc, eta_dec,
-                  model="vae", theorem="Theorem 1 (THEORY.md section 2)")
+                  setting=_settings.get("vae", "fixed"))
 
 
+@_doc
 def vae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
-    r"""Standard linear VAE with a learnable diagonal encoder covariance (appendix Theorem 4, THEORY.md §3).
+    r"""Standard linear VAE with a learnable diagonal encoder covariance (Theorem 4; docs/theory.md §3).
 
     .. math::
 
@@ -351,16 +527,24 @@ def vae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=
     :math:`L^* = \mathrm{tr}A - \kappa\sum_i h(\theta_i^2/\kappa) + d_1\kappa(1 - \log\eta_{enc}^2)`,
     :math:`h(t) = t - 1 - \log t` for t > 1 else 0. Collapse is exact: mode i collapses iff
     :math:`\beta \ge \beta^*_i = \theta_i^2/\eta_{dec}^2`; collapsed dims equal the prior.
+
+    Parameters
+    ----------
+    %(spectrum_data)s
+    %(latent_dim)s
+    %(hyper)s
+
+    %(returns)s
     """
     spectrum = _spectrum(spectrum, "data")
     d1 = _latent_dim("latent_dim", latent_dim)
-    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec, model="vae",
-                      theorem="Theorem 4 (THEORY.md section 3)")
+    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec,
+                      setting=_settings.get("vae", "learnable"))
 
 
-def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, model, theorem):
+def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, setting):
     shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
-    raw = positive("sigma", sigma)
+    raw = _settings.check_value("sigma", sigma)
     isotropic = raw.ndim == 0 or raw.shape[-1] == 1
     sig, shape = _sigma_vector("sigma", sigma, d1, shape)
     hp = {k: np.broadcast_to(v, shape + (1,)) for k, v in hp.items()}
@@ -413,7 +597,8 @@ def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, model, theorem
                                  "critical": ("beta", "eta_dec", "eta_enc"),
                                  "modes": ("theta", "omega", "lambda", "sigma_sorted")})
     return Solution(
-        model=model, variance="fixed", theorem=theorem, spectrum=spectrum, params=params,
+        model=setting.model, variance=setting.variance, theorem=setting.theorem,
+        spectrum=spectrum, params=params,
         latent_dims={"z": d1}, singular_values=lazy["singular_values"],
         posterior_std=lazy["posterior_std"], ranks={"encoder": r, "decoder": r},
         collapsed_min={"z": cmin}, collapsed_max={"z": d1 - r}, exact={"z": not tied},
@@ -423,7 +608,7 @@ def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, model, theorem
     )
 
 
-def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, model, theorem):
+def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, setting):
     shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
     b, ee, ed = hp["beta"], hp["eta_enc"], hp["eta_dec"]
     kappa = b[..., 0] * ed[..., 0] ** 2
@@ -449,7 +634,8 @@ def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, model, theorem):
                                  "posterior_std": ("z",), "critical": ("beta", "eta_dec"),
                                  "modes": ("e", "omega", "lambda", "sigma")})
     return Solution(
-        model=model, variance="learnable", theorem=theorem, spectrum=spectrum,
+        model=setting.model, variance=setting.variance, theorem=setting.theorem,
+        spectrum=spectrum,
         params={k: v[..., 0] for k, v in hp.items()}, latent_dims={"z": d1},
         singular_values=lazy["singular_values"], posterior_std=lazy["posterior_std"],
         ranks={"encoder": r, "decoder": r},
@@ -463,8 +649,9 @@ def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, model, theorem):
 # conditional VAE
 
 
+@_doc
 def cvae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
-    r"""Conditional linear VAE with learnable encoder variance (paper's Theorem 2, THEORY.md §4).
+    r"""Conditional linear VAE with learnable encoder variance (Theorem 2; docs/theory.md §4).
 
     The optimum is Theorem 4 applied to the residual ``r = y - K x`` of y after linear regression on
     x, with the eigenvalues :math:`e_i` of :math:`E = B - CA^+C^T` in place of :math:`\theta_i^2`
@@ -482,25 +669,39 @@ def cvae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec
 
     Parameters
     ----------
-    spectrum : Spectrum
-        Residual spectrum (``kind="residual"``), from :func:`vaetheory.moments.empirical_residual_spectrum`.
+    %(spectrum_residual)s
+    %(latent_dim)s
+    %(hyper)s
+
+    %(returns)s
     """
     spectrum = _spectrum(spectrum, "residual")
     d1 = _latent_dim("latent_dim", latent_dim)
-    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec, model="cvae",
-                      theorem="Theorem 2 (THEORY.md section 4)")
+    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec,
+                      setting=_settings.get("cvae", "learnable"))
 
 
+@_doc
 def cvae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_dec=1.0) -> Solution:
-    r"""Conditional linear VAE with fixed diagonal encoder variance (THEORY.md §4b; not in the paper).
+    r"""Conditional linear VAE with fixed diagonal encoder variance (docs/theory.md §4b; not in
+    the paper).
 
     The Theorem-1 optimum (:func:`vae_fixed_sigma`) on the residual spectrum, i.e. with
     :math:`\theta_i = \sqrt{e_i}` and ``tr A`` replaced by ``tr E``; plus ``U2 = K``, ``W1 = -W2 K``.
+
+    Parameters
+    ----------
+    %(spectrum_residual)s
+    %(latent_dim)s
+    %(sigma)s
+    %(hyper)s
+
+    %(returns)s
     """
     spectrum = _spectrum(spectrum, "residual")
     d1 = _latent_dim("latent_dim", latent_dim)
     return _fixed(spectrum, np.sqrt(spectrum.padded(d1)), d1, sigma, beta, eta_enc, eta_dec,
-                  model="cvae", theorem="THEORY.md section 4b (fixed-variance CVAE)")
+                  setting=_settings.get("cvae", "fixed"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,7 +709,7 @@ def cvae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_
 
 
 def _mhvae_modes(t, d1, d2, hp, fixed):
-    """Per-mode optimum of the two-latent VAE (THEORY-mhvae-detail §3-4), arrays (*grid, d1).
+    """Per-mode optimum of the two-latent VAE (docs/theory.md §5.0-5.2), arrays (*grid, d1).
 
     ``m`` is the second moment of z1 along the mode (lambda^2 + sigma1^2); F = t^2 s1^2/m + H(m) is
     the mode's loss. Theorem 3 is Theorem 5 with c^2 sigma2^2 -> eta_dec^2 in every threshold.
@@ -652,11 +853,10 @@ def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, si
     elif np.any(summ["noise_only"]):
         notes.append("some active z2 dims sit on z1 modes with no data signal (lambda = 0): "
                      "they encode the injected noise of z1, not x")
-    theorem = ("Theorem 5 (THEORY.md section 5.2, corrected branch threshold)" if fixed
-               else "Theorem 3 (THEORY.md section 5.1)")
+    setting = _settings.get("mhvae", "sigma2-fixed" if fixed else "sigma2-learnable")
     return Solution(
-        model="mhvae", variance="sigma2-fixed" if fixed else "sigma2-learnable",
-        theorem=theorem, spectrum=spectrum, params={n: v[..., 0] for n, v in hp.items()},
+        model=setting.model, variance=setting.variance,
+        theorem=setting.theorem, spectrum=spectrum, params={n: v[..., 0] for n, v in hp.items()},
         latent_dims={"z1": d1, "z2": d2}, singular_values=lazy["singular_values"],
         posterior_std=lazy["posterior_std"],
         ranks={"encoder1": rank1, "decoder1": rank1, "encoder2": rank2, "decoder2": rank2},
@@ -676,9 +876,11 @@ def _pad_last(x, d, fill=0.0):
     return np.concatenate([x, np.broadcast_to(fill, x.shape[:-1] + (d - n,))], axis=-1)
 
 
+@_doc
 def mhvae_learnable_sigma2(spectrum, latent_dim, latent_dim2=None, *, beta1=1.0, beta2=1.0,
                            eta_enc=1.0, eta_dec=1.0, sigma1=1.0) -> Solution:
-    r"""Two-latent hierarchical VAE, Sigma1 = sigma1^2 I fixed, Sigma2 learnable (Theorem 3, THEORY.md §5.1).
+    r"""Two-latent hierarchical VAE, Sigma1 = sigma1^2 I fixed, Sigma2 learnable (Theorem 3;
+    docs/theory.md §5.1).
 
     Per mode (theta padded with zeros to d1; the ``min(d1, d2)`` largest modes get a z2 partner),
     with the z1 second moment :math:`m = \lambda^2 + \sigma_1^2`, :math:`B = \beta_2\eta_{dec}^2`,
@@ -695,31 +897,50 @@ def mhvae_learnable_sigma2(spectrum, latent_dim, latent_dim2=None, *, beta1=1.0,
     :math:`\beta_1\sigma_1^2 > B` or :math:`\theta_i > t_3`; critical values
     :math:`\beta_2^* = \max(\beta_1\sigma_1^2, \sqrt{\beta_1}\sigma_1\theta_i)/\eta_{dec}^2` (active
     below), :math:`\beta_1^* = \min(B/\sigma_1^2, B^2/(\sigma_1^2\theta_i^2))` (active above).
-    The optimal loss is the sum of the per-mode minima (THEORY-mhvae-detail §3).
+    The optimal loss is the sum of the per-mode minima (docs/theory.md §5.1).
 
     Parameters
     ----------
+    %(spectrum_data)s
     latent_dim, latent_dim2 : int
         d1 (z1) and d2 (z2, default d1). Every relation to the data rank is covered (§5.3).
-    sigma1 : float or array
-        Fixed isotropic std of z1 given x; per-dimension values raise :class:`NotCoveredError`.
+    %(hyper2)s
+    sigma1 : float or array, default 1
+        Fixed isotropic std of z1 given x; distinct per-dimension values raise
+        :class:`~vaetheory.errors.NotCoveredError` (no closed form: §5.5).
+
+    %(returns)s
     """
     return _mhvae(spectrum, latent_dim, latent_dim if latent_dim2 is None else latent_dim2,
                   beta1, beta2, eta_enc, eta_dec, sigma1, None)
 
 
+@_doc
 def mhvae_fixed_sigma2(spectrum, latent_dim, latent_dim2=None, *, beta1=1.0, beta2=1.0,
                        eta_enc=1.0, eta_dec=1.0, sigma1=1.0, sigma2=1.0) -> Solution:
-    r"""Two-latent hierarchical VAE, Sigma1 = sigma1^2 I and Sigma2 = sigma2^2 I fixed (Theorem 5, §5.2).
+    r"""Two-latent hierarchical VAE, Sigma1 = sigma1^2 I and Sigma2 = sigma2^2 I fixed (Theorem 5;
+    docs/theory.md §5.2).
 
     As :func:`mhvae_learnable_sigma2` with :math:`\eta_{dec}^2 \to c^2\sigma_2^2` in the thresholds,
     :math:`a = \sigma_2 c\sqrt{\beta_1\beta_2}`, :math:`T_2 = \beta_2c^2\sigma_2^2/(\sqrt{\beta_1}\sigma_1)`,
     :math:`m^* = \max(\sigma_1^2, (\theta^2\sigma_1^2/a)^{2/3})` for :math:`\theta > T_2` and
     :math:`\omega^2 = \frac{c\sqrt{\beta_2}}{\sqrt{\beta_1}\sigma_2}(\sqrt{m^*} - \sqrt{m_0})_+`.
-    The branch test is :math:`\theta > T_2`; the authors' code uses :math:`\beta_1 T_2` (THEORY.md §6).
+    The branch test is :math:`\theta > T_2`; the authors' code uses :math:`\beta_1 T_2` (docs/theory.md §6).
     Both variances are fixed and isotropic, so both collapse counts are [min, max] ranges; z2 dim i
     is active (rank of U2) iff :math:`\beta_1\sigma_1^2 > \beta_2c^2\sigma_2^2` or :math:`\theta_i > T_2`.
     Unlike Theorem 3, eta_enc changes the ranks here (through c).
+
+    Parameters
+    ----------
+    %(spectrum_data)s
+    latent_dim, latent_dim2 : int
+        d1 (z1) and d2 (z2, default d1).
+    %(hyper2)s
+    sigma1, sigma2 : float or array, default 1
+        Fixed isotropic stds of z1 given x and of z2 given z1; distinct per-dimension values raise
+        :class:`~vaetheory.errors.NotCoveredError`.
+
+    %(returns)s
     """
     return _mhvae(spectrum, latent_dim, latent_dim if latent_dim2 is None else latent_dim2,
                   beta1, beta2, eta_enc, eta_dec, sigma1, sigma2)
@@ -729,26 +950,24 @@ def mhvae_fixed_sigma2(spectrum, latent_dim, latent_dim2=None, *, beta1=1.0, bet
 # dispatch
 
 
-MODELS = {
-    ("vae", "learnable"): vae_learnable_sigma,
-    ("vae", "fixed"): vae_fixed_sigma,
-    ("cvae", "learnable"): cvae_learnable_sigma,
-    ("cvae", "fixed"): cvae_fixed_sigma,
-    ("mhvae", "sigma2-learnable"): mhvae_learnable_sigma2,
-    ("mhvae", "sigma2-fixed"): mhvae_fixed_sigma2,
-}
-
-
 def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
-    """Dispatch to the theorem for ``(model, variance)``; ``hyper`` are that function's keywords
-    (``sigma`` for the fixed-variance VAE/CVAE is passed as a keyword too)."""
-    try:
-        fn = MODELS[(model, variance)]
-    except KeyError:
-        known = ", ".join(f"{m}/{v}" for m, v in MODELS)
-        raise ValueError(f"unknown model/variance {model}/{variance}; known: {known}") from None
-    if variance == "fixed" and model in ("vae", "cvae"):
-        if hyper.get("sigma") is None:
-            raise ValueError("sigma is required with a fixed encoder variance")
-        return fn(spectrum, latent_dim, hyper.pop("sigma"), **hyper)
-    return fn(spectrum, latent_dim, **hyper)
+    """The closed form of ``model/variance`` (its record in :mod:`vaetheory.settings`).
+
+    Parameters
+    ----------
+    model, variance : str
+        E.g. ``"vae", "learnable"``; ``"mhvae", "sigma2-fixed"``.
+    spectrum : Spectrum
+        Of the kind the setting needs (``data``, or ``residual`` for the CVAE).
+    latent_dim : int
+        d1; the hierarchical VAE also takes ``latent_dim2`` as a keyword.
+    **hyper
+        That function's keywords (``sigma`` for the fixed-variance VAE/CVAE too).
+
+    Returns
+    -------
+    Solution
+    """
+    setting = _settings.get(model, variance)
+    d2 = hyper.pop("latent_dim2", None)
+    return setting.solve(spectrum, latent_dim, d2, **hyper)

@@ -1,0 +1,470 @@
+"""What each (model, variance) setting *is*: one frozen record per setting, read by every module.
+
+A :class:`Setting` holds the setting's hyperparameters (names, defaults, constraints), its latent
+variables and dimensions, the maps whose singular values are reported, which latent carries the
+critical values and in which direction each hyperparameter acts, the theory function (None where
+no closed form exists), the exact loss, the parameter shapes, which log-variances are learned, and
+what "collapsed" means there (docs/theory.md §7).
+
+=====================  =====================================  ===============================
+``model/variance``     theory function                        source (docs/theory.md)
+=====================  =====================================  ===============================
+vae/learnable          :func:`~vaetheory.theory.vae_learnable_sigma`    Theorem 4, §3
+vae/fixed              :func:`~vaetheory.theory.vae_fixed_sigma`        Theorem 1, §2
+cvae/learnable         :func:`~vaetheory.theory.cvae_learnable_sigma`   Theorem 2, §4
+cvae/fixed             :func:`~vaetheory.theory.cvae_fixed_sigma`       §4b (not in the paper)
+mhvae/sigma2-learnable :func:`~vaetheory.theory.mhvae_learnable_sigma2` Theorem 3, §5.1
+mhvae/sigma2-fixed     :func:`~vaetheory.theory.mhvae_fixed_sigma2`     Theorem 5, §5.2
+mhvae/both-learnable   none (numerical optimum only)                     §5.5
+=====================  =====================================  ===============================
+
+Adding a setting is one record here plus its theory and loss functions. Hyperparameters are
+validated at the boundary with one rule table (:data:`CONSTRAINTS`), in the style of
+scikit-learn's ``_parameter_constraints``: :func:`check_value` for one value, :func:`point_hyper`
+for all hyperparameters of one point (checker, trainer), :meth:`Setting.grid` for broadcast grids
+(theory).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ._validation import latent_dim as check_latent_dim  # noqa: F401  (one rule for latent dims)
+from ._validation import positive
+from .errors import NotCoveredError, ParameterError
+
+__all__ = ["Hyperparameter", "Latent", "Setting", "SETTINGS", "MODELS", "CONSTRAINTS",
+           "get", "resolve", "check_value", "point_hyper", "Request"]
+
+
+# ------------------------------------------------------------------------------------------
+# the pieces of a record
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyperparameter of a setting.
+
+    ``kind``: ``"axis"`` (one value per grid point; a list of values forms a grid axis),
+    ``"vector"`` (per latent dim of ``latent``: one value = isotropic, or one per dim; fixed for a
+    whole grid) or ``"isotropic"`` (one value per grid point, the same for every dim of ``latent``;
+    distinct per-dim values are outside the theory). ``default`` None means required.
+    """
+
+    name: str
+    default: Optional[float]
+    kind: str = "axis"
+    latent: Optional[str] = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Latent:
+    """A latent variable: its name, the argument giving its dimension, the maps acting on it,
+    whether its encoder variance is learned, and what "collapsed" means for it (docs §7):
+
+    * ``"prior"`` -- posterior equals prior (learned variance; the count is exact);
+    * ``"zero-mean"`` -- zero posterior mean on the data support (fixed variance; the count is a
+      [min, max] range where tied or isotropic variances leave a rotation free).
+    """
+
+    name: str
+    dim_arg: str
+    encoder: str
+    decoder: str
+    learned: bool
+    collapse: str
+
+
+#: the constraint of every hyperparameter (one rule table, checked by :func:`check_value`):
+#: all are finite and > 0 -- beta = 0 (a plain autoencoder) is outside the theory everywhere
+CONSTRAINTS = {name: "positive" for name in
+               ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma", "sigma1", "sigma2")}
+
+_DIRECTION = {"beta": "below", "eta_dec": "below", "beta2": "below", "eta_enc": "above",
+              "beta1": "above"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The record of one (model, variance) setting (see the module docstring)."""
+
+    model: str
+    variance: str
+    title: str
+    theorem: Optional[str]
+    section: str
+    hyperparameters: Tuple[Hyperparameter, ...]
+    latents: Tuple[Latent, ...]
+    critical_latent: str
+    critical: Tuple[str, ...]
+    spectrum_kind: str
+    theory: Optional[str]          # function name in vaetheory.theory (None: no closed form)
+    loss: str                      # function name in vaetheory.losses
+    parameters: Tuple[str, ...]    # loss arguments, in order
+    learned_log_vars: Tuple[str, ...]
+    fixed_log_vars: Dict[str, str] = field(default_factory=dict)  # log-var -> hyperparameter
+    sigma1_entropy: bool = False
+
+    # ---- identity
+    @property
+    def key(self) -> Tuple[str, str]:
+        return (self.model, self.variance)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.variance}"
+
+    @property
+    def covered(self) -> bool:
+        """Whether a closed form exists (for some hyperparameter values)."""
+        return self.theory is not None
+
+    # ---- hyperparameters
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return tuple(h.name for h in self.hyperparameters)
+
+    @property
+    def axes(self) -> Tuple[str, ...]:
+        """Hyperparameters that form grid axes, in table order."""
+        return tuple(h.name for h in self.hyperparameters if h.kind == "axis")
+
+    @property
+    def vectors(self) -> Tuple[str, ...]:
+        """Per-latent-dim hyperparameters (sigma, sigma1, sigma2)."""
+        return tuple(h.name for h in self.hyperparameters if h.kind != "axis")
+
+    def hyperparameter(self, name) -> Hyperparameter:
+        for h in self.hyperparameters:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def defaults(self) -> Dict[str, float]:
+        return {h.name: h.default for h in self.hyperparameters if h.default is not None}
+
+    def direction(self, name) -> str:
+        """"below": a dim is active while ``name`` is below its critical value; "above": above."""
+        return _DIRECTION[name]
+
+    # ---- latents
+    @property
+    def latent_names(self) -> Tuple[str, ...]:
+        return tuple(z.name for z in self.latents)
+
+    def latent(self, name) -> Latent:
+        for z in self.latents:
+            if z.name == name:
+                return z
+        raise KeyError(name)
+
+    @property
+    def maps(self) -> Dict[str, Tuple[str, str]]:
+        """latent -> (encoder map, decoder map): their ranks count the latent's active modes."""
+        return {z.name: (z.encoder, z.decoder) for z in self.latents}
+
+    @property
+    def map_names(self) -> Tuple[str, ...]:
+        return tuple(m for z in self.latents for m in (z.encoder, z.decoder))
+
+    # ---- functions
+    @property
+    def theory_function(self):
+        if self.theory is None:
+            return None
+        return getattr(importlib.import_module("vaetheory.theory"), self.theory)
+
+    @property
+    def loss_function(self):
+        return getattr(importlib.import_module("vaetheory.losses"), self.loss)
+
+    @property
+    def has_second_latent(self) -> bool:
+        return any(z.dim_arg == "latent_dim2" for z in self.latents)
+
+    def not_covered(self, hyper: Mapping = None) -> Optional[str]:
+        """Why these hyperparameter values have no closed form (None if they have one)."""
+        if self.theory is None:
+            return f"{self.name} has no closed form in the theory"
+        for h in self.hyperparameters:
+            if h.kind == "isotropic" and (hyper or {}).get(h.name) is not None:
+                v = np.asarray(hyper[h.name], dtype=np.float64)
+                if v.ndim >= 1 and v.shape[-1] > 1 and not np.all(v == v[..., :1]):
+                    return (f"{h.name} with distinct per-dimension values is not covered by the "
+                            "theory (Theorems 3 and 5 assume an isotropic fixed variance); give "
+                            "one value, or use the numerical checker for a numerical optimum")
+        return None
+
+    def covers(self, hyper: Mapping) -> bool:
+        """Whether the theory covers these hyperparameter values (isotropic ones equal per dim)."""
+        return self.not_covered(hyper) is None
+
+    def solve(self, spectrum, latent_dim, latent_dim2=None, **hyper):
+        """The closed-form :class:`~vaetheory.theory.Solution` (raises NotCoveredError if none)."""
+        fn = self.theory_function
+        if fn is None:
+            raise NotCoveredError(f"{self.name} has no closed form in the theory; "
+                                  "vaetheory.checker.numerical_optimum gives its numerical optimum")
+        for spec in self.hyperparameters:
+            if spec.default is None and hyper.get(spec.name) is None:
+                raise ParameterError(f"{spec.name} is required with a fixed encoder variance")
+        if self.has_second_latent:
+            hyper["latent_dim2"] = latent_dim2
+        return fn(spectrum, latent_dim, **hyper)
+
+    # ---- loss parameters
+    def parameter_shapes(self, D, d1, d2=None, x_dim=None) -> Dict[str, tuple]:
+        """Shapes of the loss arguments (D: data dim; CVAE: D = x_dim + y dim)."""
+        if self.model == "vae":
+            return {"W": (d1, D), "U": (D, d1), "log_var": (d1,)}
+        if self.model == "cvae":
+            D0, D2 = x_dim, D - x_dim
+            return {"W1": (d1, D0), "W2": (d1, D2), "U1": (D2, d1), "U2": (D2, D0),
+                    "log_var": (d1,)}
+        return {"W1": (d1, D), "U1": (D, d1), "W2": (d2, d1), "U2": (d1, d2),
+                "log_var1": (d1,), "log_var2": (d2,)}
+
+
+_BETA = Hyperparameter("beta", 1.0, help="KL weight")
+_ETA_ENC = Hyperparameter("eta_enc", 1.0, help="prior std")
+_ETA_DEC = Hyperparameter("eta_dec", 1.0, help="decoder noise std")
+_SIGMA = Hyperparameter("sigma", None, "vector", "z", "the fixed encoder std")
+_BETA1 = Hyperparameter("beta1", 1.0, help="weight of the z1 consistency term")
+_BETA2 = Hyperparameter("beta2", 1.0, help="KL weight of z2")
+_SIGMA1 = Hyperparameter("sigma1", 1.0, "isotropic", "z1", "fixed isotropic std of z1 given x")
+_SIGMA2 = Hyperparameter("sigma2", None, "isotropic", "z2", "the fixed std of z2")
+
+_Z_LEARNED = Latent("z", "latent_dim", "encoder", "decoder", True, "prior")
+_Z_FIXED = Latent("z", "latent_dim", "encoder", "decoder", False, "zero-mean")
+_Z1 = Latent("z1", "latent_dim", "encoder1", "decoder1", False, "zero-mean")
+_Z1_LEARNED = Latent("z1", "latent_dim", "encoder1", "decoder1", True, "prior")
+_Z2_LEARNED = Latent("z2", "latent_dim2", "encoder2", "decoder2", True, "prior")
+_Z2_FIXED = Latent("z2", "latent_dim2", "encoder2", "decoder2", False, "zero-mean")
+
+_FLAT = ("W", "U", "log_var")
+_COND = ("W1", "W2", "U1", "U2", "log_var")
+_HIER = ("W1", "U1", "W2", "U2", "log_var1", "log_var2")
+
+_RECORDS = (
+    Setting("vae", "learnable", "standard VAE", "Theorem 4 (docs/theory.md §3)", "§3",
+            (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"), "data",
+            "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",)),
+    Setting("vae", "fixed", "standard VAE", "Theorem 1 (docs/theory.md §2)", "§2",
+            (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
+            "data", "vae_fixed_sigma", "vae_loss", _FLAT, (), {"log_var": "sigma"}),
+    Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 (docs/theory.md §4)",
+            "§4", (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"),
+            "residual", "cvae_learnable_sigma", "cvae_loss", _COND, ("log_var",)),
+    Setting("cvae", "fixed", "conditional VAE (y given x)",
+            "docs/theory.md §4b (fixed-variance CVAE)", "§4b",
+            (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
+            "residual", "cvae_fixed_sigma", "cvae_loss", _COND, (), {"log_var": "sigma"}),
+    Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE",
+            "Theorem 3 (docs/theory.md §5.1)", "§5.1", (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1),
+            (_Z1, _Z2_LEARNED), "z2", ("beta2", "eta_dec", "beta1"), "data",
+            "mhvae_learnable_sigma2", "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"}),
+    Setting("mhvae", "sigma2-fixed", "two-latent hierarchical VAE",
+            "Theorem 5 (docs/theory.md §5.2, corrected branch threshold)", "§5.2",
+            (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1, _SIGMA2), (_Z1, _Z2_FIXED), "z2",
+            ("beta2", "eta_dec", "beta1", "eta_enc"), "data", "mhvae_fixed_sigma2", "mhvae_loss",
+            _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"}),
+    Setting("mhvae", "both-learnable", "two-latent hierarchical VAE", None, "§5.5",
+            (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC), (_Z1_LEARNED, _Z2_LEARNED), "z2", (), "data",
+            None, "mhvae_loss", _HIER, ("log_var1", "log_var2"), {}, sigma1_entropy=True),
+)
+
+#: every setting, by (model, variance)
+SETTINGS: Dict[Tuple[str, str], Setting] = {s.key: s for s in _RECORDS}
+#: the models, in order
+MODELS: Tuple[str, ...] = tuple(dict.fromkeys(s.model for s in _RECORDS))
+#: the variances of each model, in order
+VARIANCES: Dict[str, Tuple[str, ...]] = {m: tuple(s.variance for s in _RECORDS if s.model == m)
+                                         for m in MODELS}
+#: every variance name, in order
+ALL_VARIANCES: Tuple[str, ...] = tuple(dict.fromkeys(s.variance for s in _RECORDS))
+
+
+def get(model, variance) -> Setting:
+    """The record of ``model/variance``; ParameterError naming the known ones otherwise."""
+    try:
+        return SETTINGS[(model, variance)]
+    except KeyError:
+        known = ", ".join(s.name for s in _RECORDS)
+        raise ParameterError(f"unknown model/variance {model}/{variance}; known: {known}") from None
+
+
+def of(obj) -> Setting:
+    """The record of anything with ``model`` and ``variance`` attributes (a Solution, a result)."""
+    return get(obj.model, obj.variance)
+
+
+# the variance names users may give for the hierarchical VAE (learnable/fixed refer to Sigma2)
+_ALIASES = {"mhvae": {"learnable": "sigma2-learnable", "fixed": "sigma2-fixed"}}
+
+
+def resolve(model, variance=None, *, given=()) -> Setting:
+    """The setting meant by a model, an optional variance and the hyperparameters ``given``.
+
+    Without ``variance``: the first variant of the model whose required hyperparameters are all
+    given (vae/cvae: ``fixed`` iff ``sigma`` is given; the hierarchical VAE: ``sigma2-fixed`` iff
+    ``sigma2`` is given), else the model's first variant (``learnable``, ``sigma2-learnable``).
+    For the hierarchical VAE ``learnable``/``fixed`` mean ``sigma2-learnable``/``sigma2-fixed``.
+    """
+    if model not in VARIANCES:
+        raise ParameterError(f"unknown model {model!r}; use {', '.join(MODELS)}")
+    given = set(given)
+    if variance is None:
+        variance = VARIANCES[model][0]
+        for v in VARIANCES[model]:
+            required = [h.name for h in SETTINGS[(model, v)].hyperparameters if h.default is None]
+            if required and all(r in given for r in required):
+                variance = v
+                break
+    variance = _ALIASES.get(model, {}).get(variance, variance)
+    return get(model, variance)
+
+
+# ------------------------------------------------------------------------------------------
+# validation at the boundary
+
+
+def check_value(name, value, *, label=None):
+    """``value`` as a float64 array, after checking the constraint of hyperparameter ``name``
+    (:data:`CONSTRAINTS`). ``label`` is how messages name it (e.g. ``--beta``; default ``name``).
+    Raises :class:`ParameterError`."""
+    rule = CONSTRAINTS.get(name, "positive")
+    return positive(label or name, value, allow_zero=rule == "non-negative")
+
+
+def _vector(name, value, d):
+    a = check_value(name, value).ravel()
+    if a.size == 1:
+        return np.full(d, float(a[0]))
+    if a.size != d:
+        raise ParameterError(f"{name} has {a.size} entries but the latent dim is {d}")
+    return a.astype(np.float64)
+
+
+def point_hyper(setting: Setting, hyper: Mapping, d1, d2=None) -> Dict[str, object]:
+    """The hyperparameters of one point, checked, with defaults: floats for grid axes and
+    ``(d,)`` arrays for per-dim ones (sigma, sigma1, sigma2). Unknown names raise."""
+    h = {k: v for k, v in hyper.items() if v is not None}
+    out = {}
+    dims = {"z": d1, "z1": d1, "z2": d2 if d2 is not None else d1}
+    for spec in setting.hyperparameters:
+        value = h.pop(spec.name, spec.default)
+        if value is None:
+            raise ParameterError(f"{spec.name} is required with a fixed encoder variance")
+        if spec.kind == "axis":
+            v = check_value(spec.name, value)
+            if v.size != 1:
+                raise ParameterError(f"{spec.name} must be one number here, got {v.size} values")
+            out[spec.name] = float(v.ravel()[0])
+        else:
+            out[spec.name] = _vector(spec.name, value, dims[spec.latent])
+    if h:
+        raise ParameterError(f"hyperparameter(s) not used by {setting.name}: {', '.join(sorted(h))}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# a request: a setting, latent dims and a hyperparameter grid
+
+
+@dataclass(frozen=True)
+class Request:
+    """A setting with latent dims and a grid of hyperparameter values: what ``predict`` asks.
+
+    ``axes`` maps every grid hyperparameter of the setting to its values (1-d arrays, the order
+    of the grid axes); ``vectors`` the per-dim ones (sigma, sigma1, sigma2: one value = isotropic,
+    or one per latent dim). :meth:`solve` gives one :class:`~vaetheory.theory.Solution` per
+    latent-dim setting, each covering the whole grid in one theory call.
+    """
+
+    setting: Setting
+    axes: Dict[str, np.ndarray]
+    latent_dims: Tuple[int, ...] = ()
+    latent_dims2: Optional[Tuple[int, ...]] = None
+    vectors: Dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, setting: Setting, *, latent_dims=(), latent_dims2=None, labels=None,
+              **values) -> "Request":
+        """Check and complete a request: missing axes get their default (one value)."""
+        labels = labels or {}
+        axes, vectors = {}, {}
+        for spec in setting.hyperparameters:
+            given = values.pop(spec.name, None)
+            label = labels.get(spec.name, spec.name)
+            if spec.kind == "axis":
+                v = np.array([spec.default]) if given is None else np.atleast_1d(
+                    check_value(spec.name, given, label=label)).ravel()
+                axes[spec.name] = v.astype(np.float64)
+            elif given is not None:
+                vectors[spec.name] = np.atleast_1d(check_value(spec.name, given, label=label)).ravel()
+            elif spec.default is not None:
+                vectors[spec.name] = np.array([spec.default])
+        if values:
+            raise ParameterError(f"hyperparameter(s) not used by {setting.name}: "
+                                 f"{', '.join(sorted(values))}")
+        return cls(setting, axes, tuple(latent_dims),
+                   None if latent_dims2 is None else tuple(latent_dims2), vectors)
+
+    def latent_settings(self):
+        """``[(d1, d2), ...]``: one Solution per entry (d2 None without a second latent)."""
+        if not self.setting.has_second_latent:
+            return [(d, None) for d in self.latent_dims]
+        if self.latent_dims2 is None:
+            return [(d, d) for d in self.latent_dims]
+        return [(a, b) for a in self.latent_dims for b in self.latent_dims2]
+
+    @property
+    def grid_shape(self) -> Tuple[int, ...]:
+        return tuple(v.size for v in self.axes.values())
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(self.grid_shape)
+
+    @property
+    def swept(self):
+        """Hyperparameters with more than one value."""
+        return [k for k, v in self.axes.items() if v.size > 1]
+
+    @property
+    def covered(self) -> bool:
+        return self.setting.covers(self.vectors)
+
+    def grid(self) -> Dict[str, np.ndarray]:
+        """The outer-product grid of the axes (``numpy.meshgrid(indexing="ij")``)."""
+        names = list(self.axes)
+        grids = np.meshgrid(*[self.axes[n] for n in names], indexing="ij") if names else []
+        return dict(zip(names, grids))
+
+    def theory_kwargs(self, d2=None) -> dict:
+        kw = dict(self.grid())
+        for name, v in self.vectors.items():
+            kw[name] = float(v[0]) if v.size == 1 else v
+        return kw
+
+    def solve(self, spectrum):
+        """One Solution per latent-dim setting (see :meth:`latent_settings`)."""
+        return [self.setting.solve(spectrum, d1, d2, **self.theory_kwargs())
+                for d1, d2 in self.latent_settings()]
+
+    def points(self):
+        """``(d1, d2, index, hyper)`` for every latent setting and grid point (C order)."""
+        grid = self.grid()
+        shape = self.grid_shape
+        for d1, d2 in self.latent_settings():
+            for idx in np.ndindex(*shape):
+                hyper = {k: float(v[idx]) for k, v in grid.items()}
+                for name, v in self.vectors.items():
+                    hyper[name] = float(v[0]) if v.size == 1 else v
+                yield d1, d2, idx, hyper
