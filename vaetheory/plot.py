@@ -65,6 +65,8 @@ KINDS = ("collapse", "spectrum", "kl", "heatmap")
 #: sequential colormap of curves ordered by mode (colour-blind safe, readable on white)
 _SEQUENTIAL = "viridis"
 _GREY = "#9E9E9E"
+#: more grid values than this are not drawn one by one (lines in a figure, columns and lines of text)
+_MAX_MARKS = 20
 _INSTALL = 'pip install "vaetheory[plot]"'
 
 
@@ -298,9 +300,11 @@ def collapse_map(solution, index=None, param=None, *, ax=None, size=None):
     twin.step(cm.edges, np.append(cm.counts, cm.counts[-1]), where="post", color="black", lw=1.2,
               label=f"active {cm.latent} dims (right axis)", gid="active-count")
     xs = [v for v, _ in cm.marks]
-    for v in xs:
-        ax.axvline(v, color=PALETTE[1], ls=":", lw=1.0, zorder=0.5)
-    twin.plot(xs, [n for _, n in cm.marks], "o", color=PALETTE[1], ms=4, gid="grid-values",
+    if len(xs) <= _MAX_MARKS:  # a dense sweep shows as dots on the step curve only
+        for v in xs:
+            ax.axvline(v, color=PALETTE[1], ls=":", lw=1.0, zorder=0.5)
+    twin.plot(xs, [n for _, n in cm.marks], "o", color=PALETTE[1],
+              ms=4 if len(xs) <= _MAX_MARKS else 1.5, gid="grid-values",
               label="grid values (theory's count)")
     word = "below" if cm.direction == "below" else "above"
     sub = f"active {word} its critical value"
@@ -350,11 +354,11 @@ def collapse_text(solution, index=None, param=None, width=48):
     def col(x):
         return int(min(width - 1, max(0, math.floor((math.log(x) - llo) / lspan * width))))
 
-    marks = {col(v) for v, _ in cm.marks}
+    marks = {col(v) for v, _ in cm.marks} if len(cm.marks) <= _MAX_MARKS else set()
     word = "below" if cm.direction == "below" else "above"
-    lines = [Text(f"collapse map: {cm.latent} dims vs {cm.param} (log scale, {report.fmt(lo, 3)} "
-                  f"to {report.fmt(hi, 3)}); █ active, a dim is active {word} its critical value; "
-                  "│ grid values", style="bold")]
+    lines = [Text(f"collapse map: {cm.latent} dims vs {cm.param}, log scale from "
+                  f"{report.fmt(lo, 3)} to {report.fmt(hi, 3)}", style="bold"),
+             Text(f"█ active (a dim is active {word} its critical value), │ grid values")]
     axis = [" "] * width
     for k in range(math.ceil(math.log10(lo)), math.floor(math.log10(hi)) + 1):
         label = f"1e{k}" if abs(k) > 2 else f"{10.0 ** k:g}"
@@ -375,7 +379,11 @@ def collapse_text(solution, index=None, param=None, width=48):
         row.append("  never" if iv is None else f"  {cm.param}* = {report.fmt(crit)}")
         lines.append(row)
     d = len(cm.intervals)
-    for v, n in cm.marks:
+    shown = cm.marks
+    if len(shown) > _MAX_MARKS:  # a dense sweep: the values where the count changes
+        shown = [m for k, m in enumerate(shown) if k == 0 or m[1] != shown[k - 1][1]]
+        lines.append(Text(f"{len(cm.marks)} grid values of {cm.param}; where the count changes:"))
+    for v, n in shown:
         lines.append(Text(f"{cm.param} = {report.fmt(v)}: {n} of {d} {cm.latent} dims active"))
     return Group(*lines)
 
@@ -458,8 +466,8 @@ def spectrum_plot(solution, indices=None, *, ax=None, size=None, max_modes=None)
     ax.set_ylabel(_spectrum_axis(spec), fontsize=8)
     zero = d - min(d, spec.rank)
     note = f"; modes {spec.rank + 1}-{d}: value 0" if zero > 0 else ""
-    ax.set_title(f"colour: the {latent} dim survives up to that line; grey: collapsed at every "
-                 f"line; outline: no {latent} dim{note}", fontsize=7.5)
+    ax.set_title(f"colour: survives up to that line; grey: collapsed at every line; "
+                 f"outline: not carried by a {latent} dim{note}", fontsize=7.5)
     if labels_seen:
         ax.legend(fontsize=7, loc="upper right", framealpha=0.85,
                   title=f"water line ({w.section})", title_fontsize=7)
@@ -615,7 +623,7 @@ def heatmap(solution, index=None, *, n=120, ax=None, size=None):
     cmap = colormaps["cividis"].resampled(d + 1)
     norm = BoundaryNorm(np.arange(-0.5, d + 1.5), d + 1)
     mesh = ax.pcolormesh(_edges(b1), _edges(b2), counts.T, cmap=cmap, norm=norm,
-                         shading="flat", gid="counts")
+                         shading="flat", gid="counts", rasterized=True)  # SVG/PDF: an image
     b1f = np.geomspace(b1[0], b1[-1], 400)
     drawn = 0
     for i in range(bounds.shape[1]):
