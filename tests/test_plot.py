@@ -760,3 +760,16 @@ def test_cli_figure_errors(tmp_path):
         assert msg in r.stderr, (msg, r.stderr)
     assert existing.read_bytes() == b"keep"
     assert sorted(os.listdir(tmp_path)) == ["e.png", "x.npy"]   # nothing else written
+
+
+def test_axes_too_wide_to_draw_are_a_one_line_error():
+    """matplotlib cannot draw a log axis over ~300 decades: a ParameterError, not a bug."""
+    sol = vt.vae_learnable_sigma(vt.spectrum_from_eigenvalues([1e300, 1e299]), 2,
+                                 beta=[1.0, 1e299])
+    with pytest.raises(ParameterError, match="cannot draw beta on a log axis"):
+        vplot.collapse_data(sol)
+    # 200 decades and more of the data scale are fine (data x 2^k: the figure scales with it)
+    big = vt.vae_learnable_sigma(vt.spectrum_from_eigenvalues([1e100, 1e99]), 2,
+                                 eta_dec=[1e49, 1e50])
+    cm = vplot.collapse_data(big, param="eta_dec")
+    np.testing.assert_allclose(cm.critical, np.sqrt([1e100, 1e99]), rtol=1e-14)

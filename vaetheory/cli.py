@@ -1,12 +1,12 @@
-"""Command line: ``vaetheory predict | thresholds | spectrum | check | demo``.
+"""Command line: ``vaetheory predict | thresholds | spectrum | check | plot | demo``.
 
 Thin by design: option values are parsed by Click parameter types (:class:`HyperValues`,
 :class:`LatentDims`, :class:`ImageShapeType`), the cross-option rules turn
 them into a :class:`~vaetheory.io.Selection` (what to read) and a
 :class:`~vaetheory.settings.Request` (setting, latent dims, hyperparameter grid), and the commands
 call the library (:func:`vaetheory.moments.load_spectrum`, :meth:`Request.solve`,
-:mod:`vaetheory.checker`, :mod:`vaetheory.sgd`) and render with :mod:`vaetheory.report`. No data
-pipeline and no prediction is computed here.
+:mod:`vaetheory.checker`, :mod:`vaetheory.sgd`) and render with :mod:`vaetheory.report` (tables)
+and :mod:`vaetheory.plot` (figures). No data pipeline and no prediction is computed here.
 
 Exit codes: 0 ok (``check``: CONFIRMED); 3 REFUTED; 4 INCONCLUSIVE; 2 usage (bad option values,
 non-positive hyperparameters, latent dim < 1, unknown model, settings the theory does not cover);
@@ -892,7 +892,9 @@ def _threshold_param(opts, param):
 @click.option("--force", is_flag=True, help="Let -o replace an existing file.")
 @_debug_option
 def plot_command(kind, data, output, text, param, force, **kw):
-    """Draw a figure of the prediction: KIND is one of
+    """Draw a figure of the prediction: collapse map, spectrum, KL per dim or heatmap.
+
+    KIND is one of
 
     \b
       collapse  per latent dim, the range of --param where it is active (a bar ending at its

@@ -233,7 +233,18 @@ def _span(values, factor=3.0):
     v = np.asarray([x for x in values if np.isfinite(x) and x > 0], dtype=float)
     if v.size == 0:
         return 0.1, 10.0
-    lo, hi = float(v.min()) / factor, float(v.max()) * factor
+    big = np.finfo(float).max / factor  # stay finite at the ends of float64
+    lo = max(float(v.min()) / factor, np.finfo(float).tiny)
+    hi = float(v.max()) * factor if v.max() < big else float(v.max())
+    return lo, hi
+
+
+def _drawable(lo, hi, what):
+    """A log axis matplotlib can draw: within float64 with room for its ticks, under 200
+    decades wide; else a one-line ParameterError."""
+    if not (1e-290 < lo and hi < 1e290 and math.log10(hi / lo) < 200):
+        raise ParameterError(f"cannot draw {what} on a log axis from {lo:.3g} to {hi:.3g}; "
+                             "rescale the data or narrow the grid")
     return lo, hi
 
 
@@ -254,12 +265,12 @@ def collapse_data(solution, index=None, param=None) -> CollapseMap:
     crit = np.asarray(sol.at(index).critical[param], dtype=float)
     ok = np.isfinite(crit) & ((crit > 0) if below else True)
     line = _line(sol, index, param)
-    lo, hi = _span(list(crit[ok]) + [v for v, _ in line])
+    lo, hi = _drawable(*_span(list(crit[ok]) + [v for v, _ in line]), param)
     intervals = tuple(((lo, float(c)) if below else (float(c), hi)) if good else None
                       for c, good in zip(crit, ok))
     inside = np.unique(crit[ok & (crit > lo) & (crit < hi)])
     edges = np.concatenate([[lo], inside, [hi]])
-    mids = np.sqrt(edges[:-1] * edges[1:])
+    mids = np.sqrt(edges[:-1]) * np.sqrt(edges[1:])  # geometric means, no overflow
     counts = np.array([np.count_nonzero(ok & ((crit > x) if below else (crit < x))) for x in mids])
     marks = tuple((v, sol.at(idx).active(latent)) for v, idx in line)
     return CollapseMap(latent, param, direction, index, crit, intervals, (lo, hi), edges, counts,
@@ -282,13 +293,13 @@ def collapse_map(solution, index=None, param=None, *, ax=None, size=None):
     ax = axes[0, 0]
     d = len(cm.intervals)
     lo, hi = cm.xlim
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)  # before any artist: no autoscaling (it overflows near 1e308)
     for i, iv in enumerate(cm.intervals):
         if iv is not None:
             bar = ax.barh(i + 1, iv[1] - iv[0], left=iv[0], height=0.7, color=PALETTE[0],
                           edgecolor="none", label="_nolegend_" if i else "active range of a dim")
             bar.patches[0].set_gid(f"mode-{i + 1}")
-    ax.set_xscale("log")
-    ax.set_xlim(lo, hi)
     ax.set_ylim(-0.4, d + 0.7)  # a count of 0 stays visible below mode 1
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel(_axis_name(cm.param))
@@ -442,26 +453,25 @@ def spectrum_plot(solution, indices=None, *, ax=None, size=None, max_modes=None)
                 best = k
         faces.append(_GREY if best is None else colours[best])
         edges.append("none")
+    levels = [np.where(np.isfinite(w.level), w.level, np.nan)[:m] for w in waters]
+    shown = np.concatenate([vals[vals > 0]] + [lv[np.isfinite(lv) & (lv > 0)] for lv in levels])
+    low, high = (float(shown.min()), float(shown.max())) if shown.size else (1.0, 10.0)
+    _drawable(low / 3.0, high * 3.0, "the spectrum")
+    ax.set_yscale("log")
+    ax.set_ylim(low / 3.0, high * 3.0)  # before any artist
+    ax.set_xlim(0.3, m + 0.7)
     bars = ax.bar(x, vals, width=0.8, color=faces, edgecolor=edges, linewidth=0.6)
     for i, b in enumerate(bars.patches):
         b.set_gid(f"mode-{i + 1}")
-    ax.set_yscale("log")
-    finite_levels = []
     labels_seen = False
     for k, (w, idx) in enumerate(zip(waters, idxs)):
-        lev = np.where(np.isfinite(w.level), w.level, np.nan)[:m]
+        lev = levels[k]
         xs = np.repeat(np.arange(len(lev)) + 1.0, 2) + np.tile([-0.5, 0.5], len(lev))
         label = f"{w.formula} at {report.point_label(sol, idx, _swept(sol))}"
         if np.all(np.isnan(lev)):
             label += f" (every paired {latent} dim active)" if np.any(w.level == -np.inf) else ""
         ax.plot(xs, np.repeat(lev, 2), color=colours[k], lw=1.4, label=label, gid=f"water-{k}")
-        finite_levels += list(lev[np.isfinite(lev) & (lev > 0)])
         labels_seen = True
-    pos = vals[vals > 0]
-    low = min([float(pos.min())] + finite_levels) if pos.size else 1.0
-    high = max([float(pos.max())] + finite_levels) if pos.size else 10.0
-    ax.set_ylim(low / 3.0, high * 3.0)
-    ax.set_xlim(0.3, m + 0.7)
     ax.set_xlabel("mode i (i-th largest eigenvalue)")
     ax.set_ylabel(_spectrum_axis(spec), fontsize=8)
     zero = d - min(d, spec.rank)
@@ -604,8 +614,10 @@ def heatmap(solution, index=None, *, n=120, ax=None, size=None):
     latent = sol.setting.critical_latent
     pt = sol.at(index)
     given = {p: [v for v, _ in _line(sol, index, p)] for p in ("beta1", "beta2")}
-    b1 = np.geomspace(*_span(list(pt.critical["beta1"]) + given["beta1"], 4.0), n)
-    b2 = np.geomspace(*_span(list(pt.critical["beta2"]) + given["beta2"], 4.0), n)
+    b1 = np.geomspace(*_drawable(*_span(list(pt.critical["beta1"]) + given["beta1"], 4.0),
+                                 "beta1"), n)
+    b2 = np.geomspace(*_drawable(*_span(list(pt.critical["beta2"]) + given["beta2"], 4.0),
+                                 "beta2"), n)
     hyper = pt.hyper
     hyper.update(beta1=b1[:, None], beta2=b2[None, :])
     grid = _solve_like(sol, **hyper)
@@ -886,7 +898,9 @@ def save(fig, path, *, force=False, dpi=None):
     check_path(path, force=force, flag="figure")
     fmt = os.path.splitext(str(path))[1].lower()[1:]
     try:
-        with open(path, "wb" if force else "xb") as fh:
+        # matplotlib's log tick locator overflows to inf (and drops those ticks) on axes near
+        # the ends of float64: not the user's concern
+        with open(path, "wb" if force else "xb") as fh, np.errstate(over="ignore"):
             fig.savefig(fh, format=fmt, dpi=dpi or DPI)
     except FileExistsError:
         raise ParameterError(f"figure {str(path)!r} exists; refusing to overwrite it") from None
