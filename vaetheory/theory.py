@@ -44,6 +44,7 @@ from .moments import Spectrum
 __all__ = [
     "Point",
     "Solution",
+    "WaterLine",
     "cvae_fixed_sigma",
     "cvae_learnable_sigma",
     "mhvae_fixed_sigma2",
@@ -51,6 +52,10 @@ __all__ = [
     "solve",
     "vae_fixed_sigma",
     "vae_learnable_sigma",
+    "water_fixed",
+    "water_learnable",
+    "water_mhvae_fixed",
+    "water_mhvae_learnable",
 ]
 
 ROTATION_NOTE = (
@@ -319,6 +324,103 @@ class Point:
         from ._construct import optimal_matrices
 
         return optimal_matrices(self)
+
+    @property
+    def water_line(self) -> "WaterLine":
+        """What decides each dim of the critical latent here: its spectral value against a level
+        (:class:`WaterLine`; the setting's record names the function, e.g. :func:`water_fixed`)."""
+        fn = self.solution.setting.water_function
+        if fn is None:
+            raise NotCoveredError(f"{self.solution.setting.name} has no closed form")
+        return fn(self)
+
+
+@dataclass(frozen=True)
+class WaterLine:
+    """Per dim of the critical latent (mode order), the spectral value and the level it must
+    exceed for the dim to be active: dim i is active iff ``values[i] > level[i]``.
+
+    Both are in eigenvalue units (``theta_i^2`` of the data, or the residual ``e_i`` for the
+    CVAE), so that a spectrum drawn as eigenvalues can carry the level as a "water line". The
+    level is ``-inf`` where a dim is active whatever its value (hierarchical regime (a)) and
+    ``+inf`` where it can never be (a z2 dim without a z1 partner).
+
+    Attributes
+    ----------
+    latent : str
+        The latent the critical values refer to (``Setting.critical_latent``).
+    values, level : ndarray (d,)
+    formula : str
+        The level in the notation of docs/theory.md (ASCII).
+    section : str
+        Where the comparison is derived.
+    """
+
+    latent: str
+    values: np.ndarray
+    level: np.ndarray
+    formula: str
+    section: str
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.values > self.level
+
+
+def _water_values(point, latent):
+    d = point.solution.latent_dims[latent]
+    return d, point.solution.spectrum.padded(d)
+
+
+def water_learnable(point) -> WaterLine:
+    """Learnable encoder variance, VAE (docs/theory.md §3) and CVAE (§4): mode i is active iff
+    ``theta_i^2 > beta eta_dec^2`` (CVAE: ``e_i > beta eta_dec^2``), one level for every mode."""
+    latent = point.solution.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    return WaterLine(latent, values, np.full(d, h["beta"] * h["eta_dec"] ** 2), "beta eta_dec^2",
+                     point.solution.setting.section)
+
+
+def water_fixed(point) -> WaterLine:
+    """Fixed encoder variance, VAE (docs/theory.md §2) and CVAE (§4b): mode i is active iff
+    ``theta_i > s sigma'_i`` with ``s = sqrt(beta) eta_dec / eta_enc`` and ``sigma'`` the stds
+    sorted ascending, i.e. ``theta_i^2 > beta (eta_dec / eta_enc)^2 sigma'_i^2`` (CVAE:
+    ``e_i``). A step line when the sigmas differ."""
+    latent = point.solution.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    sig = np.sort(np.broadcast_to(np.asarray(h["sigma"], dtype=np.float64), (d,)))
+    level = h["beta"] * (h["eta_dec"] / h["eta_enc"]) ** 2 * sig ** 2
+    return WaterLine(latent, values, level, "beta (eta_dec/eta_enc)^2 sigma'_i^2",
+                     point.solution.setting.section)
+
+
+def _water_mhvae(point, n2, formula):
+    """docs/theory.md §5.4: the z2 dim of mode i (i < min(d1, d2)) is active iff
+    ``beta1 sigma1^2 > beta2 n2`` or ``theta_i > beta2 n2 / (sqrt(beta1) sigma1)``; squared, the
+    level is ``(beta2 n2)^2 / (beta1 sigma1^2)``, or ``-inf`` in the first case. z2 dims without
+    a z1 partner are never active (``+inf``)."""
+    sol = point.solution
+    latent = sol.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    B, gate = h["beta2"] * n2, h["beta1"] * h["sigma1"] ** 2
+    paired = np.arange(d) < min(sol.latent_dims.values())
+    level = np.where(paired, -np.inf if gate > B else B ** 2 / gate, np.inf)
+    return WaterLine(latent, values, level, formula, "§5.4")
+
+
+def water_mhvae_learnable(point) -> WaterLine:
+    """Theorem 3 (docs/theory.md §5.4, Sigma2 learnable): ``n2 = eta_dec^2``."""
+    return _water_mhvae(point, point.hyper["eta_dec"] ** 2, "(beta2 eta_dec^2)^2 / (beta1 sigma1^2)")
+
+
+def water_mhvae_fixed(point) -> WaterLine:
+    """Theorem 5 (docs/theory.md §5.4, Sigma2 fixed): ``n2 = c^2 sigma2^2``, ``c = eta_dec/eta_enc``."""
+    h = point.hyper
+    n2 = (h["eta_dec"] / h["eta_enc"]) ** 2 * h["sigma2"] ** 2
+    return _water_mhvae(point, n2, "(beta2 c^2 sigma2^2)^2 / (beta1 sigma1^2)")
 
 
 # --------------------------------------------------------------------------------------------
