@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-import scipy.linalg
 from scipy.optimize import minimize
 
 from . import settings as _settings
@@ -471,6 +470,10 @@ class _CVAEProblem(_Problem):
         self.Zx, self.Zy = Z[:self.x_dim], Z[self.x_dim:]
         D2 = Z.shape[0] - self.x_dim
         self.rms = float(np.sqrt(np.sum(self.Zy ** 2) / max(D2, 1))) or 1.0
+        Ux, Sx, Vxt = np.linalg.svd(self.Zx, full_matrices=False)
+        keep = Sx > (Sx[0] if Sx.size else 0.0) * max(self.Zx.shape) * np.finfo(float).eps
+        self._Vxt = Vxt[keep]                                  # rows spanning range(x^T)
+        self._x_back = (Ux[:, keep] / Sx[keep]).T               # U2 = (U2 Ux Sx) Sx^-1 Ux^T
         return {"Gt": (self.d1, self.k)}, {"Gt": self.h["eta_enc"]}
 
     def _scaled_factor(self, s):
@@ -489,11 +492,13 @@ class _CVAEProblem(_Problem):
         lv = self.log_var(p, "log_var")
         V = p["Gt"]
         d1 = V.shape[0]
-        H = np.concatenate([V, self.Zx], axis=0)          # y ~ [U1 U2] [z-mean; x]
+        # y ~ U1 (z mean) + U2 x; U2 acts on x only through range(x) = Ux Sx Vx^T, so solve for
+        # U2 Ux Sx against Vx^T (orthonormal rows: definite, well conditioned) and map back
+        H = np.concatenate([V, self._Vxt], axis=0)
         M = H @ H.T
         M[np.arange(d1), np.arange(d1)] += np.exp(lv)
-        UU = _psd_solve_right(self.Zy @ H.T, M)
-        return {**p, "log_var": lv, "U1": UU[:, :d1], "U2": UU[:, d1:]}
+        UU = _spd_solve_right(self.Zy @ H.T, M)
+        return {**p, "log_var": lv, "U1": UU[:, :d1], "U2": UU[:, d1:] @ self._x_back}
 
     def _core(self, p, grad):
         bc2, kappa = self._kappas()
@@ -621,13 +626,14 @@ class _MHVAEProblem(_EigenProblem):
 
 
 def _spd_solve_right(B, M):
-    """``B M^{-1}`` for a symmetric positive definite ``M`` (Cholesky; an eigen-pseudo-inverse if
-    ``M`` is numerically singular)."""
+    """``B M^{-1}`` for a symmetric positive definite ``M`` (a Cholesky factor and two triangular
+    solves through numpy, whose call overhead is a fraction of scipy's at these sizes; an eigen
+    pseudo-inverse if ``M`` is numerically singular)."""
     try:
-        c = scipy.linalg.cho_factor(M, lower=True, check_finite=False)
-        return scipy.linalg.cho_solve(c, B.T, check_finite=False).T
+        L = np.linalg.cholesky(M)
     except np.linalg.LinAlgError:
         return _psd_solve_right(B, M)
+    return np.linalg.solve(L.T, np.linalg.solve(L, B.T)).T
 
 
 def _psd_solve_right(B, M):
@@ -732,14 +738,12 @@ def _run(prob, x0, max_iter, adam_steps, adam_lr, gtol):
 
 
 def _one_blas_thread():
-    """Context limiting BLAS to one thread: the matrices are small, and threaded BLAS on small
-    matrices (or on a busy machine) is slower. Uses threadpoolctl when installed (optional)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
+    """Context limiting BLAS to one thread (threadpoolctl, a dependency): the checker's matrices
+    are small, and threaded BLAS on small matrices -- worse, on a busy machine or inside the two
+    worker processes -- is many times slower (measured: a 95 x 61 product 18 ms with two threads
+    on a loaded machine, 50 us with one)."""
+    from threadpoolctl import threadpool_limits
 
-        return contextlib.nullcontext()
     return threadpool_limits(limits=1)
 
 
@@ -943,6 +947,15 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, r
     **hyper : beta, eta_enc, eta_dec, sigma (vae/cvae); beta1, beta2, eta_enc, eta_dec, sigma1,
         sigma2 (mhvae). Scalars; sigma / sigma1 / sigma2 may have one value per latent dim.
     """
+    with _one_blas_thread():
+        return _numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2, restarts,
+                                  seed, max_iter, adam_steps, adam_lr, gtol, rank_tol,
+                                  collapse_tol, n_jobs, progress, hyper)
+
+
+def _numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2, restarts, seed,
+                       max_iter, adam_steps, adam_lr, gtol, rank_tol, collapse_tol, n_jobs,
+                       progress, hyper):
     t0 = time.perf_counter()
     setting = _settings.get(model, variance)
     d1 = _latent_dim("latent_dim", latent_dim)
