@@ -156,6 +156,7 @@ def spectrum_document(spectrum, info: Optional[dict] = None, top: Optional[int] 
     }
     if spectrum.kind == "residual":
         doc["x_dim"] = spectrum.x_dim
+    doc["notes"] = document_notes(info)
     if info:
         doc["data"] = {k: v for k, v in info.items() if k not in doc}
     return doc
@@ -238,6 +239,21 @@ def notes_of(solutions: Iterable) -> List[str]:
     return out
 
 
+def document_notes(info: Optional[dict], solutions: Iterable = ()) -> List[str]:
+    """The notes of a JSON document: the reader's (``info["notes"]``: what it was unsure of,
+    e.g. a header or an index column) first, then those of the solutions, each once."""
+    out = list((info or {}).get("notes", []))
+    for note in notes_of(solutions):
+        if note not in out:
+            out.append(note)
+    return out
+
+
+def _data(info: dict) -> dict:
+    """The ``data`` object: the provenance without its notes (they are the document's)."""
+    return {k: v for k, v in dict(info or {}).items() if k != "notes"}
+
+
 def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None,
                      checks: Optional[Sequence[dict]] = None) -> dict:
     """The JSON document of ``vaetheory predict`` (schema: README.md, "JSON output").
@@ -259,11 +275,11 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "rank": int(spec.rank),
         "dim": int(spec.dim),
         "trace": spec.trace,
-        "data": dict(info),
+        "data": _data(info),
         "settings": dict(settings or {}),
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
-        "notes": notes_of(solutions),
+        "notes": document_notes(info, solutions),
         "points": _with_checks([point_dict(sol, idx) for sol in solutions
                                 for idx in grid_indices(sol)], checks),
     }
@@ -512,10 +528,10 @@ def thresholds_document(solutions: Sequence, info: dict, settings: dict, points:
             "centered": first.spectrum.centered, "n_samples": first.spectrum.n_samples,
             "spectrum_units": spectrum_units(first.spectrum),
             "spectrum": spectrum_values(first.spectrum),
-            "data": info, "settings": settings,
+            "data": _data(info), "settings": settings,
             "critical_latent": critical_latent(first),
             "critical_direction": dict(first.critical_direction),
-            "notes": notes_of(solutions), "points": points}
+            "notes": document_notes(info, solutions), "points": points}
 
 
 def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) -> Table:
@@ -715,7 +731,7 @@ def numerical_document(results: Sequence[Tuple[dict, object]], info: dict, setti
         "covered_by_theory": False, "centered": spectrum.centered,
         "n_samples": spectrum.n_samples, "spectrum": spectrum_values(spectrum),
         "spectrum_units": spectrum_units(spectrum), "spectrum_kind": spectrum.kind,
-        "data": dict(info), "settings": dict(settings),
+        "data": _data(info), "settings": dict(settings), "notes": document_notes(info),
         "points": [{"params": params, "numerical": num.to_dict(),
                     "check": {"mode": "exact", "verdict": Verdict.NUMERICAL,
                               "seconds": num.seconds}}
