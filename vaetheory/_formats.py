@@ -62,8 +62,8 @@ def _choose(items, key, label, what):
                     f"{_listing([(n, a.shape) for n, a in items])}")
 
 
-def _chunked(arr, name, label, fmt):
-    n, d = _vio._check_rows(np.dtype(arr.dtype), arr.shape, f"{label} ({fmt} {name!r})")
+def _chunked(arr, name, label, what, fmt):
+    n, d = _vio._check_rows(np.dtype(arr.dtype), arr.shape, f"{label} ({what} {name!r})")
     chunks = getattr(arr, "chunks", None)
     align = int(chunks[0]) if chunks else 1
     reader = _vio._ArrayReader(arr, label, fmt, n_rows=n, n_cols=d, align=align)
@@ -90,7 +90,7 @@ def _open_hdf5(path, key, label):
     name, ds = _choose(items, key, label, "dataset")
     if ds.shape is None:
         raise DataError(f"{label}: dataset {name!r} is empty (no shape)")
-    return _chunked(ds, name, label, "dataset")
+    return _chunked(ds, name, label, "dataset", "hdf5")
 
 
 # ---- zarr
@@ -118,7 +118,7 @@ def _open_zarr(path, key, label):
             raise DataError(f"{label} is a single zarr array, not a group: drop key={key!r}",
                             cli=f"{label} is a single zarr array, not a group: drop --key")
         name, arr = "/", node
-    return _chunked(arr, name, label, "array")
+    return _chunked(arr, name, label, "array", "zarr")
 
 
 # ---- Parquet and Arrow IPC
@@ -130,6 +130,7 @@ class _TableReader:
 
     def __init__(self, fmt, path, key, label):
         self.pa = _need("pyarrow", "Parquet and Arrow")
+        self.pc = _need("pyarrow.compute", "Parquet and Arrow")
         self.fmt, self.path, self.label = fmt, path, label
         self.notes: List[str] = []
         self._open(path)
@@ -206,7 +207,7 @@ class _TableReader:
             col = first.column(0) if first is not None else None
             if col is None or col.null_count:
                 return 1
-            return int(self.pa.compute.list_value_length(col).to_numpy()[0])
+            return int(self.pc.list_value_length(col).to_numpy()[0])
         return 1
 
     def _batches(self, names, rows):
@@ -279,7 +280,7 @@ class _TableReader:
             r = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise DataError(f"{self.label} row {done + r + 1}, column '{f.name}' is null (no "
                             "list of values); every row needs one")
-        lengths = self.pa.compute.list_value_length(col).to_numpy(zero_copy_only=False)
+        lengths = self.pc.list_value_length(col).to_numpy(zero_copy_only=False)
         if np.any(lengths != w):
             r = int(np.flatnonzero(lengths != w)[0])
             raise DataError(f"{self.label} row {done + r + 1}, column '{f.name}': "
