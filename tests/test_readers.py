@@ -165,7 +165,12 @@ def test_semicolons_are_detected_and_a_wrong_delimiter_gets_a_hint(tmp_path, X):
     assert doc["data"]["delimiter"] == ";"
     np.testing.assert_allclose(doc["eigenvalues"], cov_eigenvalues(X), rtol=1e-10)
     err = one_error(*cli("spectrum", path, "--delimiter", ","))
-    assert "separated by semicolons" in err and "--delimiter ';'" in err
+    assert "has no commas (the delimiter given) but semicolons" in err
+    assert "--delimiter ';'" in err
+    (tmp_path / "mixed.csv").write_text("a,b\n1;2,3\n")
+    with pytest.raises(DataError, match=r"line 2, column 1 \('a'\): non-numeric value '1;2'; the "
+                                        r"values seem separated by semicolons, not commas"):
+        io.load_array(tmp_path / "mixed.csv")
     (tmp_path / "dec.csv").write_text("a;b\n1,5;2,5\n3,5;4\n")
     err = one_error(*cli("spectrum", tmp_path / "dec.csv"))
     assert "line 2, column 1 ('a'): non-numeric value '1,5'" in err and "decimal" in err

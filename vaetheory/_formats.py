@@ -124,7 +124,7 @@ def _open_zarr(path, key, label):
 # ---- Parquet and Arrow IPC
 
 
-class _TableReader:
+class _TableReader(_vio._Reader):
     """Columns of a Parquet or Arrow table as features, read in row batches; only the fields
     holding selected features are read."""
 
@@ -215,19 +215,6 @@ class _TableReader:
             yield from self.pf.iter_batches(batch_size=rows, columns=names)
         else:
             yield from self.table.select(names).to_batches(max_chunksize=rows)
-
-    # ---- messages
-    def column(self, j):
-        return f"column {j + 1} ('{self.names[j]}')"
-
-    def where(self, row, col):
-        return f"row {row + 1}, {self.column(col)} (counting from 1)"
-
-    def describe(self):
-        return {"format": self.fmt}
-
-    def end_notes(self):
-        return []
 
     # ---- reading
     def blocks(self, cols=None, chunk_rows=None):

@@ -115,6 +115,15 @@ class TextReader:
         texts = [s for _, s in sample]
         self.delimiter = delimiter if delimiter_given else self._sniff(texts)
         first_no, first_line = sample[0]
+        if delimiter_given and self.delimiter is not None and self.delimiter not in first_line:
+            other = next((d for d in _DELIMITERS if d in first_line), None)
+            if other is not None:
+                given = _NAMES.get(self.delimiter, repr(self.delimiter))
+                msg = (f"{label} line {first_no} has no {given} (the delimiter given) but "
+                       f"{_NAMES[other]}")
+                raise DataError(f"{msg}: give delimiter={other!r}, or leave it out to detect it",
+                                cli=f"{msg}: give --delimiter '{_word(other)}', or leave it out "
+                                    "to detect it")
         tokens = [unquote(t) for t in self.split(first_line)]
         self.n_cols = len(tokens)
         self.first_line = first_no

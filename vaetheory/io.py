@@ -294,7 +294,29 @@ def _open_stream(path):
 # ---- readers: one per format, each with blocks(cols, chunk_rows), where(), column()
 
 
-class _ArrayReader:
+class _Reader:
+    """What every binary reader says about itself: cells as ``row R, column C`` counted from 1
+    (with the column's name when it has one), its format, and no end-of-file notes."""
+
+    names = None
+    fmt = "array"
+
+    def column(self, j):
+        if self.names is not None:
+            return f"column {j + 1} ('{self.names[j]}')"
+        return f"column {j + 1}"
+
+    def where(self, row, col):
+        return f"row {row + 1}, {self.column(col)} (counting from 1)"
+
+    def describe(self):
+        return {"format": self.fmt}
+
+    def end_notes(self):
+        return []
+
+
+class _ArrayReader(_Reader):
     """Row blocks of an array-like (ndarray, memmap, h5py dataset, zarr array) of shape
     ``(N, ...)``: slices ``arr[s:e]``, flattened row-wise, columns ``cols`` taken."""
 
@@ -317,20 +339,6 @@ class _ArrayReader:
             if b.ndim != 2:
                 b = b.reshape(b.shape[0], d)
             yield b if cols is None else b[:, cols]
-
-    def column(self, j):
-        if self.names is not None:
-            return f"column {j + 1} ('{self.names[j]}')"
-        return f"column {j + 1}"
-
-    def where(self, row, col):
-        return f"row {row + 1}, {self.column(col)} (counting from 1)"
-
-    def describe(self):
-        return {"format": self.fmt}
-
-    def end_notes(self):
-        return []
 
 
 class _NpyStream(_ArrayReader):
