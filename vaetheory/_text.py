@@ -1,7 +1,7 @@
 """Delimited text (CSV, TSV, whitespace-separated) -> float64 row blocks, read once.
 
 The file (or pipe, or stdin) is read in binary blocks of whole lines (~16 MiB); each block is
-parsed by pyarrow's CSV parser when pyarrow is installed (about 4x faster; bench/bench_io.py) and
+parsed by pyarrow's CSV parser when pyarrow is installed (~2.5x less CPU; bench/bench_io.py) and
 by numpy's C parser (``np.loadtxt`` on the block's lines) otherwise, or whenever pyarrow does not
 accept the block (whitespace-only lines, comment lines, runs of spaces): both give the same
 float64 values (each is correctly rounded), and every error comes from one Python diagnosis of
@@ -33,9 +33,9 @@ _DELIMITER_WORDS = {"comma": ",", "tab": "\t", "\\t": "\t", "semicolon": ";", "p
                     "space": None, "whitespace": None, " ": None}
 READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
 
-#: how a CSV input compares with the same data as .npy (bench/bench_io.py, 10^6 x 100 float64,
-#: CPU time per run): the factor the "convert it once" hint quotes, per parser
-NPY_SPEEDUP = {"pyarrow": 2, "numpy": 5}
+#: CPU of reading a CSV / of reading the same data as .npy (bench/bench_io.py, 10^6 x 100, one
+#: BLAS thread: 12x with pyarrow's parser, 28x with numpy's): what the "convert it once" hint says
+NPY_SPEEDUP = {"pyarrow": 10, "numpy": 25}
 
 
 def show(path):
@@ -92,8 +92,9 @@ class TextReader:
     selected columns block by block. ``notes`` collects what auto-detection was unsure of.
     """
 
-    def __init__(self, fh, label, ext, *, header="auto", delimiter=None, delimiter_given=False):
-        self.fh, self.label, self.ext = fh, label, ext
+    def __init__(self, fh, label, ext, *, header="auto", delimiter=None, delimiter_given=False,
+                 close=None):
+        self.fh, self.label, self.ext, self._close = fh, label, ext, close
         self.notes: List[str] = []
         self.bytes_read = 0
         self._last = None  # (first data row, first line, block text, simple) of the last block
@@ -282,8 +283,16 @@ class TextReader:
                     carry = carry[chunk_rows:]
         except READ_ERRORS as exc:
             raise DataError(f"cannot read {self.label}: {_os_reason(exc)}") from None
+        finally:
+            self.close()
         if carry is not None and carry.shape[0]:
             yield carry
+
+    def close(self):
+        """Close the input (not stdin); the reader reads it once."""
+        if self._close is not None:
+            self._close()
+            self._close = None
 
     def _raw_blocks(self):
         """Blocks of whole lines (newlines normalised to \\n), the first one from the sniffed
@@ -316,9 +325,9 @@ class TextReader:
             return []
         factor = NPY_SPEEDUP["pyarrow" if self._arrow is not None else "numpy"]
         return [f"{self.label} is {self.bytes_read / 2**20:.0f} MiB of text: parsing it is most "
-                f"of this run; convert it once to .npy and later runs read it ~{factor}x cheaper "
-                "(python -c \"import vaetheory.io as v; v.convert('IN.csv', 'OUT.npy')\", "
-                "with the same selection options as keywords)"]
+                f"of this run; convert it once to .npy and later runs read it with ~{factor}x "
+                "less CPU (python -c \"import vaetheory.io as v; v.convert('IN.csv', "
+                "'OUT.npy')\", with the same selection options as keywords)"]
 
     def _parse(self, block, line0, use, width):
         arrow = self._arrow is not None and self._arrow_delim is not None

@@ -42,7 +42,7 @@ Text files:
   (quoted or not; ``nan``/``inf`` parse and are rejected later with their location). Columns
   that are not selected are not parsed: a text column is fine when it is not selected.
 - A file, pipe or stdin is opened once and read once, in ~16 MiB blocks of lines; pyarrow's CSV
-  parser is used when installed (the ``formats`` extra: about 4x faster), numpy's otherwise,
+  parser is used when installed (the ``formats`` extra: ~2.5x less CPU), numpy's otherwise,
   with the same values and the same messages.
 
 Locations in messages and notes, one convention for every format: lines, rows and columns count
@@ -67,8 +67,8 @@ What a model reads -- which file(s), array, columns, quadrant, and whether it is
 Column selections and the paper's conditional (CVAE) image task: :func:`parse_columns`,
 :func:`parse_image_shape`, :func:`quadrant_columns`. Bundled real data: :func:`load_digits`
 (the UCI 8x8 handwritten digits, CC BY 4.0; ``vaetheory/data/DIGITS_LICENSE.txt``).
-:func:`convert` writes a selection to a new .npy file once (later runs read it ~5x cheaper than
-a CSV).
+:func:`convert` writes a selection to a new .npy file once (later runs read it 10-25x cheaper
+than the CSV; bench/bench_io.py).
 """
 
 from __future__ import annotations
@@ -350,6 +350,7 @@ class _NpyStream(_ArrayReader):
         self.fh, self.label, self.fmt = fh, label, "npy"
         self.shape, self.fortran, self.dtype = tuple(shape), fortran, dtype
         self.seekable, self.offset = seekable, offset
+        self.stdin = label == "<stdin>"
         self.n_rows, self.n_cols, self.align, self.names = n, d, 1, None
         self.notes = []
         self._whole = None
@@ -379,6 +380,9 @@ class _NpyStream(_ArrayReader):
                 yield buf if cols is None else buf[:, cols]
         except (OSError, EOFError) as exc:
             raise DataError(f"cannot read {self.label} as .npy: {_reason(exc)}") from None
+        finally:
+            if self.stdin is False:
+                self.fh.close()
 
     def _fortran_blocks(self, rows, cols):
         n, d = self.n_rows, self.n_cols
@@ -521,9 +525,15 @@ def _open_reader(path, *, key=None, header="auto", delimiter=None, fmt=None, lab
         if gz or head.startswith(_GZIP_MAGIC):
             stream = gzip.GzipFile(fileobj=fh, mode="rb")
         ext = "." + fmt if fmt else None
+
+        def close():
+            stream.close()
+            if path != STDIN:
+                fh.close()
+
         return _text.TextReader(stream, shown, ext, header=header,
                                 delimiter=parse_delimiter(delimiter),
-                                delimiter_given=delimiter is not None)
+                                delimiter_given=delimiter is not None, close=close)
     except BaseException:
         if fh is not None and path != STDIN:
             fh.close()
@@ -1092,7 +1102,7 @@ class Selection:
     def __post_init__(self):
         object.__setattr__(self, "header", _check_header(self.header))
         parse_delimiter(self.delimiter)
-        _format_of(self.source, self.format) if self.format is not None else None
+        _check_format(self.format)
         stdin = [n for n, v in (("source", self.source), ("y", self.y))
                  if v is not None and not isinstance(v, np.ndarray) and os.fspath(v) == STDIN]
         if len(stdin) > 1:
@@ -1293,8 +1303,9 @@ def _npy_header_bytes(dtype, shape, width=None):
 def convert(source, out, *, dtype=np.float64, **selection) -> dict:
     """Write the rows a :class:`Selection` reads to a new ``.npy`` file, in one streaming pass.
 
-    A text file is parsed once here; later runs memory-map the .npy instead (about 5x cheaper
-    than parsing the CSV again without pyarrow, 2x with it; bench/bench_io.py).
+    A text file is parsed once here; later runs memory-map the .npy instead: reading 10^6 x 100
+    values then costs ~1/25 of the CPU of parsing the CSV with numpy, ~1/10 with pyarrow
+    (bench/bench_io.py, one BLAS thread).
 
     Parameters
     ----------
