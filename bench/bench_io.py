@@ -162,7 +162,8 @@ def main():
         csv, npy = write_files(d, args.rows, args.cols)
         print(f"BLAS threads: {args.blas_threads or 'default'}; "
               f"{args.rows} x {args.cols}: CSV {os.path.getsize(csv) / 2**20:.0f} MiB, .npy "
-              f"{os.path.getsize(npy) / 2**20:.0f} MiB (written in {time.perf_counter() - t:.0f} s)")
+              f"{os.path.getsize(npy) / 2**20:.0f} MiB "
+              f"(written in {time.perf_counter() - t:.0f} s)")
         results = {}
         for _ in range(args.repeat):
             for m in METHODS:

@@ -334,6 +334,8 @@ def test_stdin(tmp_path, X):
         assert doc["data"]["format"] == ("npy" if fmt == "npy" else "text")
         ref = X.astype(np.float32) if fmt == "npy" else X
         np.testing.assert_allclose(doc["eigenvalues"], cov_eigenvalues(ref), rtol=1e-6)
+    code, out, err = cli("spectrum", "-", input=text)  # the table says how stdin was read
+    assert code == 0 and "data: <stdin> (read as comma-separated text with a header line" in out
     code, out, err = cli("predict", "-", "-d", "2", "--format", "tsv", "--json",
                          input=text.replace(b",", b"\t"))
     assert code == 0 and json.loads(out)["data"]["format"] == "tsv"
@@ -522,7 +524,8 @@ def test_pandas_index_columns_of_parquet_are_not_features(tmp_path):
     import pyarrow.parquet as pq
 
     meta = {b"pandas": json.dumps({"index_columns": ["__index_level_0__"]}).encode()}
-    t = pa.table({"x": [1.0, 2.0, 4.0], "__index_level_0__": [10, 11, 12]}).replace_schema_metadata(meta)
+    t = pa.table({"x": [1.0, 2.0, 4.0], "__index_level_0__": [10, 11, 12]})
+    t = t.replace_schema_metadata(meta)
     pq.write_table(t, tmp_path / "p.parquet")
     np.testing.assert_array_equal(io.load_array(tmp_path / "p.parquet"), [[1], [2], [4]])
 

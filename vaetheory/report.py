@@ -189,6 +189,13 @@ def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
 def data_sentence(info: dict) -> str:
     """One sentence about the data: source, samples, centring, rank (from the info dict)."""
     parts = [f"data: {info.get('source', '?')}"]
+    if info.get("source") == "<stdin>":  # say how standard input was read (it has no name)
+        how = info.get("format", "?")
+        if how in ("text", "csv", "tsv", "txt") and info.get("delimiter"):
+            sep = {",": "comma", "tab": "tab", "whitespace": "whitespace"}.get(
+                info["delimiter"], repr(info["delimiter"]))
+            how = f"{sep}-separated text" + (" with a header line" if info.get("header") else "")
+        parts[0] += f" (read as {how}; --format chooses)"
     n = info.get("n_samples")
     if info.get("spectrum_kind") == "residual":
         parts.append(f"{n} samples; x = {info.get('x_dim')} columns, y = {info.get('y_dim')} columns"
