@@ -469,7 +469,7 @@ def test_usage_errors_exit_2(files, args, match):
     (["predict", "{d}/missing.npy", "-d", 2], "no such file"),
     (["predict", "{d}", "-d", 2], "is a directory"),
     (["predict", "{d}/bad.npy", "-d", 2], "not a NumPy .npy file"),
-    (["predict", "{d}/nan.npy", "-d", 2], "contains 2 non-finite value(s) (NaN or inf); first at row 5, column 2"),
+    (["predict", "{d}/nan.npy", "-d", 2], "contains 2 non-finite value(s) (NaN or inf); first at row 6, column 3 (counting from 1)"),
     (["predict", "{d}/text.csv", "-d", 2], "non-numeric value 'oops'"),
     (["predict", "{d}/one.npy", "-d", 1], "--no-center"),
     (["predict", "{d}/cx.npy", "--model", "cvae", "--y", "{d}/cy_short.npy", "-d", 2],
@@ -490,7 +490,7 @@ def test_nan_location_is_in_file_coordinates_after_column_selection(files, tmp_p
     joint[7, 8] = np.nan
     np.save(tmp_path / "j.npy", joint)
     err = fails(1, "predict", tmp_path / "j.npy", "--model", "cvae", "--y-cols", "8,6", "-d", 1)
-    assert "first at row 7, column 8" in err
+    assert "first at row 8, column 9 (counting from 1)" in err  # joint[7, 8]
     # a NaN in a column that is not used is no error
     ok("predict", tmp_path / "j.npy", "--model", "cvae", "--x-cols", "0:6", "--y-cols", "6:8",
        "-d", 1)

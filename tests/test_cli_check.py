@@ -224,13 +224,13 @@ def test_sgd_mode_reads_the_file_once(data, monkeypatch):
     from vaetheory import io as vio
 
     calls = []
-    real = vio.iter_chunks
+    real = vio._open_reader
 
     def counting(*a, **k):
         calls.append(a[0])
         return real(*a, **k)
 
-    monkeypatch.setattr(vio, "iter_chunks", counting)
+    monkeypatch.setattr(vio, "_open_reader", counting)
     r = run("check", data / "x.npy", "-d", "2", "--mode", "sgd", "--epochs", "3", "--json")
     assert r.exit_code in (0, 4), r.stderr
     assert len(calls) == 1, calls

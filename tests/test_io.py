@@ -63,11 +63,14 @@ def test_fortran_ordered_images_are_still_flattened_row_wise(tmp_path):
     np.testing.assert_array_equal(np.concatenate(list(chunks)), want)
 
 
-def test_vector_npy_is_one_feature(tmp_path):
+def test_vector_npy_is_refused_with_a_reshape_hint(tmp_path):
+    # scikit-learn's convention: a 1-d array is ambiguous (N samples of 1 feature, or 1 sample)
     np.save(tmp_path / "v.npy", np.arange(7.0))
-    got = io.load_array(tmp_path / "v.npy")
-    assert got.shape == (7, 1)
-    np.testing.assert_array_equal(got[:, 0], np.arange(7.0))
+    msg = raises_one_line(io.load_array, tmp_path / "v.npy", match=r"v\.npy' holds a 1-d array")
+    assert "7 values" in msg and "X.reshape(-1, 1)" in msg and "X.reshape(1, -1)" in msg
+    np.savez(tmp_path / "v.npz", a=np.arange(3))
+    raises_one_line(io.load_array, tmp_path / "v.npz", match="1-d array.*reshape")
+    raises_one_line(lambda: io.Selection(np.arange(5.0)).open(), match="1-d array.*reshape")
 
 
 def test_npz_with_and_without_key(tmp_path):
@@ -142,7 +145,8 @@ def test_text_errors_name_file_line_and_column(tmp_path, name, text, pattern):
     raises_one_line(io.load_array, tmp_path / name, match=pattern)
 
 
-def test_error_deep_in_a_large_text_file_is_raised_while_streaming(tmp_path):
+def test_error_deep_in_a_large_text_file_is_raised_while_streaming(tmp_path, monkeypatch):
+    monkeypatch.setattr(io._text, "BLOCK_BYTES", 512)  # text is read and parsed in 512-byte blocks
     lines = ["a,b"] + [f"{i},{2 * i}" for i in range(500)]
     lines[401] = "400,??"  # file line 402
     path = write(tmp_path / "big.csv", "\n".join(lines) + "\n")
@@ -164,8 +168,8 @@ def test_binary_garbage_in_a_text_file(tmp_path):
 def test_file_errors(tmp_path):
     raises_one_line(io.load_array, tmp_path / "missing.npy", match=r"missing\.npy'.*no such file")
     raises_one_line(io.load_array, tmp_path, match="directory")
-    (tmp_path / "x.parquet").write_bytes(b"PAR1")
-    msg = raises_one_line(io.load_array, tmp_path / "x.parquet", match=r"x\.parquet.*unsupported")
+    (tmp_path / "x.xlsx").write_bytes(b"PK")
+    msg = raises_one_line(io.load_array, tmp_path / "x.xlsx", match=r"x\.xlsx.*unsupported")
     for ext in io.SUPPORTED:
         assert ext in msg
     raises_one_line(io.iter_chunks, tmp_path / "nothing.csv", match="no such file")

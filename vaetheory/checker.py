@@ -58,7 +58,7 @@ from scipy.optimize import minimize
 
 from . import settings as _settings
 from ._numerics import (Adam, collapsed_to_prior, kl_per_dim, pad_sorted, psd_eigh,
-                        sorted_singular_values, zero_mean)
+                        rank_tolerance, sorted_singular_values, zero_mean)
 from ._validation import latent_dim as _latent_dim
 from .errors import ParameterError, Verdict
 from .losses import _cvae_core, _mhvae_core, _vae_core, pack as _pack, unpack_shapes as _unpack
@@ -471,7 +471,10 @@ class _CVAEProblem(_Problem):
         D2 = Z.shape[0] - self.x_dim
         self.rms = float(np.sqrt(np.sum(self.Zy ** 2) / max(D2, 1))) or 1.0
         Ux, Sx, Vxt = np.linalg.svd(self.Zx, full_matrices=False)
-        keep = Sx > (Sx[0] if Sx.size else 0.0) * max(self.Zx.shape) * np.finfo(float).eps
+        # range(x) by the rank rule of the closed form's A^+ (docs/theory.md §0.3, §4): on the
+        # eigenvalues Sx^2 of A, not on Sx -- a near-null x direction (noise ~eps |A|) would let
+        # the exact least-squares U2 regress y on noise with a huge coefficient
+        keep = Sx * Sx > rank_tolerance(Sx[0] ** 2 if Sx.size else 0.0, self.x_dim)
         self._Vxt = Vxt[keep]                                  # rows spanning range(x^T)
         self._x_back = (Ux[:, keep] / Sx[keep]).T               # U2 = (U2 Ux Sx) Sx^-1 Ux^T
         return {"Gt": (self.d1, self.k)}, {"Gt": self.h["eta_enc"]}

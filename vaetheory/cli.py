@@ -45,6 +45,8 @@ PROGRESS_BYTES = 4 << 20
 #: options that select the data of a conditional model (x and y), and of the others
 _PAIR_OPTIONS = ("y", "y_key", "x_cols", "y_cols", "quadrant", "image_shape")
 _DATA_OPTIONS = ("key", "cols") + _PAIR_OPTIONS
+#: options that say how files are read (every model)
+_READ_OPTIONS = ("header", "delimiter", "format")
 #: options that may not apply to a model, in the order a message lists them
 _MODEL_SPECIFIC = _PAIR_OPTIONS + ("beta1", "beta2", "sigma1", "sigma2", "latent_dim2", "beta",
                                    "sigma", "cols")
@@ -191,6 +193,12 @@ DIMS = LatentDims()
 # options
 
 
+def _delimiter(ctx, param, value):
+    if value is not None:
+        vio.parse_delimiter(value)  # a ParameterError naming --delimiter
+    return value
+
+
 def data_options(f):
     """Model choice, centring and the data-selection options (files, columns, quadrants, --key)."""
     decorators = [
@@ -201,7 +209,21 @@ def data_options(f):
                      help="Centre the data (covariances; = a model with encoder and decoder "
                           "biases) or use raw second moments (the bias-free model)."),
         click.option("--key", default=None, metavar="NAME",
-                     help="Array name inside an .npz DATA file (CVAE default: 'x' and 'y')."),
+                     help="Array name inside an .npz DATA file (CVAE default: 'x' and 'y'); "
+                          "the dataset of an HDF5 file, the array of a zarr group, the column "
+                          "name(s) of a Parquet/Arrow file (a comma list)."),
+        click.option("--format", "format", default=None,
+                     type=click.Choice(vio.FORMATS, case_sensitive=False),
+                     help="Read DATA as this format instead of by its extension (DATA '-' is "
+                          "stdin: default recognised from its first bytes, else text)."),
+        click.option("--header", default=None,
+                     type=click.Choice(vio.HEADER_CHOICES, case_sensitive=False),
+                     help="Text files: is the first line a header (column names)? auto: when a "
+                          "field is not a number, or the fields are 0,1,...,D-1 (pandas) "
+                          "[default: auto]."),
+        click.option("--delimiter", default=None, metavar="CHAR", callback=_delimiter,
+                     help="Text files: the field separator, e.g. ';' or tab or whitespace "
+                          "(default: detected; ',' for .csv, tab for .tsv)."),
         click.option("--cols", default=None, metavar="SEL",
                      help="vae/mhvae: use only these columns of DATA, 0-based, end excluded "
                           "(e.g. '0:64' or ':-1' to drop a trailing label column)."),
@@ -441,9 +463,11 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     model = kw.pop("model", "vae") or "vae"
     center = kw.pop("center", True)
     data = {k: kw.pop(k, None) for k in _DATA_OPTIONS}
+    reading = {k: kw.pop(k, None) for k in _READ_OPTIONS}
     raw = {k: kw.pop(k, None) for k in ("variance", "latent_dim", "latent_dim2") + _HYPER_OPTIONS}
     given = {**{k: v for k, v in raw.items() if v is not None},
-             **{k: v for k, v in data.items() if v is not None}}
+             **{k: v for k, v in data.items() if v is not None},
+             **{k: v for k, v in reading.items() if v is not None}}
     _check_applicable(model, given)
     conditional = vs.get(model, vs.VARIANCES[model][0]).spectrum_kind == "residual"
     if data["image_shape"] is not None and data["quadrant"] is None:
@@ -454,7 +478,10 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
                      "--y/--x-cols/--y-cols")
     pair_args = {k: data[k] for k in _PAIR_OPTIONS} if conditional else {}
     selection = vio.Selection(source, key=data["key"], cols=None if conditional else data["cols"],
-                              conditional=conditional, center=center, label=label, **pair_args)
+                              conditional=conditional, center=center, label=label,
+                              header=reading["header"] or "auto",
+                              delimiter=reading["delimiter"], format=reading["format"],
+                              **pair_args)
     opts = Options(model, selection, None, given)
     if data_only:
         return opts
@@ -508,7 +535,7 @@ def _settings_doc(opts: Options) -> dict:
         v = req.vectors.get(name)
         if v is not None:
             out[name] = float(v[0]) if v.size == 1 else v
-    for name in ("key", "cols", "y", "y_key", "x_cols", "y_cols", "quadrant"):
+    for name in ("key", "cols", "y", "y_key", "x_cols", "y_cols", "quadrant") + _READ_OPTIONS:
         if opts.given.get(name) is not None:
             out[name] = opts.given[name]
     if sel.image_shape is not None:
@@ -545,7 +572,11 @@ def _spectrum(selection, as_json, with_basis=False):
     def bar(total, nbytes):
         return _progress_bar(show and nbytes > PROGRESS_BYTES, total, f"reading {selection.name}")
 
-    return load_spectrum(selection, with_basis=with_basis, progress=bar)
+    spec = load_spectrum(selection, with_basis=with_basis, progress=bar)
+    if not as_json:  # what the reader was unsure of (under --json: the document's notes)
+        for note in (spec.provenance or {}).get("notes", []):
+            click.echo("warning: " + _one_line(note), err=True)
+    return spec
 
 
 def _solutions(opts: Options, as_json, with_basis=False, selection=None):
@@ -693,8 +724,9 @@ def main():
     """Closed-form posterior-collapse predictions for linear VAEs, CVAEs and two-latent
     hierarchical VAEs, from a dataset's spectrum.
 
-    Start with `vaetheory demo`. Data files: .npy, .npz, .csv/.tsv/.txt (optionally .gz); rows are
-    samples, images are flattened row-wise. Exit codes: 0 ok, 1 data error, 2 usage error;
+    Start with `vaetheory demo`. Data files: .npy, .npz, .csv/.tsv/.txt (optionally .gz), '-'
+    for stdin; with the formats extra .h5, .zarr, .parquet, .arrow. Rows are samples, images are
+    flattened row-wise. Exit codes: 0 ok, 1 data error, 2 usage error;
     `check` (and `predict --check`): 3 REFUTED, 4 INCONCLUSIVE.
     """
 

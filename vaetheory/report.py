@@ -173,6 +173,7 @@ def spectrum_document(spectrum, info: Optional[dict] = None, top: Optional[int] 
     }
     if spectrum.kind == "residual":
         doc["x_dim"] = spectrum.x_dim
+    doc["notes"] = document_notes(info)
     if info:
         doc["data"] = {k: v for k, v in info.items() if k not in doc}
     return doc
@@ -205,6 +206,13 @@ def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
 def data_sentence(info: dict) -> str:
     """One sentence about the data: source, samples, centring, rank (from the info dict)."""
     parts = [f"data: {info.get('source', '?')}"]
+    if info.get("source") == "<stdin>":  # say how standard input was read (it has no name)
+        how = info.get("format", "?")
+        if how in ("text", "csv", "tsv", "txt") and info.get("delimiter"):
+            sep = {",": "comma", "tab": "tab", "whitespace": "whitespace"}.get(
+                info["delimiter"], repr(info["delimiter"]))
+            how = f"{sep}-separated text" + (" with a header line" if info.get("header") else "")
+        parts[0] += f" (read as {how}; --format chooses)"
     n = info.get("n_samples")
     if info.get("spectrum_kind") == "residual":
         parts.append(f"{n} samples; x = {info.get('x_dim')} columns, y = {info.get('y_dim')} columns"
@@ -254,6 +262,21 @@ def notes_of(solutions: Iterable) -> List[str]:
     return out
 
 
+def document_notes(info: Optional[dict], solutions: Iterable = ()) -> List[str]:
+    """The notes of a JSON document: the reader's (``info["notes"]``: what it was unsure of,
+    e.g. a header or an index column) first, then those of the solutions, each once."""
+    out = list((info or {}).get("notes", []))
+    for note in notes_of(solutions):
+        if note not in out:
+            out.append(note)
+    return out
+
+
+def _data(info: dict) -> dict:
+    """The ``data`` object: the provenance without its notes (they are the document's)."""
+    return {k: v for k, v in dict(info or {}).items() if k != "notes"}
+
+
 def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None,
                      checks: Optional[Sequence[dict]] = None) -> dict:
     """The JSON document of ``vaetheory predict`` (schema: README.md, "JSON output").
@@ -275,11 +298,11 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "rank": int(spec.rank),
         "dim": int(spec.dim),
         "trace": spec.trace,
-        "data": dict(info),
+        "data": _data(info),
         "settings": dict(settings or {}),
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
-        "notes": notes_of(solutions),
+        "notes": document_notes(info, solutions),
         "points": _with_checks([point_dict(sol, idx) for sol in solutions
                                 for idx in grid_indices(sol)], checks),
     }
@@ -537,10 +560,10 @@ def thresholds_document(solutions: Sequence, info: dict, settings: dict, points:
             "centered": first.spectrum.centered, "n_samples": first.spectrum.n_samples,
             "spectrum_units": spectrum_units(first.spectrum),
             "spectrum": spectrum_values(first.spectrum),
-            "data": info, "settings": settings,
+            "data": _data(info), "settings": settings,
             "critical_latent": critical_latent(first),
             "critical_direction": dict(first.critical_direction),
-            "notes": notes_of(solutions), "points": points}
+            "notes": document_notes(info, solutions), "points": points}
 
 
 def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) -> Table:
@@ -773,7 +796,7 @@ def numerical_document(results: Sequence[Tuple[dict, object]], info: dict, setti
         "covered_by_theory": False, "centered": spectrum.centered,
         "n_samples": spectrum.n_samples, "spectrum": spectrum_values(spectrum),
         "spectrum_units": spectrum_units(spectrum), "spectrum_kind": spectrum.kind,
-        "data": dict(info), "settings": dict(settings),
+        "data": _data(info), "settings": dict(settings), "notes": document_notes(info),
         "points": [{"params": params, "numerical": num.to_dict(),
                     "check": {"mode": "exact", "verdict": Verdict.NUMERICAL,
                               "seconds": num.seconds}}
