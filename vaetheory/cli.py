@@ -40,7 +40,7 @@ from . import settings as vs
 from ._grid import MAX_GRID_POINTS, blocks, parse_ints, parse_values, parse_vector, solve_points
 from ._resources import require, solution_bytes
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, NotCoveredError, ParameterError,
-                     VaetheoryError)
+                     ResourceError, VaetheoryError)
 from .moments import load_spectrum
 
 __all__ = ["main", "model_options", "data_options", "Options", "parse_options"]
@@ -693,10 +693,14 @@ def _predict_points(opts: Options, sols, checks=None):
 def _console():
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self):  # rich exits 1 here; the contract is one rule for every output
+            raise _PipeClosed()
+
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 160  # files and pipes have no width; do not squeeze tables into 80 columns
-    return Console(highlight=False, markup=False, emoji=False, width=width)
+    return _Console(highlight=False, markup=False, emoji=False, width=width)
 
 
 def _say(console, text, style=None):
@@ -819,8 +823,15 @@ def _write_matrices(path, sol, force):
     meta = report.dumps({"model": sol.model, "variance": sol.variance, "theorem": sol.theorem,
                          "params": report.point_params(sol, tuple(0 for _ in sol.grid_shape)),
                          "notes": list(sol.notes)}, indent=None)
-    with open(path, "wb" if force else "xb") as fh:
-        np.savez(fh, **mats, meta=np.array(meta))
+    existed = os.path.exists(path)
+    try:
+        with open(path, "wb" if force else "xb") as fh:
+            np.savez(fh, **mats, meta=np.array(meta))
+    except OSError as exc:  # disk full, permission denied, read-only file system
+        if not existed:  # a partial file we created; never remove one the user had
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise ResourceError(f"cannot write --matrices {path!r}: {exc.strerror or exc}") from exc
     return sorted(mats)
 
 
@@ -906,8 +917,7 @@ def _refuse_unused(names, why):
     """Options that would be silently ignored are a usage error (exit 2) naming them."""
     given = _given_on_command_line(names)
     if given:
-        flags = ", ".join(_flag(n) for n in given)
-        raise _usage(f"{flags} {'has' if len(given) == 1 else 'have'} no effect {why}")
+        raise _usage(f"{', '.join(_flag(n) for n in given)}: {why}")
 
 
 #: options of each checker mode (the others are refused in that mode)
@@ -948,7 +958,8 @@ def predict(data, as_json, detail, all_rows, matrices, force, do_check, **kw):
     """
     copts = _pop_checker_kwargs(kw)
     if not do_check:
-        _refuse_unused(("restarts", "seed") + _EXACT_ONLY[1:], "without --check")
+        _refuse_unused(("restarts", "seed") + _EXACT_ONLY[1:],
+                       "only used with --check (the exact checker); add --check or drop it")
     if force and matrices is None:
         raise _usage("--force has no effect without --matrices")
     opts = parse_options(data, kw)
@@ -1212,13 +1223,15 @@ def check(data, as_json, **kw):
             raise _usage("--mode sgd compares training with a closed form; this setting has none "
                          "(use --mode exact for its numerical optimum)")
         _refuse_unused(_SGD_ONLY + ("tol", "tol_sv"),
-                       "on a setting without a closed form (its numerical optimum has no verdict "
-                       "and no training run)")
+                       "not used for a setting without a closed form (its numerical optimum has "
+                       "no verdict to set a tolerance for, and no training run)")
         return _check_open(data, opts, copts, as_json)
     if mode == "exact":
-        _refuse_unused(_SGD_ONLY, "with --mode exact (they set stochastic training: --mode sgd)")
+        _refuse_unused(_SGD_ONLY, "only used by --mode sgd (stochastic training); drop it, or "
+                                  "add --mode sgd")
     else:
-        _refuse_unused(_EXACT_ONLY, "with --mode sgd (they set the exact checker: --mode exact)")
+        _refuse_unused(_EXACT_ONLY, "only used by --mode exact (the exact checker); drop it, or "
+                                    "use --mode exact")
     settings = _settings_doc(opts)
     lr = elr = None
     if mode == "exact":
