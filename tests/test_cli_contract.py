@@ -391,3 +391,20 @@ def test_narrow_terminals_never_split_a_number(data, args):
         return [NUMBER.findall(line) for line in text.splitlines() if line.startswith("│")]
 
     assert cells(narrow) == cells(wide)  # every table row, every number, whole
+
+
+def test_a_huge_latent_dim_is_a_table_of_a_few_rows(data):
+    # small.npy has 5 features: modes 6..100000 carry no variance and are all alike
+    r = run("thresholds", data / "small.npy", "-d", "100000")
+    rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
+    assert r.exit_code == 0 and len(rows) == 6
+    assert rows[-1].split("│")[1].strip() == "6-100000"
+    r = run("predict", data / "small.npy", "-d", "100000", "--detail")
+    assert r.exit_code == 0 and "6-100000" in r.stdout
+
+
+def test_an_alias_error_names_the_word_the_user_typed(data):
+    r = run("predict", data / "small.npy", "--model", "mhvae", "--variance", "learnable", "-d",
+            "2", "--sigma2", "0.5")
+    assert r.exit_code == 2
+    assert "--variance fixed (= sigma2-fixed)" in one_error_line(r.stderr)

@@ -21,6 +21,7 @@ traceback).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import math
 import os
@@ -469,6 +470,10 @@ def _resolve_variance(model, variance, given):
         if setting.sigma1_entropy:
             raise _usage(f"--variance {variance} learns Sigma1 and Sigma2: drop --sigma1/--sigma2")
         fixed = vs.resolve(model, None, given=[name])
+        aliases = {v: k for k, v in vs._ALIASES.get(model, {}).items()}
+        if variance in vs._ALIASES.get(model, {}):  # the user's word for it, then ours
+            fixed = dataclasses.replace(fixed, variance=f"{aliases[fixed.variance]} (= "
+                                                        f"{fixed.variance})")
         if name == "sigma":
             raise _usage(f"--sigma is the fixed encoder std: it needs --variance {fixed.variance} "
                          f"(with --variance {variance} the stds are learned)")
@@ -549,6 +554,8 @@ def _settings_doc(opts: Options) -> dict:
     """The options as given, for the JSON ``settings``."""
     req, sel = opts.request, opts.selection
     out = {"model": req.setting.model, "variance": req.setting.variance, "center": sel.center,
+           **({"variance_given": opts.given["variance"]}
+              if opts.given.get("variance") not in (None, req.setting.variance) else {}),
            "grid": {k: v for k, v in req.axes.items()},
            "grid_shape": list(req.grid_shape), "latent_dims": list(req.latent_dims)}
     if req.latent_dims2 is not None:

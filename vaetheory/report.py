@@ -686,10 +686,8 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
         rules.append(f"{name} {sign} {name}*")
     if rules:
         table.caption += f"; {critical_latent(sol)} mode i is active while " + ", ".join(rules)
-    for i in range(width):
-        row = [str(i + 1), fmt(vals[i])]
-        row += [fmt(c[i]) if i < c.size else "" for c in cols]
-        table.add_row(*row)
+    _add_mode_rows(table, ([fmt(vals[i])] + [fmt(c[i]) if i < c.size else "" for c in cols]
+                           for i in range(width)), width)
     return table
 
 
@@ -753,10 +751,24 @@ def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False
             c = np.where(c > 0, c, np.nan)
         cols.append(c)
     active = _active(sol, idx, latent)
-    for i in range(d):
-        table.add_row(str(i + 1), fmt(vals[i]), *[fmt(c[i]) for c in cols],
-                      style=None if i < active else "dim")
+    _add_mode_rows(table, ([fmt(vals[i]), *[fmt(c[i]) for c in cols]] for i in range(d)),
+                   d, style=lambda i: None if i < active else "dim")
     return table
+
+
+def _add_mode_rows(table, rows, n, style=lambda i: None):
+    """One row per mode (``rows`` yields the cells after the mode number), except that a run of
+    more than two identical last rows -- the modes past the data's rank, all alike -- is one
+    row ``a-b``: a latent dim of 10^6 is a table of a few rows, not 10^6."""
+    cells = list(rows)
+    tail = n
+    while tail > 1 and cells[tail - 2] == cells[n - 1] and style(tail - 2) == style(n - 1):
+        tail -= 1
+    last = n if n - tail < 2 else tail - 1
+    for i in range(last):
+        table.add_row(str(i + 1), *cells[i], style=style(i))
+    if last < n:
+        table.add_row(f"{last + 1}-{n}", *cells[n - 1], style=style(n - 1))
 
 
 def keep_answer(sol, idx, k: int, param: str) -> dict:
