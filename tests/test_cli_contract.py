@@ -64,7 +64,7 @@ def data(tmp_path_factory):
 # 16.8: exit codes and stderr
 
 
-def _interrupt(args, *, group, delay=3.0):
+def _interrupt(args, *, group, delay=2.0):
     p = subprocess.Popen([sys.executable, "-m", "vaetheory", *map(str, args)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT,
                          start_new_session=True)
