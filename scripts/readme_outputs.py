@@ -162,11 +162,12 @@ _VOLATILE = re.compile(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
 
 def normalise(name: str, text: str) -> str:
-    """Text to compare: the checker's blocks with every number masked (seconds, loss gaps and
-    sv errors depend on the machine and BLAS); the verdicts and counts stay in the words."""
+    """Text to compare: the checker's blocks with every number masked and runs of spaces made
+    one (seconds, loss gaps and sv errors depend on the machine and BLAS, and change the column
+    widths); the verdicts, the words and the layout stay."""
     if not BLOCKS[name].slow:
         return text
-    return "\n".join(_VOLATILE.sub("#", line) if line.startswith("│") else line
+    return "\n".join(re.sub(r"([ ━─])\1+", r"\1", _VOLATILE.sub("#", line))
                      for line in text.split("\n"))
 
 

@@ -904,8 +904,9 @@ def main():
     hierarchical VAEs, from a dataset's spectrum.
 
     Start with `vaetheory demo`. Data files: .npy, .npz, .csv/.tsv/.txt (optionally .gz); rows are
-    samples, images are flattened row-wise. Exit codes: 0 ok, 1 data error, 2 usage error;
-    `check` (and `predict --check`): 3 REFUTED, 4 INCONCLUSIVE.
+    samples, images are flattened row-wise. Exit codes: 0 ok, 1 data or resource error, 2 usage
+    error; `check` (and `predict --check`): 3 REFUTED, 4 INCONCLUSIVE; 130 interrupted; 141 the
+    reader of the output went away (| head).
     """
 
 
