@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vaetheory import cli
 from vaetheory.cli import main
 
 CONTRACT = ("verdict", "loss_gap", "max_singular_value_error", "restarts_matching", "seconds")

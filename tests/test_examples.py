@@ -6,7 +6,6 @@ predicted, never with hard-coded values, so a change in the library or the data 
 example's agreement fails here.
 """
 
-import numpy as np
 import pytest
 
 from _examples import load

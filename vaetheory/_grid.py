@@ -12,7 +12,14 @@ Syntax of one option value (items separated by commas, each item one of):
 (:func:`make_grid`, ``numpy.meshgrid(indexing="ij")``): one theory call covers the whole grid.
 
 Every problem raises :class:`~vaetheory.errors.ParameterError` (a ``ValueError``) with one line
-naming the option.
+naming the option. Sizes are checked before anything is allocated: an option with more than
+:data:`MAX_GRID_POINTS` values is refused while parsing (``1:10:1000000000`` never reaches
+``numpy.linspace``), and :func:`make_grid` checks the product before ``numpy.meshgrid``.
+
+Large grids are solved in pieces: :func:`point_values` gives the hyperparameters of any set of
+grid points (C-order indices) as flat arrays, and :func:`solve_points` the closed form at exactly
+those points -- the theory is elementwise over the grid (docs/theory.md: each point's optimum
+depends on that point's hyperparameters only), so a piece gives the same numbers as the whole.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["parse_values", "parse_ints", "parse_vector", "make_grid", "MAX_GRID_POINTS"]
+__all__ = ["parse_values", "parse_ints", "parse_vector", "make_grid", "MAX_GRID_POINTS",
+           "point_values", "solve_points", "blocks"]
 
 MAX_GRID_POINTS = 1_000_000
 
@@ -55,12 +63,14 @@ def parse_values(text: str, name: str) -> np.ndarray:
     if text is None or not str(text).strip():
         raise ParameterError(f"{name}: empty value")
     out = []
+    count = 0
     for item in str(text).split(","):
         if not item.strip():
             raise ParameterError(f"{name}: {text!r} has an empty item (stray comma?)")
         parts = [p.strip() for p in item.split(":")]
         if len(parts) == 1:
             out.append(_number(parts[0], name, item))
+            count += 1
             continue
         log = parts[0].lower() == "log"
         if log:
@@ -71,6 +81,10 @@ def parse_values(text: str, name: str) -> np.ndarray:
                              "(n values from a to b inclusive)")
         a, b = _number(parts[0], name, item), _number(parts[1], name, item)
         n = _count(parts[2], name, item)
+        count += n
+        if count > MAX_GRID_POINTS:  # before numpy allocates the values
+            raise ParameterError(f"{name}: {text.strip()!r} gives at least {count} values; a grid has "
+                                 f"at most {MAX_GRID_POINTS} points")
         if log:
             if a <= 0 or b <= 0:
                 raise ParameterError(f"{name}: log-spaced range {item.strip()!r} needs a, b > 0")
@@ -126,3 +140,33 @@ def make_grid(axes: Dict[str, Sequence[float]]) -> Tuple[Tuple[int, ...], Dict[s
                          f"({' x '.join(str(s) for s in shape)}); at most {MAX_GRID_POINTS} are allowed")
     grids = np.meshgrid(*values, indexing="ij") if values else []
     return shape, dict(zip(names, grids))
+
+
+def point_values(axes: Dict[str, np.ndarray], flat) -> Dict[str, np.ndarray]:
+    """The axis values at grid points ``flat`` (C-order indices into the outer product of
+    ``axes``), as 1-d arrays of ``len(flat)``: the grid of those points alone."""
+    names = list(axes)
+    shape = tuple(np.asarray(axes[n]).size for n in names)
+    flat = np.asarray(flat, dtype=np.intp).ravel()
+    idx = np.unravel_index(flat, shape) if names else ()
+    return {n: np.asarray(axes[n], dtype=np.float64).ravel()[i] for n, i in zip(names, idx)}
+
+
+def solve_points(request, spectrum, d1, d2, flat):
+    """The closed-form :class:`~vaetheory.theory.Solution` of ``request`` at the grid points
+    ``flat`` only (C-order indices of ``request``'s grid), for latent dims ``(d1, d2)``.
+
+    Its grid is one axis over those points, in the order given; every number equals the one the
+    whole grid's solution has at that point.
+    """
+    kw = point_values(request.axes, flat)
+    for name, v in request.vectors.items():
+        kw[name] = float(v[0]) if v.size == 1 else v
+    return request.setting.solve(spectrum, d1, d2, **kw)
+
+
+def blocks(n_points: int, size: int):
+    """``range`` objects covering ``0 .. n_points - 1`` in pieces of at most ``size``."""
+    size = max(1, int(size))
+    for start in range(0, int(n_points), size):
+        yield range(start, min(start + size, int(n_points)))

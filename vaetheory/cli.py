@@ -11,16 +11,24 @@ and :mod:`vaetheory.plot` (figures). No data pipeline and no prediction is compu
 Exit codes: 0 ok (``check``: CONFIRMED); 3 REFUTED; 4 INCONCLUSIVE; 2 usage (bad option values,
 non-positive hyperparameters, latent dim < 1, unknown model, settings the theory does not cover);
 1 data (missing/unreadable file, NaN/inf, mismatched rows, too few samples) or resources (memory,
-disk); 70 an internal error (a bug: the message says so); 130 interrupted. Errors are one line on
-stderr starting with ``error:``; ``--debug`` adds the traceback.
+disk, permissions on writing); 70 an internal error (a bug: the message says so); 130 interrupted
+(Ctrl-C, SIGINT); 141 the reader of stdout went away (``| head``: 128 + SIGPIPE, silent, as ``cat``
+and ``seq`` do). Errors are one line on stderr starting with ``error:`` and nothing else is
+written to stderr (warnings from the numerics are not shown; ``--debug`` shows them and the
+traceback).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
+import math
 import os
+import signal
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -31,10 +39,11 @@ from . import io as vio
 from . import plot as vplot
 from . import report
 from . import settings as vs
-from ._grid import MAX_GRID_POINTS, parse_ints, parse_values, parse_vector
+from ._grid import MAX_GRID_POINTS, blocks, parse_ints, parse_values, parse_vector, solve_points
+from ._resources import require, solution_bytes
 from ._validation import output_path
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, NotCoveredError, ParameterError,
-                     VaetheoryError)
+                     ResourceError, VaetheoryError)
 from .moments import load_spectrum
 
 __all__ = ["main", "model_options", "data_options", "Options", "parse_options"]
@@ -65,30 +74,106 @@ def _one_line(text):
     return " ".join(str(text).split())
 
 
+#: exit code when the reader of stdout goes away (``| head``): 128 + SIGPIPE, the shell convention
+EXIT_PIPE = 141
+
+#: library words in messages -> the command line's (options the user can type)
+_CLI_WORDS = (("center=False", "--no-center"), ("max_iter", "--max-iter"),
+              ("tol_sv", "--tol-sv"), ("batch_size", "--batch-size"))
+
+
+def _cli_words(text):
+    """A library message in the command line's words (its option names)."""
+    for lib, cli in _CLI_WORDS:
+        text = text.replace(lib, cli)
+    return text
+
+
+class _Interrupted(BaseException):
+    """Ctrl-C, raised by our SIGINT handler: not a KeyboardInterrupt, so Click does not turn it
+    into Abort (and print an empty line first) and ``except Exception`` does not swallow it."""
+
+
+class _PipeClosed(Exception):
+    """stdout's reader went away (EPIPE); raised past Click, which would exit 1."""
+
+
+def _on_sigint(owner):
+    def handler(signum, frame):
+        if os.getpid() != owner:  # a forked worker (the checker's pool): leave quietly
+            os._exit(EXIT_INTERRUPTED)
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None:  # workers may not have seen the signal (kill -INT PID): stop them
+            for child in mp.active_children():
+                with contextlib.suppress(Exception):
+                    child.terminate()
+        raise _Interrupted()
+    return handler
+
+
+@contextlib.contextmanager
+def _sigint_handler():
+    try:
+        previous = signal.signal(signal.SIGINT, _on_sigint(os.getpid()))
+    except (ValueError, OSError):  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Main(click.Group):
     """Click group whose errors are one ``error: ...`` line and an exit code, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            rv = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return rv
+        except KeyboardInterrupt as exc:
+            raise _Interrupted() from exc
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise _PipeClosed() from exc
+            raise
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         argv = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in argv
+        caught = []
         try:
-            rv = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            with _sigint_handler(), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                rv = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
+                                  standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else self.get_help(click.Context(self)))
             raise SystemExit(0)
-        except BrokenPipeError:
+        except _PipeClosed:
             _quiet_pipes()
-            raise SystemExit(1)
-        except (click.ClickException, click.Abort, KeyboardInterrupt, Exception) as exc:
+            raise SystemExit(EXIT_PIPE)
+        except (click.ClickException, click.Abort, _Interrupted, KeyboardInterrupt,
+                Exception) as exc:
             code, msg = _error(exc)
+            _show_warnings(caught, debug)
             if debug:
                 traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-            click.echo("error: " + _one_line(msg), err=True)
+            with contextlib.suppress(OSError):
+                click.echo("error: " + _one_line(msg), err=True)
             raise SystemExit(code)
+        _show_warnings(caught, debug)
         if not standalone_mode:
             return rv
         raise SystemExit(rv if isinstance(rv, int) else 0)
+
+
+def _show_warnings(caught, debug):
+    """Warnings of the numerics go to stderr only with --debug (stderr holds the error line)."""
+    if debug:
+        for w in caught or ():
+            sys.stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
 
 
 def _error(exc):
@@ -99,20 +184,28 @@ def _error(exc):
                 and exc.ctx is not None):
             msg = f"{msg.rstrip('.')} (see '{exc.ctx.command_path} --help')"
         return exc.exit_code, msg
-    if isinstance(exc, click.Abort):
-        if isinstance(exc.__cause__, KeyboardInterrupt):
-            return EXIT_INTERRUPTED, "interrupted"
-        return 1, "aborted"
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, (_Interrupted, KeyboardInterrupt)) or (
+            isinstance(exc, click.Abort) and isinstance(exc.__cause__, KeyboardInterrupt)):
         return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, click.Abort):
+        return 1, "aborted"
     if isinstance(exc, VaetheoryError):  # usage (2), data or resources (1): the error says
-        return exc.exit_code, exc.cli_message.replace("center=False", "--no-center")
+        return exc.exit_code, _cli_words(exc.cli_message)
     if isinstance(exc, MemoryError):
         return 1, ("not enough memory for this run (" + (str(exc) or "MemoryError") + "); use a "
                    "smaller grid, fewer latent dims or fewer columns")
+    if isinstance(exc, OSError):  # writing (or reading) failed: the user's situation, not a bug
+        return 1, _os_message(exc)
     # a bug: say what, on one line, and that it is one
     return EXIT_INTERNAL, (f"internal error: {type(exc).__name__}: {exc} -- this is a bug in "
                            "vaetheory; rerun with --debug for the traceback and please report it")
+
+
+def _os_message(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f"{str(exc.filename)!r}: {what}"
+    return f"cannot write the output: {what}"
 
 
 def _quiet_pipes():
@@ -184,9 +277,29 @@ class ImageShapeType(click.ParamType):
         return vio.parse_image_shape(value)
 
 
+class PositiveFinite(click.ParamType):
+    """A finite number > 0 (``nan`` and ``inf`` are refused: a tolerance or step size of either
+    would silently change what a verdict means)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        flag = param.opts[0] if param is not None else "value"
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v) or v <= 0:
+            raise _usage(f"{flag} must be a finite number > 0, got {value}")
+        return v
+
+
 GRID = HyperValues(parse_values, "values")
 VECTOR = HyperValues(parse_vector, "vector")
 DIMS = LatentDims()
+POSITIVE = PositiveFinite()
 
 
 # ------------------------------------------------------------------------------------------
@@ -197,6 +310,17 @@ def _delimiter(ctx, param, value):
     if value is not None:
         vio.parse_delimiter(value)  # a ParameterError naming --delimiter
     return value
+
+
+class _VarianceChoice(click.Choice):
+    """The variances a command offers; a known one it does not offer gets a pointer to the command
+    that takes it (both-learnable: ``vaetheory check``), not Click's bare list."""
+
+    def convert(self, value, param, ctx):
+        if value in vs.ALL_VARIANCES and value not in self.choices:
+            raise _usage(f"--variance {value} (Sigma1 learned as well) has no closed form in the "
+                         "theory; `vaetheory check` reports its numerical optimum")
+        return super().convert(value, param, ctx)
 
 
 def data_options(f):
@@ -250,17 +374,31 @@ def data_options(f):
     return f
 
 
-def model_options(f):
-    """:func:`data_options` plus variance, hyperparameters (grids) and latent dims."""
+def model_options(f=None, *, latent_required=True, open_settings=False):
+    """:func:`data_options` plus variance, hyperparameters (grids) and latent dims.
+
+    ``latent_required``: --help marks --latent-dim [required] (predict, check; thresholds takes
+    it from --keep). ``open_settings``: offer the variances without a closed form (check only).
+    """
+    if f is None:
+        return lambda g: model_options(g, latent_required=latent_required,
+                                       open_settings=open_settings)
     grid_help = "One value, a comma list, a:b:n (linear) or log:a:b:n (log-spaced); lists form a grid."
+    covered = [v for v in vs.ALL_VARIANCES
+               if open_settings or any(s.covered for s in vs.SETTINGS.values() if s.variance == v)]
+    open_help = (", or both-learnable (Sigma1 learned too: no closed form, its numerical optimum)"
+                 if open_settings else "")
+    latent_help = "Latent dimension (mhvae: of z1); a list gives one result per value."
+    latent_help += ("  [required]" if latent_required else
+                    "  [default: K of --keep]")
     decorators = [
-        click.option("--variance", type=click.Choice(vs.ALL_VARIANCES), default=None,
+        click.option("--variance", type=_VarianceChoice(covered), default=None,
                      help="Encoder variance: learnable or fixed (vae/cvae; default fixed iff "
                           "--sigma is given); mhvae: sigma2-learnable or sigma2-fixed (default "
-                          "sigma2-fixed iff --sigma2 is given), or both-learnable (Sigma1 learned "
-                          "too: no closed form, `vaetheory check` only)."),
+                          "sigma2-fixed iff --sigma2 is given; learnable/fixed mean these)"
+                          + open_help + "."),
         click.option("--latent-dim", "-d", default=None, metavar="D", type=DIMS,
-                     help="Latent dimension (mhvae: of z1); a list gives one result per value."),
+                     help=latent_help),
         click.option("--latent-dim2", default=None, metavar="D2", type=DIMS,
                      help="mhvae: dimension of z2 (default: --latent-dim)."),
         click.option("--beta", "-b", default=None, metavar="VALUES", type=GRID,
@@ -442,6 +580,10 @@ def _resolve_variance(model, variance, given):
         if setting.sigma1_entropy:
             raise _usage(f"--variance {variance} learns Sigma1 and Sigma2: drop --sigma1/--sigma2")
         fixed = vs.resolve(model, None, given=[name])
+        aliases = {v: k for k, v in vs._ALIASES.get(model, {}).items()}
+        if variance in vs._ALIASES.get(model, {}):  # the user's word for it, then ours
+            fixed = dataclasses.replace(fixed, variance=f"{aliases[fixed.variance]} (= "
+                                                        f"{fixed.variance})")
         if name == "sigma":
             raise _usage(f"--sigma is the fixed encoder std: it needs --variance {fixed.variance} "
                          f"(with --variance {variance} the stds are learned)")
@@ -527,6 +669,8 @@ def _settings_doc(opts: Options) -> dict:
     """The options as given, for the JSON ``settings``."""
     req, sel = opts.request, opts.selection
     out = {"model": req.setting.model, "variance": req.setting.variance, "center": sel.center,
+           **({"variance_given": opts.given["variance"]}
+              if opts.given.get("variance") not in (None, req.setting.variance) else {}),
            "grid": {k: v for k, v in req.axes.items()},
            "grid_shape": list(req.grid_shape), "latent_dims": list(req.latent_dims)}
     if req.latent_dims2 is not None:
@@ -579,10 +723,93 @@ def _spectrum(selection, as_json, with_basis=False):
     return spec
 
 
+#: (grid points x latent dims) solved at once for output: a long sweep's per-dim arrays are
+#: made one block at a time (about 12 float64 arrays of this many entries: ~100 MiB)
+BLOCK_ENTRIES = 1 << 20
+#: rough memory of one rich table row (for the guard on --all over a huge grid)
+TABLE_ROW_BYTES = 4096
+
+
+def _dims(d1, d2):
+    return int(d1) + int(d2 or 0)
+
+
+def _block_points(d1, d2):
+    return max(1, BLOCK_ENTRIES // _dims(d1, d2))
+
+
+def _check_memory(opts: Options):
+    """Refuse, before solving, a request whose arrays do not fit (ResourceError, exit 1)."""
+    req = opts.request
+    n = req.grid_size
+    need = 0
+    for d1, d2 in req.latent_settings():
+        dims = _dims(d1, d2)
+        need += solution_bytes(n, dims, per_dim=False)
+        need = max(need, solution_bytes(min(n, _block_points(d1, d2)), dims))
+    big = max(req.latent_settings(), key=lambda t: _dims(*t))
+    require(need, f"the closed form at latent dim {big[0]}" + (f" / {big[1]}" if big[1] else "")
+            + f" over {n} grid point(s)",
+            "use a smaller latent dim (dims beyond the data's rank are always collapsed) or a "
+            "smaller grid")
+
+
 def _solutions(opts: Options, as_json, with_basis=False, selection=None):
     """Spectrum -> one Solution per latent-dim setting; ``(solutions, provenance)``."""
+    _check_memory(opts)
     spec = _spectrum(selection or opts.selection, as_json, with_basis)
     return opts.request.solve(spec), spec.provenance
+
+
+def _resolver(opts: Options, sols):
+    """``resolve(sol, flat_indices)`` for :mod:`vaetheory.report`: the points of a small solution
+    itself; of a long sweep's, a solution of just those points (its per-dim arrays are never made
+    for the whole grid)."""
+    dims = {id(sol): ds for sol, ds in zip(sols, opts.request.latent_settings())}
+
+    def resolve(sol, flats):
+        flats = np.asarray(flats, dtype=np.intp)
+        d1, d2 = dims[id(sol)]
+        if int(np.prod(sol.grid_shape)) <= _block_points(d1, d2) or flats.size == 0:
+            return report._own_points(sol, flats)
+        sub = solve_points(opts.request, sol.spectrum, d1, d2, flats)
+        return [(sub, (j,)) for j in range(flats.size)]
+    return resolve
+
+
+def _blocks_of(opts: Options, sols):
+    """Every grid point of every solution, in order, as solutions of at most one block each."""
+    for sol, (d1, d2) in zip(sols, opts.request.latent_settings()):
+        n = int(np.prod(sol.grid_shape))
+        size = _block_points(d1, d2)
+        if n <= size:
+            yield sol
+            continue
+        for r in blocks(n, size):
+            yield solve_points(opts.request, sol.spectrum, d1, d2, np.arange(r.start, r.stop))
+
+
+def _write_stdout(text):
+    sys.stdout.write(text)
+
+
+def _emit(doc, points):
+    """A JSON document on stdout with its ``points`` streamed (report.write_json)."""
+    report.write_json(_write_stdout, doc, points)
+    sys.stdout.write("\n")
+
+
+def _predict_points(opts: Options, sols, checks=None):
+    """The ``points`` of a predict/check document, streamed."""
+    if checks is None:
+        for sol in _blocks_of(opts, sols):
+            yield from report.encode_points(sol)
+        return
+    pairs = [(sol, idx) for sol in sols for idx in report.grid_indices(sol)]
+    for (sol, idx), chk in zip(pairs, checks):
+        point = report.point_dict(sol, idx)
+        point["check"] = chk
+        yield point
 
 
 # ------------------------------------------------------------------------------------------
@@ -592,10 +819,14 @@ def _solutions(opts: Options, as_json, with_basis=False, selection=None):
 def _console():
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self):  # rich exits 1 here; the contract is one rule for every output
+            raise _PipeClosed()
+
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 160  # files and pipes have no width; do not squeeze tables into 80 columns
-    return Console(highlight=False, markup=False, emoji=False, width=width)
+    return _Console(highlight=False, markup=False, emoji=False, width=width)
 
 
 def _say(console, text, style=None):
@@ -635,19 +866,62 @@ def _print_notes(console, sols):
         _say(console, f"note: {note}", style="italic")
 
 
-def _render_predict(console, sols, info, opts, detail):
+def _print_table(console, table):
+    """A table at its natural width when the terminal is narrower: it scrolls (or the terminal
+    wraps whole lines) instead of folding cells, so a number is never split across lines."""
+    from rich.measure import Measurement
+
+    need = Measurement.get(console, console.options.update_width(1 << 16), table).maximum
+    if need <= console.width:
+        console.print(table)
+        return
+    width = console.width
+    console.width = need
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def _shown_rows(opts: Options, sols, all_rows):
+    """The (solution, index) rows of the predict table and whether the sweep was summarised."""
+    flats, total = report.summary_rows(sols, all_rows=all_rows)
+    shown = sum(f.size for f in flats)
+    if all_rows and total > 1000:
+        require(total * TABLE_ROW_BYTES, f"a table of {total} rows",
+                "drop --all (the table then shows each change of the collapsed counts) or use "
+                "--json, which streams every point")
+    resolve = _resolver(opts, sols)
+    rows = [pair for sol, f in zip(sols, flats) for pair in resolve(sol, f)]
+    return rows, (shown < total), total
+
+
+def _render_predict(console, sols, info, opts, detail, all_rows=False):
     _say(console, report.data_sentence(info))
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))
     swept = opts.request.swept
-    console.print(report.predict_table(sols, swept))
+    rows, summarised, total = _shown_rows(opts, sols, all_rows)
+    _print_table(console, report.predict_table(sols, swept, rows=rows))
+    if summarised:
+        _say(console, f"{len(rows)} of {total} grid points shown: the first, the last and each "
+                      "change of the active or collapsed counts (--all shows every point, --json "
+                      "prints every point)")
     if detail:
-        for sol in sols:
-            for idx in report.grid_indices(sol):
-                console.print(report.detail_table(sol, idx, swept, len(sols) > 1))
-    for line in report.summary_lines(sols, swept):
+        for sol, idx in rows:
+            _print_table(console, report.detail_table(sol, idx, swept, len(sols) > 1))
+    for line in report.summary_lines(sols, swept, resolve=_resolver(opts, sols)):
         _say(console, line)
     _print_notes(console, sols)
+    _alias_note(console, opts)
+
+
+def _alias_note(console, opts: Options):
+    alias = (opts.given or {}).get("variance")
+    setting = opts.request.setting
+    if alias is not None and alias != setting.variance:
+        _say(console, f"note: --variance {alias} means {setting.variance} for --model "
+                      f"{setting.model}", style="italic")
 
 
 def _check_matrices_path(path, force, inputs):
@@ -659,8 +933,15 @@ def _write_matrices(path, sol, force):
     meta = report.dumps({"model": sol.model, "variance": sol.variance, "theorem": sol.theorem,
                          "params": report.point_params(sol, tuple(0 for _ in sol.grid_shape)),
                          "notes": list(sol.notes)}, indent=None)
-    with open(path, "wb" if force else "xb") as fh:
-        np.savez(fh, **mats, meta=np.array(meta))
+    existed = os.path.exists(path)
+    try:
+        with open(path, "wb" if force else "xb") as fh:
+            np.savez(fh, **mats, meta=np.array(meta))
+    except OSError as exc:  # disk full, permission denied, read-only file system
+        if not existed:  # a partial file we created; never remove one the user had
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise ResourceError(f"cannot write --matrices {path!r}: {exc.strerror or exc}") from exc
     return sorted(mats)
 
 
@@ -677,11 +958,11 @@ def _checker_options(modes=True):
         opts = [
             click.option("--restarts", type=click.IntRange(min=1), default=8, show_default=True,
                          help="Exact checker: random starts per point."),
-            click.option("--seed", type=int, default=0, show_default=True,
+            click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                          help="Seed of the random starts (and of SGD): same seed, same result."),
-            click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6,
+            click.option("--tol", type=POSITIVE, default=1e-6,
                          show_default=True, help="Relative loss tolerance of the verdict."),
-            click.option("--tol-sv", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+            click.option("--tol-sv", type=POSITIVE, default=1e-4,
                          show_default=True,
                          help="Singular-value (and std) tolerance, relative to max(1, largest)."),
             click.option("--max-iter", type=click.IntRange(min=1), default=20000,
@@ -699,9 +980,10 @@ def _checker_options(modes=True):
                              show_default=True, help="sgd: passes over the data."),
                 click.option("--batch-size", type=click.IntRange(min=1), default=64,
                              show_default=True, help="sgd: minibatch size."),
-                click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-                             help="sgd: initial Adam step, decayed 100x over training "
-                                  "(default: 0.02 x the data's RMS scale)."),
+                click.option("--lr", type=POSITIVE, default=None,
+                             help="sgd: initial Adam step of every map, decayed 100x over "
+                                  "training (default: 0.02 x the data's RMS scale, and for the "
+                                  "encoder reading the data 0.02 x eta_enc / that scale)."),
             ]
         for o in reversed(opts):
             f = o(f)
@@ -726,9 +1008,39 @@ def main():
 
     Start with `vaetheory demo`. Data files: .npy, .npz, .csv/.tsv/.txt (optionally .gz), '-'
     for stdin; with the formats extra .h5, .zarr, .parquet, .arrow. Rows are samples, images are
-    flattened row-wise. Exit codes: 0 ok, 1 data error, 2 usage error;
-    `check` (and `predict --check`): 3 REFUTED, 4 INCONCLUSIVE.
+    flattened row-wise. Exit codes: 0 ok, 1 data or resource error, 2 usage error; `check` (and
+    `predict --check`): 3 REFUTED, 4 INCONCLUSIVE; 130 interrupted; 141 the reader of the output
+    went away (| head).
     """
+
+
+def _given_on_command_line(names):
+    """Which of these parameters the user typed (or set in the environment), not defaults."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return []
+    from click.core import ParameterSource
+
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return [n for n in names if ctx.get_parameter_source(n) in typed]
+
+
+def _refuse_unused(names, why):
+    """Options that would be silently ignored are a usage error (exit 2) naming them."""
+    given = _given_on_command_line(names)
+    if given:
+        raise _usage(f"{', '.join(_flag(n) for n in given)}: {why}")
+
+
+#: options of each checker mode (the others are refused in that mode)
+_EXACT_ONLY = ("restarts", "tol", "tol_sv", "max_iter")
+_SGD_ONLY = ("epochs", "batch_size", "lr")
+
+
+def _all_option(f):
+    return click.option("--all", "all_rows", is_flag=True,
+                        help="Every grid point in the tables (default for more than 20 points: "
+                             "the first, the last and each change of the collapsed counts).")(f)
 
 
 @main.command()
@@ -737,6 +1049,7 @@ def main():
 @_output_options
 @click.option("--detail", is_flag=True,
               help="Per latent dim: singular values, learned stds and thresholds.")
+@_all_option
 @click.option("--matrices", default=None, metavar="FILE.npz",
               help="Write the optimal matrices of the (single) grid point to a new .npz file.")
 @click.option("--force", is_flag=True, help="Let --matrices / --plot replace an existing file.")
@@ -746,7 +1059,7 @@ def main():
 @_checker_options(modes=False)
 @_figure_options(force_flag=False)
 @_debug_option
-def predict(data, as_json, detail, matrices, force, do_check, plot_to, **kw):
+def predict(data, as_json, detail, all_rows, matrices, force, do_check, plot_to, **kw):
     """Predicted ranks, collapsed latent dims and thresholds for every hyperparameter point.
 
     \b
@@ -758,6 +1071,11 @@ def predict(data, as_json, detail, matrices, force, do_check, plot_to, **kw):
       vaetheory predict X.npy -d 16 --beta log:1:300:9 --plot collapse.png
     """
     copts = _pop_checker_kwargs(kw)
+    if not do_check:
+        _refuse_unused(("restarts", "seed") + _EXACT_ONLY[1:],
+                       "only used with --check (the exact checker); add --check or drop it")
+    if force and matrices is None:
+        raise _usage("--force has no effect without --matrices")
     opts = parse_options(data, kw)
     if matrices is not None:
         if opts.request.grid_size != 1 or len(opts.request.latent_settings()) != 1:
@@ -779,18 +1097,19 @@ def predict(data, as_json, detail, matrices, force, do_check, plot_to, **kw):
     if as_json:
         if figure is not None:
             settings["plot"] = {"file": _render_figure(figure, kind, sols), "kind": kind}
-        click.echo(report.dumps(report.predict_document(sols, info, settings, checks)))
+        _emit(report.predict_document(sols, info, settings, points=False),
+              _predict_points(opts, sols, checks))
     else:
         console = _console()
-        _render_predict(console, sols, info, opts, detail)
+        _render_predict(console, sols, info, opts, detail, all_rows)
         if written:
             _say(console, f"wrote the optimal matrices ({', '.join(written)}) and 'meta' (JSON) "
                           f"to {matrices}" + ("; rotations of the latent space give other optima"
                                               if not all(sols[0].exact.values()) else ""))
         if checks is not None:
-            console.print(report.check_table(sols, opts.request.swept, checks))
+            _print_table(console, report.check_table(sols, opts.request.swept, checks))
             for line in report.check_lines(sols, opts.request.swept, checks):
-                _say(console, line)
+                _say(console, _cli_words(line))
         if figure is not None:
             path = _render_figure(figure, kind, sols, console)
             if path:
@@ -818,7 +1137,7 @@ def spectrum(data, top, as_json, **kw):
     shown = 20 if top is None else top
     _say(console, report.data_sentence(info))
     _say(console, f"units: {report.spectrum_units(spec)}")
-    console.print(report.spectrum_table(spec, shown))
+    _print_table(console, report.spectrum_table(spec, shown))
     vals = report.spectrum_values(spec)
     n = vals.size if not shown else min(shown, vals.size)
     if n < vals.size:
@@ -830,7 +1149,7 @@ def spectrum(data, top, as_json, **kw):
 
 @main.command()
 @click.argument("data", metavar="DATA")
-@model_options
+@model_options(latent_required=False)
 @click.option("--keep", "-k", type=int, default=None, metavar="K",
               help="Answer directly: which value of --param keeps K latent dims active "
                    "(largest beta, or smallest for thresholds active above)?")
@@ -839,8 +1158,9 @@ def spectrum(data, top, as_json, **kw):
                    "threshold: beta, eta_dec, eta_enc (fixed variance), beta1, beta2.")
 @_output_options
 @_figure_options()
+@_all_option
 @_debug_option
-def thresholds(data, keep, param, as_json, plot_to, force, **kw):
+def thresholds(data, keep, param, as_json, plot_to, force, all_rows, **kw):
     """Per latent dim, the hyperparameter value at which it collapses (others as given).
 
     \b
@@ -854,43 +1174,61 @@ def thresholds(data, keep, param, as_json, plot_to, force, **kw):
         raise _usage(f"--keep must be >= 1, got {keep}")
     opts = parse_options(data, kw, default_latent=keep)
     param = _threshold_param(opts, param)
+    swept = opts.request.swept
+    solved = param or opts.setting.critical[0]
+    if keep is not None and solved in swept:
+        raise _usage(f"--keep solves for {solved}, so the {len(opts.request.axes[solved])} values "
+                     f"of {_flag(solved)} would all give the same answer: give one value (or "
+                     "none), or solve for another with --param")
     figure = _plan_figure(plot_to, kw, force, as_json, opts.selection.inputs)
     sols, info = _solutions(opts, as_json)
     show_dims = len(sols) > 1
-    points = []
-    for sol in sols:
-        p = param or report.summary_param(sol, opts.request.swept)
-        for idx in report.grid_indices(sol):
-            entry = report.thresholds_point(sol, idx)
-            if keep is not None:
-                entry["keep"] = report.keep_answer(sol, idx, keep, p)
-            points.append((sol, idx, entry))
+    n_points = sum(int(np.prod(sol.grid_shape)) for sol in sols)
+
+    def entries(limit=None):
+        """(solution, index, entry) of every point (at most ``limit``), one block at a time."""
+        count = 0
+        for sol in _blocks_of(opts, sols):
+            p = param or (solved if keep is not None else report.summary_param(sol, swept))
+            for idx in report.grid_indices(sol):
+                if limit is not None and count >= limit:
+                    return
+                entry = report.thresholds_point(sol, idx)
+                if keep is not None:
+                    entry["keep"] = report.keep_answer(sol, idx, keep, p)
+                count += 1
+                yield sol, idx, entry
+
     if as_json:
         settings = _settings_doc(opts)
         if figure is not None:
             settings["plot"] = {"file": _render_figure(figure, "collapse", sols, param=param),
                                 "kind": "collapse"}
-        click.echo(report.dumps(report.thresholds_document(
-            sols, info, settings, [e for _, _, e in points])))
+        _emit(report.thresholds_document(sols, info, settings, []),
+              (e for _, _, e in entries()))
         return
     console = _console()
     _say(console, report.data_sentence(info))
     _say(console, _model_sentence(sols[0]))
     _say(console, "at: " + _grid_sentence(opts))
-    max_tables = 10
+    max_tables = n_points if all_rows else 10
     if keep is not None:  # the answer is the point; the table only when it is short
-        max_tables = 1 if len(points) == 1 and max(sols[0].latent_dims.values()) <= 24 else 0
-    for n, (sol, idx, entry) in enumerate(points):
-        if n < max_tables:
-            console.print(report.thresholds_table(sol, idx, opts.request.swept, show_dims))
-    if len(points) > max_tables and keep is None:
-        _say(console, f"... {len(points) - max_tables} more grid points (--json prints all)")
+        max_tables = 1 if n_points == 1 and max(sols[0].latent_dims.values()) <= 24 else 0
+    for sol, idx, _ in entries(max_tables):
+        _print_table(console, report.thresholds_table(sol, idx, swept, show_dims))
+    if n_points > max_tables and keep is None:
+        _say(console, f"... {n_points - max_tables} more grid points (--all shows them, --json "
+                      "prints all)")
     if keep is not None:
-        for sol, idx, entry in points:
-            label = (report.point_label(sol, idx, opts.request.swept, show_dims)
-                     if len(points) > 1 else "")
+        max_lines = n_points if all_rows else 20
+        for sol, idx, entry in entries(max_lines):
+            label = report.point_label(sol, idx, swept, show_dims) if n_points > 1 else ""
             _say(console, report.keep_sentence(entry["keep"], label))
+        if n_points > max_lines:
+            _say(console, f"... {n_points - max_lines} more grid points (--all shows them, --json "
+                          "prints all)")
     _print_notes(console, sols)
+    _alias_note(console, opts)
     if figure is not None:
         path = _render_figure(figure, "collapse", sols, console, param=param)
         if path:
@@ -996,24 +1334,29 @@ def _run_exact_checks(sols, copts, show_progress, raw=None):
 def _run_sgd_checks(X, y, sols, opts, copts, show_progress, raw=None):
     """Stochastic training at every grid point, on the samples read once (``X``, ``y``);
     the results are appended to ``raw`` when given."""
-    from .sgd import default_lr, train_sgd
+    from .sgd import default_encoder_lr, default_lr, train_sgd
 
     center = opts.selection.center
-    lr = copts["lr"] if copts["lr"] is not None else default_lr(X, y, center=center)
+    given = copts["lr"] is not None
+    lr = copts["lr"] if given else default_lr(X, y, center=center)
     points = [pt for sol in sols for pt in sol.points()]
-    out = []
+    out, enc = [], set()
     total = len(points) * copts["epochs"]
     with _progress_bar(show_progress, total, "training (sgd)", "epochs") as tick:
         for pt in points:
             dims = pt.params
+            elr = None if given else default_encoder_lr(pt.solution.model, X, center=center,
+                                                        eta_enc=pt.hyper["eta_enc"])
+            enc.add(elr)
             res = train_sgd(pt.solution.model, pt.solution.variance, X, dims["latent_dim"],
                             dims.get("latent_dim2"), y=y, epochs=copts["epochs"],
-                            batch_size=copts["batch_size"], lr=lr, seed=copts["seed"],
-                            center=center, progress=tick, prediction=pt, **pt.hyper)
+                            batch_size=copts["batch_size"], lr=lr, encoder_lr=elr,
+                            seed=copts["seed"], center=center, progress=tick, prediction=pt,
+                            **pt.hyper)
             out.append(report.check_dict(res, "sgd"))
             if raw is not None:
                 raw.append(res)
-    return out, lr
+    return out, lr, (enc.pop() if len(enc) == 1 else "per point")
 
 
 def _check_open(data, opts, copts, as_json):
@@ -1046,16 +1389,16 @@ def _check_open(data, opts, copts, as_json):
     _say(console, f"model: {setting.model}, {setting.variance} -- no closed form in the theory: "
                   "numerical optimum only (not a prediction, nothing to confirm)")
     req = opts.request
-    console.print(report.numerical_table(results, req.swept or list(req.axes)[:1]))
+    _print_table(console, report.numerical_table(results, req.swept or list(req.axes)[:1]))
     for params, num in results:
         for w in num.warnings:
-            _say(console, f"warning: {w}", style="italic")
+            _say(console, f"warning: {_cli_words(w)}", style="italic")
     return 0
 
 
 @main.command()
 @click.argument("data", metavar="DATA")
-@model_options
+@model_options(open_settings=True)
 @_checker_options()
 @_output_options
 @_figure_options()
@@ -1094,10 +1437,20 @@ def check(data, as_json, plot_to, force, **kw):
                          "(use --mode exact for its numerical optimum)")
         if plot_to is not None:
             raise _usage("--plot draws a check against a closed form; this setting has none")
+        _refuse_unused(_SGD_ONLY + ("tol", "tol_sv"),
+                       "not used for a setting without a closed form (its numerical optimum has "
+                       "no verdict to set a tolerance for, and no training run)")
         return _check_open(data, opts, copts, as_json)
+    if mode == "exact":
+        _refuse_unused(_SGD_ONLY, "only used by --mode sgd (stochastic training); drop it, or "
+                                  "add --mode sgd")
+    else:
+        _refuse_unused(_EXACT_ONLY, "only used by --mode exact (the exact checker); drop it, or "
+                                    "use --mode exact")
     figure = _plan_figure(plot_to, kw, force, as_json, opts.selection.inputs)
     settings = _settings_doc(opts)
     raw = []
+    lr = elr = None
     if mode == "exact":
         sols, info = _solutions(opts, as_json)
         checks = _run_exact_checks(sols, copts, _progress_enabled(as_json), raw)
@@ -1106,15 +1459,18 @@ def check(data, as_json, plot_to, force, **kw):
     else:  # the samples are read once; the spectrum comes from them in memory
         X, y, in_memory = opts.selection.read()
         sols, info = _solutions(opts, as_json, selection=in_memory)
-        checks, lr = _run_sgd_checks(X, y, sols, opts, copts, _progress_enabled(as_json), raw)
+        checks, lr, elr = _run_sgd_checks(X, y, sols, opts, copts, _progress_enabled(as_json),
+                                          raw)
         settings["check"] = {k: copts[k] for k in ("mode", "seed", "epochs", "batch_size")}
         settings["check"]["lr"] = lr
+        settings["check"]["encoder_lr"] = elr
     code = report.worst_verdict(checks).exit_code
     if as_json:
         if figure is not None:
             settings["plot"] = {"file": _render_figure(figure, "check", sols, results=raw),
                                 "kind": "check"}
-        click.echo(report.dumps(report.predict_document(sols, info, settings, checks)))
+        _emit(report.predict_document(sols, info, settings, points=False),
+              _predict_points(opts, sols, checks))
         return code
     console = _console()
     _say(console, report.data_sentence(info))
@@ -1124,11 +1480,14 @@ def check(data, as_json, plot_to, force, **kw):
                                f"(seed {copts['seed']}), tolerance {copts['tol']:g} on the loss, "
                                f"{copts['tol_sv']:g} on singular values" if mode == "exact" else
                                f"stochastic training, {copts['epochs']} epochs of batches of "
-                               f"{copts['batch_size']} (Adam, lr {lr:.3g} decayed 100x, seed "
-                               f"{copts['seed']}); collapsed = KL below 0.01"))
-    console.print(report.check_table(sols, opts.request.swept, checks))
+                               f"{copts['batch_size']} (Adam, lr {lr:.3g}"
+                               + (f", encoder {elr:.3g}" if isinstance(elr, float) else
+                                  ", encoder per point" if elr == "per point" else "")
+                               + f" decayed 100x, seed {copts['seed']}); collapsed = KL below "
+                               "0.01"))
+    _print_table(console, report.check_table(sols, opts.request.swept, checks))
     for line in report.check_lines(sols, opts.request.swept, checks):
-        _say(console, line)
+        _say(console, _cli_words(line))
     if figure is not None:
         path = _render_figure(figure, "check", sols, console, results=raw)
         if path:
@@ -1173,7 +1532,8 @@ def demo(model, as_json, detail):
     settings = _settings_doc(opts)
     settings["demo"] = True
     if as_json:
-        click.echo(report.dumps(report.predict_document(sols, info, settings)))
+        _emit(report.predict_document(sols, info, settings, points=False),
+              _predict_points(opts, sols))
         return
     console = _console()
     flags = " ".join(f"{_flag(k)} {v}" for k, v in given.items())

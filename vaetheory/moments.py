@@ -24,6 +24,7 @@ import numpy as np
 from ._numerics import psd_eigh, rank_tolerance
 from ._validation import finite_matrix
 from .errors import DataError, ParameterError
+from ._resources import covariance_bytes, require as _require_memory
 
 __all__ = [
     "DataError",
@@ -199,6 +200,9 @@ def accumulate_moments(
         block = _as_rows(block, name)
         if S is None:
             D = block.shape[1] if n_features is None else n_features
+            _require_memory(covariance_bytes(D), f"the {D} x {D} second-moment matrix of {name}",
+                            "select fewer columns",
+                            cli="select fewer columns (--cols, or --x-cols/--y-cols)")
             S = np.zeros((D, D))
             colsum = np.zeros(D)
             shift = np.asarray(block, dtype=np.float64).mean(axis=0) if center else np.zeros(D)

@@ -4,15 +4,23 @@ Nothing here computes a prediction: every number comes from a :class:`~vaetheory
 or a :class:`~vaetheory.moments.Spectrum` and is only selected, sorted for display or formatted.
 No I/O either: functions return dicts, strings or rich renderables.
 
-The JSON document (:func:`predict_document`) is a contract other tools parse; the schema is in
-README.md ("JSON output"). Non-finite numbers become ``null``.
+The JSON document (:func:`predict_document`) is a contract other tools parse; its JSON Schema is
+``docs/schema/predict.json`` (and ``thresholds.json``, ``spectrum.json``, ``numerical.json``;
+README.md, "JSON output", describes it in words). Non-finite numbers become ``null``.
+
+Large grids: :func:`write_json` writes a document with its ``points`` streamed one at a time (the
+same text as :func:`dumps` of the whole document, in flat memory), and :func:`encode_points` turns
+a solution's points into that text without building a dict per point (a template per solution,
+filled with every point's numbers in one formatting call). Tables of long sweeps show one row per
+change of the collapsed counts (:func:`change_points`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Iterable, List, Optional, Sequence, Tuple
+import re
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from rich.table import Table
@@ -26,7 +34,8 @@ __all__ = [
     "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
     "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "check_dict", "check_table", "check_lines", "numerical_document",
-    "numerical_table", "text_table",
+    "numerical_table", "text_table", "write_json", "encode_points", "change_points",
+    "summary_rows",
 ]
 
 #: maps whose rank says how many modes of each latent are active (from the settings records)
@@ -278,11 +287,12 @@ def _data(info: dict) -> dict:
 
 
 def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None,
-                     checks: Optional[Sequence[dict]] = None) -> dict:
-    """The JSON document of ``vaetheory predict`` (schema: README.md, "JSON output").
+                     checks: Optional[Sequence[dict]] = None, *, points: bool = True) -> dict:
+    """The JSON document of ``vaetheory predict`` (schema: docs/schema/predict.json).
 
     ``checks`` (``predict --check``, ``vaetheory check``): one :func:`check_dict` per point, in
-    the order of the points; each point gains a ``check`` object.
+    the order of the points; each point gains a ``check`` object. ``points=False``: ``points``
+    is left empty, for :func:`write_json` to stream.
     """
     first = solutions[0]
     spec = first.spectrum
@@ -303,8 +313,8 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
         "notes": document_notes(info, solutions),
-        "points": _with_checks([point_dict(sol, idx) for sol in solutions
-                                for idx in grid_indices(sol)], checks),
+        "points": (_with_checks([point_dict(sol, idx) for sol in solutions
+                                 for idx in grid_indices(sol)], checks) if points else []),
     }
 
 
@@ -315,6 +325,198 @@ def _with_checks(points, checks):
         for point, chk in zip(points, checks):
             point["check"] = chk
     return points
+
+
+# ------------------------------------------------------------------------------------------
+# streamed JSON: the same text as dumps(document), one point at a time
+
+_SENTINEL = "\x00vaetheory-streamed-points\x00"
+#: how %r writes a non-finite number in a template's slot (after ': ' or the indent, before ',' or
+#: the line end) and the JSON null it stands for; quoted keys and strings never match
+_NONFINITE = tuple((f" {tok}{end}", f" null{end}") for tok in ("-inf", "inf", "nan")
+                   for end in (",\n", "\n"))
+
+
+def _nulls(text: str) -> str:
+    if "nan" in text or "inf" in text:
+        for old, new in _NONFINITE:
+            text = text.replace(old, new)
+    return text
+
+
+def _indent(text: str, spaces: int) -> str:
+    return text.replace("\n", "\n" + " " * spaces)
+
+
+def write_json(write: Callable[[str], object], doc: dict, points: Iterable, key="points") -> int:
+    """Write ``doc`` with ``doc[key]`` streamed from ``points``; returns the number of points.
+
+    The text equals ``dumps({**doc, key: list(points)})`` (indent 2) exactly, without holding the
+    list: ``points`` yields point dicts or the text :func:`encode_points` makes of them.
+    ``write`` is called with pieces of text (e.g. ``sys.stdout.write``).
+    """
+    head = dumps({**doc, key: _SENTINEL})
+    before, after = head.split(json.dumps(_SENTINEL), 1)
+    write(before)
+    n = 0
+    for item in points:
+        text = item if isinstance(item, str) else _indent(dumps(item), 4)
+        write(("[\n    " if n == 0 else ",\n    ") + text)
+        n += 1
+    write("[]" if n == 0 else "\n  ]")
+    write(after)
+    return n
+
+
+class _Mismatch(Exception):
+    """The template disagrees with :func:`point_dict` (its structure changed): use the dicts."""
+
+
+def _point_columns(sol):
+    """:func:`point_dict` over a whole solution: the same nested structure, each leaf a column
+    of every point's value (C order) tagged ``f`` (float), ``i`` (int) or ``c`` (the same
+    value at every point)."""
+    shape = sol.grid_shape
+    n = int(np.prod(shape))
+
+    def grid(arr):
+        return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape).reshape(n)
+
+    def per_dim(arr):
+        arr = np.asarray(arr, dtype=np.float64)
+        return np.broadcast_to(arr, shape + arr.shape[-1:]).reshape(n, arr.shape[-1])
+
+    first = point_dict(sol, tuple(0 for _ in shape))
+    setting = sol.setting
+    params = {}
+    for name, value in first["params"].items():
+        if name in sol.params and setting.hyperparameter(name).kind != "vector":
+            params[name] = ("f", grid(sol.params[name]))
+        else:
+            params[name] = ("c", value)
+    desc = {part: {k: [("f", c) for c in per_dim(v).T]      # mode order, as point_dict
+                   for k, v in getattr(sol, part).items()}
+            for part in ("singular_values", "posterior_std")}
+    collapsed = {}
+    for latent in sol.latent_dims:
+        lo, hi = grid(sol.collapsed_min[latent]), grid(sol.collapsed_max[latent])
+        collapsed[latent] = ("i", lo) if sol.exact[latent] else [("i", lo), ("i", hi)]
+    return {
+        "params": params,
+        "singular_values": desc["singular_values"],
+        "posterior_std": desc["posterior_std"],
+        "collapsed": collapsed,
+        "critical": {k: [("f", c) for c in per_dim(v).T] for k, v in sol.critical.items()},
+        "ranks": {k: ("i", grid(v)) for k, v in sol.ranks.items()},
+        "optimal_loss": ("f", grid(sol.optimal_loss)),
+    }
+
+
+def _template(columns):
+    """``(format string, leaf columns)``: the JSON text of one point (indent 2, placed at depth 2)
+    with ``%r`` / ``%d`` where each point's numbers go."""
+    leaves = []
+
+    def skeleton(node):
+        if isinstance(node, dict):
+            return {k: skeleton(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [skeleton(v) for v in node]
+        kind, value = node
+        if kind == "c":
+            return _clean(value)
+        leaves.append((kind, value))
+        return f"\x01{len(leaves) - 1}\x01"
+
+    text = _indent(json.dumps(skeleton(columns), indent=2, allow_nan=False), 4).replace("%", "%%")
+    kinds = [k for k, _ in leaves]
+    text = re.sub(r'"\\u0001(\d+)\\u0001"',
+                  lambda m: "%r" if kinds[int(m.group(1))] == "f" else "%d", text)
+    return text, [v for _, v in leaves]
+
+
+def encode_points(sol, *, block: int = 4096, strict: bool = False) -> Iterator[str]:
+    """The JSON text of every point of ``sol`` (C order), each exactly as :func:`write_json` would
+    write :func:`point_dict` -- but from one template and one numeric matrix per ``block`` points
+    (a few microseconds per point instead of a dict, a cleaning pass and the pure-Python
+    indenting encoder). Falls back to the dicts if the template ever disagrees with them (checked
+    on the first and last point of every block; ``strict``: raise instead -- the tests' way of
+    making sure the fast path is the one taken)."""
+    shape = sol.grid_shape
+    n = int(np.prod(shape))
+    try:
+        fmt_text, cols = _template(_point_columns(sol))
+    except (KeyError, ValueError, TypeError):
+        if strict:
+            raise
+        fmt_text, cols = None, []
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        if fmt_text is not None:
+            mat = (np.column_stack([c[start:stop] for c in cols]) if cols
+                   else np.zeros((stop - start, 0)))
+            texts = [fmt_text % tuple(row) for row in mat.tolist()]
+            texts = _nulls("\x02".join(texts)).split("\x02")
+            try:
+                for k in {0, len(texts) - 1}:
+                    idx = np.unravel_index(start + k, shape) if shape else ()
+                    if texts[k] != _indent(dumps(point_dict(sol, tuple(int(i) for i in idx))), 4):
+                        raise _Mismatch()
+            except _Mismatch:
+                if strict:
+                    raise ValueError("encode_points: the template disagrees with point_dict")
+                fmt_text = None
+            else:
+                yield from texts
+                continue
+        for flat in range(start, stop):  # the slow, always-right path
+            idx = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+            yield _indent(dumps(point_dict(sol, idx)), 4)
+
+
+# ------------------------------------------------------------------------------------------
+# long sweeps: the points where the outcome changes
+
+
+def _states(sol) -> np.ndarray:
+    """Per grid point (C order), the active count and collapsed range of every latent."""
+    shape = sol.grid_shape
+    n = int(np.prod(shape))
+    cols = []
+    for latent in sol.latent_dims:
+        enc = sol.setting.latent(latent).encoder
+        for arr in (sol.ranks[enc], sol.collapsed_min[latent], sol.collapsed_max[latent]):
+            cols.append(np.broadcast_to(np.asarray(arr), shape).reshape(n))
+    return np.column_stack(cols) if cols else np.zeros((n, 0))
+
+
+def change_points(sol, *, last: bool = False) -> np.ndarray:
+    """Flat (C-order) indices of the first grid point and of every point whose active and
+    collapsed counts differ from the previous point's; with ``last``, the last point too."""
+    st = _states(sol)
+    n = st.shape[0]
+    keep = np.ones(n, dtype=bool)
+    if n > 1:
+        keep[1:] = np.any(st[1:] != st[:-1], axis=1)
+        if last:
+            keep[-1] = True
+    return np.flatnonzero(keep)
+
+
+def summary_rows(solutions: Sequence, *, all_rows: bool = False, max_all: int = 20):
+    """Which points a table shows: every point when ``all_rows`` or when there are at most
+    ``max_all``; otherwise the first, each change of the counts and the last. Returns per
+    solution an array of flat indices and the total number of points."""
+    total = sum(int(np.prod(s.grid_shape)) for s in solutions)
+    if all_rows or total <= max_all:
+        return [np.arange(int(np.prod(s.grid_shape))) for s in solutions], total
+    return [change_points(s, last=True) for s in solutions], total
+
+
+def _own_points(sol, flats):
+    shape = sol.grid_shape
+    return [(sol, tuple(int(i) for i in np.unravel_index(int(f), shape)) if shape else ())
+            for f in flats]
 
 
 # ------------------------------------------------------------------------------------------
@@ -377,7 +579,8 @@ def _latent_words(sol, idx, latent, param):
     else:
         text = (f"{_range_text(c)} of {d} {name} collapse (zero posterior mean; the count is not "
                 f"determined, {active} active mode{'s' if active != 1 else ''})")
-    has_crit = param is not None and latent == critical_latent(sol) and param in sol.critical
+    has_crit = (param is not None and latent == critical_latent(sol)
+                and param in sol.critical_direction)
     if has_crit and active < d:
         more = _revival_text(sol, idx, latent, param, active, d)
         if more:
@@ -402,7 +605,7 @@ def point_summary(sol, idx, label_params: Sequence[str] = (), param: Optional[st
 
 def _default_param(sol):
     for name in ("beta", "beta2"):
-        if name in sol.critical:
+        if name in sol.critical_direction:
             return name
     return next(iter(sol.critical), None)
 
@@ -410,7 +613,7 @@ def _default_param(sol):
 def summary_param(sol, swept: Sequence[str]) -> Optional[str]:
     """The hyperparameter to phrase thresholds in: the first swept one with critical values."""
     for name in swept:
-        if name in sol.critical:
+        if name in sol.critical_direction:
             return name
     return _default_param(sol)
 
@@ -420,24 +623,26 @@ def _state(sol, idx):
 
 
 def summary_lines(solutions: Sequence, swept: Sequence[str], max_lines=20,
-                  param: Optional[str] = None) -> List[str]:
-    """One line per grid point; for long sweeps only the points where the outcome changes."""
+                  param: Optional[str] = None, resolve=None) -> List[str]:
+    """One line per grid point; for long sweeps only the points where the outcome changes.
+
+    ``resolve(sol, flat_indices) -> [(solution, index), ...]`` gives the points to word (default:
+    the points of ``sol`` itself); the command line passes one that solves only those points, so
+    a long sweep never computes its (grid x latent dim) arrays.
+    """
+    resolve = resolve or _own_points
     show_dims = len(solutions) > 1
     total = sum(int(np.prod(s.grid_shape)) for s in solutions)
     lines, skipped = [], 0
     for sol in solutions:
         p = param or summary_param(sol, swept)
         labels = list(swept) or ([p] if p in sol.params else [])
-        prev = None
-        for idx in grid_indices(sol):
-            state = _state(sol, idx)
-            if total > max_lines and state == prev:
-                continue
-            prev = state
-            if len(lines) >= max_lines:
-                skipped += 1
-                continue
-            lines.append(point_summary(sol, idx, labels, p, show_dims))
+        flats = (np.arange(int(np.prod(sol.grid_shape))) if total <= max_lines
+                 else change_points(sol))
+        room = max(0, max_lines - len(lines))
+        skipped += max(0, flats.size - room)
+        for s2, i2 in resolve(sol, flats[:room]):
+            lines.append(point_summary(s2, i2, labels, p, show_dims))
     if total > max_lines:
         head = (f"{total} grid points; showing the first point and each point where the outcome "
                 "changes:")
@@ -451,8 +656,13 @@ def summary_lines(solutions: Sequence, swept: Sequence[str], max_lines=20,
 # tables
 
 
-def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str] = None) -> Table:
-    """One row per grid point: hyperparameters, active/collapsed per latent, ranks, optimal loss."""
+def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str] = None,
+                  rows: Optional[Sequence[Tuple[object, tuple]]] = None) -> Table:
+    """One row per grid point: hyperparameters, active/collapsed per latent, ranks, optimal loss.
+
+    ``rows``: the ``(solution, index)`` points to show (default: every point of ``solutions``;
+    :func:`summary_rows` picks the changes of a long sweep).
+    """
     first = solutions[0]
     show_dims = len(solutions) > 1
     table = Table(title=title, title_justify="left")
@@ -470,23 +680,24 @@ def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str
     table.add_column("ranks " + ", ".join(
         (f"{l} " if len(maps) > 1 else "") + "enc/dec" for l in maps), justify="right", overflow="fold")
     table.add_column("optimal loss", justify="right", overflow="fold")
-    for sol in solutions:
-        for idx in grid_indices(sol):
-            params = point_params(sol, idx)
-            row = []
-            for p in label_params:
-                v = params.get(p)
-                row.append(",".join(fmt(x) for x in v) if isinstance(v, list) else fmt(v))
-            if show_dims:
-                row += [str(d) for d in sol.latent_dims.values()]
-            for latent, d in sol.latent_dims.items():
-                row.append(f"{_active(sol, idx, latent)}/{d}")
-                row.append(_range_text(_collapsed(sol, idx, latent)))
-            ranks = sol.at(idx).ranks
-            row.append(", ".join("/".join(str(ranks[m]) for m in ms)
-                                 for ms in maps.values()))
-            row.append(fmt(sol.at(idx).optimal_loss, 7))
-            table.add_row(*row)
+    if rows is None:
+        rows = [(sol, idx) for sol in solutions for idx in grid_indices(sol)]
+    for sol, idx in rows:
+        params = point_params(sol, idx)
+        row = []
+        for p in label_params:
+            v = params.get(p)
+            row.append(",".join(fmt(x) for x in v) if isinstance(v, list) else fmt(v))
+        if show_dims:
+            row += [str(d) for d in sol.latent_dims.values()]
+        for latent, d in sol.latent_dims.items():
+            row.append(f"{_active(sol, idx, latent)}/{d}")
+            row.append(_range_text(_collapsed(sol, idx, latent)))
+        ranks = sol.at(idx).ranks
+        row.append(", ".join("/".join(str(ranks[m]) for m in ms)
+                             for ms in maps.values()))
+        row.append(fmt(sol.at(idx).optimal_loss, 7))
+        table.add_row(*row)
     return table
 
 
@@ -522,11 +733,9 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
     if rules:
         table.caption += f"; {critical_latent(sol)} dim i is active while " + ", ".join(rules)
     side = dict(bounds)  # "active while beta < shown" must hold at the shown value
-    for i in range(width):
-        row = [str(i + 1), fmt(vals[i])]
-        row += [("" if i >= c.size else fmt_bound(c[i], side[j]) if j in side else fmt(c[i]))
-                for j, c in enumerate(cols)]
-        table.add_row(*row)
+    _add_mode_rows(table, ([fmt(vals[i])] + [
+        ("" if i >= c.size else fmt_bound(c[i], side[j]) if j in side else fmt(c[i]))
+        for j, c in enumerate(cols)] for i in range(width)), width)
     return table
 
 
@@ -560,6 +769,8 @@ def thresholds_document(solutions: Sequence, info: dict, settings: dict, points:
             "centered": first.spectrum.centered, "n_samples": first.spectrum.n_samples,
             "spectrum_units": spectrum_units(first.spectrum),
             "spectrum": spectrum_values(first.spectrum),
+            "spectrum_kind": first.spectrum.kind, "rank": int(first.spectrum.rank),
+            "dim": int(first.spectrum.dim), "trace": first.spectrum.trace,
             "data": _data(info), "settings": settings,
             "critical_latent": critical_latent(first),
             "critical_direction": dict(first.critical_direction),
@@ -589,10 +800,24 @@ def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False
         cols.append(c)
     active = _active(sol, idx, latent)
     sides = ["down" if sol.critical_direction[n] == "below" else "up" for n in sol.critical]
-    for i in range(d):
-        table.add_row(str(i + 1), fmt(vals[i]), *[fmt_bound(c[i], sd) for c, sd in zip(cols, sides)],
-                      style=None if i < active else "dim")
+    _add_mode_rows(table, ([fmt(vals[i]), *[fmt_bound(c[i], sd) for c, sd in zip(cols, sides)]]
+                           for i in range(d)), d, style=lambda i: None if i < active else "dim")
     return table
+
+
+def _add_mode_rows(table, rows, n, style=lambda i: None):
+    """One row per mode (``rows`` yields the cells after the mode number), except that a run of
+    more than two identical last rows -- the modes past the data's rank, all alike -- is one
+    row ``a-b``: a latent dim of 10^6 is a table of a few rows, not 10^6."""
+    cells = list(rows)
+    tail = n
+    while tail > 1 and cells[tail - 2] == cells[n - 1] and style(tail - 2) == style(n - 1):
+        tail -= 1
+    last = n if n - tail < 2 else tail - 1
+    for i in range(last):
+        table.add_row(str(i + 1), *cells[i], style=style(i))
+    if last < n:
+        table.add_row(f"{last + 1}-{n}", *cells[n - 1], style=style(n - 1))
 
 
 def keep_answer(sol, idx, k: int, param: str) -> dict:
@@ -705,7 +930,14 @@ def check_dict(result, mode: str = "exact") -> dict:
              if k in result.collapsed}
     out["collapsed_agrees"] = agree
     out["verdict"] = (Verdict.CONSISTENT if agree and all(agree.values())
-                      else Verdict.INCONCLUSIVE)
+                      and out.get("converged") is not False else Verdict.INCONCLUSIVE)
+    if out.get("diverged"):
+        out["reason"] = (f"training diverged in epoch {out['diverged_at_epoch'] + 1} of "
+                         f"{out['epochs']} (the loss overflowed): the step size {out['lr']:.3g} "
+                         "is too large; use a smaller one")
+    elif out.get("converged") is False:
+        out["reason"] = (f"training did not converge: its exact loss ends {fmt(out['loss_gap'], 3)}"
+                         " (relative) above the optimum; train longer or change the step size")
     return out
 
 
@@ -767,6 +999,16 @@ def check_lines(solutions: Sequence, swept: Sequence[str], checks: Sequence[dict
                 lines.append(f"  counterexample (loss {fmt(chk['learned']['loss'], 10)}): "
                              + "; ".join(f"{m} " + ", ".join(fmt(x, 6) for x in vals)
                                          for m, vals in sv.items()))
+        elif chk["mode"] == "sgd" and chk.get("diverged"):
+            lines.append(f"{label}: {v}: stochastic training diverged in epoch "
+                         f"{chk['diverged_at_epoch'] + 1} of {chk['epochs']} (the loss overflowed):"
+                         f" use a smaller --lr than {chk['lr']:.3g}")
+        elif chk["mode"] == "sgd" and chk.get("converged") is False:
+            lines.append(f"{label}: {v}: stochastic training did not converge: its exact loss "
+                         f"ends {fmt(chk['loss_gap'], 3)} (relative) above the optimum (collapsed "
+                         + ", ".join(f"{k} {chk['collapsed'].get(k)}" for k in
+                                     (chk.get("predicted_collapsed") or {}))
+                         + "): train longer (--epochs) or try another --lr")
         elif chk["mode"] == "sgd" and v != "CONSISTENT":
             pred = chk.get("predicted_collapsed") or {}
             lines.append(f"{label}: stochastic training ended with " + ", ".join(

@@ -30,6 +30,7 @@ answers "does ordinary training land where the theory says", not "is the theory 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
@@ -41,9 +42,18 @@ from ._numerics import Adam, active_units, kl_per_dim, psd_sqrt, sorted_singular
 from ._validation import latent_dim as _latent_dim, positive
 from .errors import NotCoveredError, ParameterError
 
-__all__ = ["SGDResult", "default_lr", "sampled_loss", "train_sgd"]
+__all__ = ["SGDResult", "default_lr", "default_encoder_lr", "sampled_loss", "train_sgd",
+           "NOT_CONVERGED_GAP"]
 
 LABEL = "stochastic training (minibatch reparameterised beta-ELBO, Adam)"
+
+#: training "clearly did not converge" when its exact loss ends more than this far above the
+#: closed-form optimum, relative to max(1, |optimum|) (a quarter: far outside SGD's noise floor on
+#: every example of examples/, which end within 1e-2)
+NOT_CONVERGED_GAP = 0.25
+
+#: per model, the encoder maps that read the data (they get ``encoder_lr``; docs/theory.md §1)
+_DATA_ENCODERS = {"vae": ("W",), "cvae": (), "mhvae": ("W1",)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,6 +189,32 @@ class SGDResult:
     seconds: float
     params: Dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     label: str = LABEL
+    lr: Optional[float] = None
+    encoder_lr: Optional[float] = None
+    diverged_at_epoch: Optional[int] = None
+
+    @property
+    def diverged(self) -> bool:
+        """Training stopped because the loss or a parameter stopped being finite."""
+        return self.diverged_at_epoch is not None
+
+    @property
+    def loss_gap(self) -> Optional[float]:
+        """(exact loss - optimum) / max(1, |optimum|); None without a closed form."""
+        if self.optimal_loss is None:
+            return None
+        if self.diverged:
+            return float("inf")
+        return (self.exact_loss - self.optimal_loss) / max(1.0, abs(self.optimal_loss))
+
+    @property
+    def converged(self) -> Optional[bool]:
+        """False when training clearly did not reach the optimum (it diverged, or its loss gap
+        exceeds :data:`NOT_CONVERGED_GAP`); None when there is no closed form to compare with."""
+        if self.diverged:
+            return False
+        gap = self.loss_gap
+        return None if gap is None else bool(gap <= NOT_CONVERGED_GAP)
 
     @property
     def singular_value_error(self):
@@ -204,9 +240,11 @@ class SGDResult:
             "predicted_collapsed": (None if self.predicted_collapsed is None else
                                     {k: [int(a), int(b)] for k, (a, b) in self.predicted_collapsed.items()}),
             "exact_loss": self.exact_loss, "optimal_loss": self.optimal_loss,
-            "loss_gap": (None if self.optimal_loss is None else
-                         (self.exact_loss - self.optimal_loss) / max(1.0, abs(self.optimal_loss))),
+            "loss_gap": self.loss_gap,
             "epochs": self.epochs, "steps": self.steps, "seconds": self.seconds,
+            "lr": self.lr, "encoder_lr": self.encoder_lr,
+            "diverged": self.diverged, "diverged_at_epoch": self.diverged_at_epoch,
+            "converged": self.converged,
         }
 
 
@@ -225,18 +263,36 @@ def _as_float_rows(X, name):
     return X
 
 
+def _rms_scale(Z, center):
+    Z = np.asarray(Z, dtype=np.float64)
+    ms = np.mean(np.var(Z, axis=0)) if center else np.mean(Z ** 2)
+    return max(float(np.sqrt(ms)), 1e-3)
+
+
 def default_lr(X, y=None, center=True, factor=0.02):
     """A step size that follows the data scale: ``factor`` times the RMS scale of the data the
     decoder reconstructs (``y`` for the CVAE, else ``X``; per-feature std if centred, else the raw
     root mean square). Adam's steps are in parameter units and decoder entries are of the order
     of that scale, so a fixed ``lr`` is too slow on raw pixels and too coarse on unit-scale data."""
-    Z = np.asarray(X if y is None else y, dtype=np.float64)
-    ms = np.mean(np.var(Z, axis=0)) if center else np.mean(Z ** 2)
-    return factor * max(float(np.sqrt(ms)), 1e-3)
+    return factor * _rms_scale(X if y is None else y, center)
+
+
+def default_encoder_lr(model, X, center=True, eta_enc=1.0, factor=0.02):
+    """The step of the encoder maps that read the data (``W``; the hierarchical VAE's ``W1``):
+    ``factor * eta_enc / scale`` with ``scale`` the RMS scale of ``X`` -- the units of those maps
+    are the inverse of the decoder's (the optimum has ``W ~ eta_enc / theta``, ``U ~ theta``,
+    docs/theory.md §3), so one step for both is too coarse for ``W`` on data far from unit scale
+    (raw wine: proline's std is 314; the shared step left the exact loss 4000x the optimum, the
+    split one 4x; on the digits 4x closer too). None for the CVAE, whose shared step measured
+    better (the step of ``train_sgd``'s ``lr`` is then used for every map)."""
+    if not _DATA_ENCODERS.get(model):
+        return None
+    return factor * float(eta_enc) / _rms_scale(X, center)
 
 
 def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epochs=200,
-              batch_size=64, lr=0.03, lr_final=None, seed=0, center=True, kl_threshold=0.01,
+              batch_size=64, lr=0.03, lr_final=None, encoder_lr=None, seed=0, center=True,
+              kl_threshold=0.01,
               au_threshold=0.01, init_scale=0.1, progress: Optional[Callable[[int], None]] = None,
               prediction=None, **hyper) -> SGDResult:
     """Train a linear model by minibatch Adam on the sampled beta-ELBO; compare with the theory.
@@ -256,6 +312,11 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
         ``lr`` to ``lr_final`` (default ``lr / 100``) over training: a decaying step is what lets the
         noisy iterate settle near the optimum. Adam's steps are in parameter units, so ``lr`` should
         follow the data scale (decoder entries are of the order of the data's standard deviation).
+    encoder_lr : float, optional
+        A separate initial step for the encoder maps that read the data (``W``, ``W1``), decayed
+        alike (:func:`default_encoder_lr`); default: ``lr`` for every map.
+        If the loss or a parameter stops being finite (a step far too large), training stops there
+        and the result says so (``diverged_at_epoch``; ``converged`` is False) instead of raising.
     center : bool
         Centre the data (model with biases) or not (bias-free model on raw second moments).
     kl_threshold, au_threshold : float
@@ -280,6 +341,8 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
         _latent_dim(name, v)
     lr = float(positive("lr", lr))
     lr_final = lr / 100.0 if lr_final is None else float(positive("lr_final", lr_final))
+    if encoder_lr is not None:
+        encoder_lr = float(positive("encoder_lr", encoder_lr))
     rng = np.random.default_rng(seed)
 
     if setting.spectrum_kind == "residual":
@@ -316,29 +379,49 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     decay = (lr_final / lr) ** (1.0 / max(total - 1, 1))
     history = np.zeros(epochs)
     step = 0
-    for epoch in range(epochs):
-        perm = rng.permutation(N)
-        acc = 0.0
-        for start in range(0, N, batch_size):
-            idx = perm[start:start + batch_size]
-            B = data[idx]
-            n = B.shape[0]
-            if setting.spectrum_kind == "residual":
-                batch, eps = (B[:, :D0], B[:, D0:]), rng.standard_normal((n, d1))
-            elif setting.has_second_latent:
-                batch, eps = B, (rng.standard_normal((n, d1)), rng.standard_normal((n, d2)))
-            else:
-                batch, eps = B, rng.standard_normal((n, d1))
-            loss, g = sampled_loss(model, params, batch, eps, h, learned=learned)
-            acc += loss * n
-            params = opt.step(params, {k: g[k] for k in trained}, lr * decay ** step)
-            step += 1
-        history[epoch] = acc / N
-        if progress is not None:
-            progress(1)
+    diverged = None
+    enc = set(_DATA_ENCODERS.get(model, ())) if encoder_lr is not None else set()
+    base = {k: (encoder_lr if k in enc else lr) for k in trained}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for epoch in range(epochs):
+            perm = rng.permutation(N)
+            acc = 0.0
+            for start in range(0, N, batch_size):
+                idx = perm[start:start + batch_size]
+                B = data[idx]
+                n = B.shape[0]
+                if setting.spectrum_kind == "residual":
+                    batch, eps = (B[:, :D0], B[:, D0:]), rng.standard_normal((n, d1))
+                elif setting.has_second_latent:
+                    batch, eps = B, (rng.standard_normal((n, d1)), rng.standard_normal((n, d2)))
+                else:
+                    batch, eps = B, rng.standard_normal((n, d1))
+                loss, g = sampled_loss(model, params, batch, eps, h, learned=learned)
+                if not (math.isfinite(loss) and all(np.all(np.isfinite(g[k])) for k in trained)):
+                    diverged = epoch
+                    break
+                acc += loss * n
+                factor = decay ** step
+                params = opt.step(params, {k: g[k] for k in trained},
+                                  {k: v * factor for k, v in base.items()})
+                step += 1
+            if diverged is not None:
+                history[epoch:] = np.nan
+                break
+            history[epoch] = acc / N
+            if progress is not None:
+                progress(1)
+    if diverged is not None and progress is not None:
+        progress(epochs - diverged)  # the bar ends where the run would have
 
-    return _summarise(setting, params, h, M, D0, d1, d2, raw, center, history, epochs,
-                      step, kl_threshold, au_threshold, time.perf_counter() - t0, prediction)
+    if diverged is not None:
+        out = _diverged(setting, d1, d2, h, M, D0, raw, center, history, epochs, step,
+                        time.perf_counter() - t0, prediction)
+    else:
+        out = _summarise(setting, params, h, M, D0, d1, d2, raw, center, history, epochs,
+                         step, kl_threshold, au_threshold, time.perf_counter() - t0, prediction)
+    out.lr, out.encoder_lr, out.diverged_at_epoch = lr, encoder_lr, diverged
+    return out
 
 
 def _init_params(setting, M, D0, d1, d2, h, init_scale, rng):
@@ -423,8 +506,6 @@ def _exact_loss(setting, p, M, D0, h):
 
 def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps,
                kl_threshold, au_threshold, seconds, prediction=None):
-    from .moments import empirical_residual_spectrum, empirical_spectrum
-
     sv, msq, stds, prior = _MEASURES[setting.model](p, M, D0, d1, d2, h)
     kl, std, au, coll = {}, {}, {}, {}
     for z in setting.latents:
@@ -438,8 +519,39 @@ def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps
         rule = kl[z.name] if (z.learned and z.name in kl) else mean_part
         coll[z.name] = int(np.count_nonzero(rule < kl_threshold))
     exact = _exact_loss(setting, p, M, D0, h)
+    pred_sv, pred_std, pred_coll, optimal = _prediction(setting, d1, d2, h, raw, D0, center,
+                                                        prediction)
+    return SGDResult(model=setting.model, variance=setting.variance, singular_values=sv,
+                     predicted_singular_values=pred_sv, posterior_std=std,
+                     predicted_posterior_std=pred_std, kl=kl, mean_second_moment=msq,
+                     active_units=au, collapsed=coll, predicted_collapsed=pred_coll,
+                     exact_loss=float(exact), optimal_loss=optimal, loss_history=history,
+                     epochs=epochs, steps=steps, seconds=seconds, params=p)
 
-    # ---- prediction from the closed form on the same data's spectrum
+
+def _diverged(setting, d1, d2, h, M, D0, raw, center, history, epochs, steps, seconds,
+              prediction):
+    """The result of a run that diverged: nothing learned to measure (NaN), the prediction."""
+    pred_sv, pred_std, pred_coll, optimal = _prediction(setting, d1, d2, h, raw, D0, center,
+                                                        prediction)
+    dims = {z.name: (d1 if z.dim_arg == "latent_dim" else d2) for z in setting.latents}
+    nan = {z.name: np.full(dims[z.name], np.nan) for z in setting.latents}
+    maps = {m: np.full(dims[z.name], np.nan) for z in setting.latents
+            for m in (z.encoder, z.decoder)}
+    return SGDResult(model=setting.model, variance=setting.variance, singular_values=maps,
+                     predicted_singular_values=pred_sv,
+                     posterior_std={z.name: nan[z.name] for z in setting.latents if z.learned},
+                     predicted_posterior_std=pred_std,
+                     kl={k: v for k, v in nan.items() if k != "z1"}, mean_second_moment=nan,
+                     active_units={}, collapsed={}, predicted_collapsed=pred_coll,
+                     exact_loss=float("nan"), optimal_loss=optimal, loss_history=history,
+                     epochs=epochs, steps=steps, seconds=seconds, params={})
+
+
+def _prediction(setting, d1, d2, h, raw, D0, center, prediction):
+    """(singular values, stds, collapsed ranges, optimal loss) of the closed form, or Nones."""
+    from .moments import empirical_residual_spectrum, empirical_spectrum
+
     pred_sv = pred_std = pred_coll = None
     optimal = None
     point = prediction
@@ -457,9 +569,4 @@ def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps
         pred_std = point.posterior_std or None
         pred_coll = {k: point.collapsed_range(k) for k in point.latent_dims}
         optimal = point.optimal_loss
-    return SGDResult(model=setting.model, variance=setting.variance, singular_values=sv,
-                     predicted_singular_values=pred_sv, posterior_std=std,
-                     predicted_posterior_std=pred_std, kl=kl, mean_second_moment=msq,
-                     active_units=au, collapsed=coll, predicted_collapsed=pred_coll,
-                     exact_loss=float(exact), optimal_loss=optimal, loss_history=history,
-                     epochs=epochs, steps=steps, seconds=seconds, params=p)
+    return pred_sv, pred_std, pred_coll, optimal
