@@ -511,8 +511,8 @@ def _model_sentence(sol) -> str:
     return f"model: {sol.setting.title}, {sol.variance} variance -- {sol.theorem}"
 
 
-def _print_notes(console, sols):
-    for note in report.notes_of(sols):
+def _print_notes(console, sols, notes=None):
+    for note in report.notes_of(sols) if notes is None else notes:
         _say(console, f"note: {note}", style="italic")
 
 
@@ -528,7 +528,7 @@ def _render_predict(console, sols, info, opts, detail):
                 console.print(report.detail_table(sol, idx, swept, len(sols) > 1))
     for line in report.summary_lines(sols, swept):
         _say(console, line)
-    _print_notes(console, sols)
+    _print_notes(console, sols, report.prediction_notes(sols))
 
 
 def _check_matrices_path(path, force, inputs):

@@ -24,6 +24,7 @@ __all__ = [
     "LATENT_MAPS", "critical_latent", "dumps", "grid_indices", "point_dict", "point_params",
     "point_label", "point_summary", "predict_document", "spectrum_document", "spectrum_values",
     "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
+    "prediction_notes",
     "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "check_dict", "check_table", "check_lines", "numerical_document",
     "numerical_table", "text_table",
@@ -238,6 +239,16 @@ def notes_of(solutions: Iterable) -> List[str]:
     return out
 
 
+def prediction_notes(solutions: Sequence) -> List[str]:
+    """What a prediction shows below its numbers: the solutions' notes (:func:`notes_of`), then
+    the notes of their setting's record (:attr:`vaetheory.settings.Setting.notes`, e.g. what a
+    linear count means for a nonlinear VAE), each once."""
+    out = notes_of(solutions)
+    for sol in solutions[:1]:
+        out += [n for n in sol.setting.notes if n not in out]
+    return out
+
+
 def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None,
                      checks: Optional[Sequence[dict]] = None) -> dict:
     """The JSON document of ``vaetheory predict`` (schema: README.md, "JSON output").
@@ -263,7 +274,7 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "settings": dict(settings or {}),
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
-        "notes": notes_of(solutions),
+        "notes": prediction_notes(solutions),
         "points": _with_checks([point_dict(sol, idx) for sol in solutions
                                 for idx in grid_indices(sol)], checks),
     }
