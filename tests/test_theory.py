@@ -170,8 +170,9 @@ def test_independent_optimiser_agrees_on_one_instance_of_each_setting():
         tol = 1e-9 * max(1.0, abs(L))
         assert min(finals) >= L - tol, f"{sol.model}/{sol.variance}: numerical {best} < {L}"
         assert best == pytest.approx(L, rel=1e-7, abs=tol), f"{sol.model}/{sol.variance}"
-        for k, v in learned.items():
-            np.testing.assert_allclose(v, sv[k], atol=2e-4, err_msg=f"{sol.model} {k}")
+        for k, v in learned.items():  # the Solution is in mode order; compare the sorted values
+            np.testing.assert_allclose(v, np.sort(sv[k])[::-1], atol=2e-4,
+                                       err_msg=f"{sol.model} {k}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,14 +268,27 @@ def thm5_branch(t, s1, s2, b1, b2, c):
 
 
 def global_mode_min(t, s1, b1, b2, ee, ed, s2, rng, starts=24):
-    best = np.inf
+    """Global minimum of the per-mode loss: BFGS from ``starts`` random points at two scales,
+    then BFGS restarted (fresh curvature) from the best point until it stops improving -- a run
+    can stall ~1e-7 above the minimum on these nearly flat valleys (seen once in 1500 draws)."""
+    args = (t, s1, b1, b2, ee, ed, s2)
     n = 4 if s2 is not None else 5
-    for _ in range(starts):
-        v0 = rng.normal(scale=1.5, size=n)
-        r = minimize(mode_loss, v0, args=(t, s1, b1, b2, ee, ed, s2), method="BFGS",
-                     options={"gtol": 1e-11, "maxiter": 5000})
-        best = min(best, r.fun)
-    return best
+    opts = {"gtol": 1e-11, "maxiter": 5000}
+    best = None
+    for j in range(starts):
+        v0 = rng.normal(scale=1.5 if j % 2 else 0.3, size=n)
+        r = minimize(mode_loss, v0, args=args, method="BFGS", options=opts)
+        if best is None or r.fun < best.fun:
+            best = r
+    for _ in range(6):
+        r = minimize(mode_loss, best.x, args=args, method="BFGS", options=opts)
+        r2 = minimize(mode_loss, r.x, args=args, method="Nelder-Mead",
+                      options={"xatol": 1e-12, "fatol": 1e-15, "maxiter": 4000})
+        nxt = min((r, r2), key=lambda q: q.fun)
+        if not nxt.fun < best.fun - 1e-15 * max(1.0, abs(best.fun)):
+            break
+        best = nxt
+    return best.fun
 
 
 @settings(max_examples=40)
@@ -539,7 +553,7 @@ def test_cvae_variance_threshold_uses_beta_eta_dec_squared():
     for beta in (2.0, 0.3):
         sol = vt.cvae_learnable_sigma(rs, 4, beta=beta)
         want = np.where(e >= beta, np.sqrt(beta / e), 1.0)  # eta_enc = eta_dec = 1
-        np.testing.assert_allclose(sol.posterior_std["z"], np.sort(want)[::-1])
+        np.testing.assert_allclose(sol.posterior_std["z"], want)  # mode order: std of mode i
         assert np.all(sol.posterior_std["z"] <= 1.0)  # never above the prior std
 
 
@@ -551,8 +565,8 @@ def test_cvae_uses_c_equal_eta_dec_over_eta_enc():
     sol = vt.cvae_learnable_sigma(residual_spectrum(M, 2), 3, beta=0.5, eta_enc=1.0, eta_dec=2.0)
     best, p, _ = nopt.cvae(M, 2, 3, beta=0.5, eta_enc=1.0, eta_dec=2.0, rng=rng)
     assert best == pytest.approx(float(sol.optimal_loss), rel=1e-8)
-    np.testing.assert_allclose(np.sort(np.exp(p["log_var"] / 2))[::-1], sol.posterior_std["z"],
-                               atol=1e-4)
+    np.testing.assert_allclose(np.sort(np.exp(p["log_var"] / 2))[::-1],
+                               np.sort(sol.posterior_std["z"])[::-1], atol=1e-4)
 
 
 def test_theta_zero_gives_lambda_zero_not_nan_and_theta_is_padded():
@@ -561,7 +575,9 @@ def test_theta_zero_gives_lambda_zero_not_nan_and_theta_is_padded():
                 vt.mhvae_learnable_sigma2(sp, 5, 5), vt.mhvae_fixed_sigma2(sp, 5, 5)):
         for k, v in sol.singular_values.items():
             assert v.shape == (5,) and np.all(np.isfinite(v)), (sol.theorem, k)
-    assert vt.vae_learnable_sigma(sp, 5).posterior_std["z"][0] == 1.0
+    # mode order: modes 3-5 have no data (theta = 0) and keep the prior std; mode 1 is active
+    std = vt.vae_learnable_sigma(sp, 5).posterior_std["z"]
+    assert np.all(std[2:] == 1.0) and std[0] == pytest.approx(0.5)
 
 
 def test_theorem5_corrected_threshold_example():

@@ -3,7 +3,7 @@
 Flow: ``io`` (files -> row blocks, with provenance: :class:`Selection`) -> ``moments`` (second
 moments, spectra; streaming, float64) -> ``theory`` (spectra + hyperparameters -> closed-form
 optima, one function per theorem) -> ``losses`` (the exact objectives) -> ``checker`` / ``sgd``
-(numerical optima, stochastic training) -> ``report`` / ``cli``. What each (model, variance)
+(numerical optima, stochastic training) -> ``report`` / ``plot`` / ``cli``. What each (model, variance)
 setting is lives in one record in :mod:`vaetheory.settings`; the mathematics is in
 docs/theory.md.
 

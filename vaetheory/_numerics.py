@@ -29,7 +29,7 @@ DELTA = 0.01
 def rank_tolerance(scale, dim):
     """Values at or below ``scale * dim * eps`` count as zero (numpy.linalg.matrix_rank's rule,
     ``scale`` being the largest value of the matrix whose rank is decided)."""
-    return float(max(scale, 0.0)) * max(int(dim), 1) * EPS
+    return float(max(scale, 0.0)) * (max(int(dim), 1) * EPS)  # no overflow near the top
 
 
 def psd_eigh(M, *, with_vectors=True, scale=None):

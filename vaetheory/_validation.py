@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
 
 import numpy as np
 
@@ -73,6 +75,31 @@ def spectrum_values(name, value):
     if np.any(arr < 0):
         raise ParameterError(f"{name} must be non-negative, got {_show(arr[arr < 0][:3])}")
     return np.sort(arr)[::-1].copy()
+
+
+def output_path(flag, path, suffixes, *, force=False, inputs=()):
+    """Refuse an output file that would overwrite something the user gave, or cannot be written:
+    a suffix not in ``suffixes``, one of the ``inputs``, a directory, an existing file (unless
+    ``force``), a missing parent directory. ``flag`` names the option in the message."""
+    p = str(path)
+    if not p.lower().endswith(tuple(suffixes)):
+        raise ParameterError(f"{flag} {p!r}: the file name must end in " + " or ".join(suffixes))
+    for src in inputs:
+        if src is None or not isinstance(src, (str, os.PathLike)):
+            continue
+        same = os.path.abspath(p) == os.path.abspath(str(src))
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(p, src)
+        if same:
+            raise ParameterError(f"{flag} {p!r} is an input file; refusing to overwrite it")
+    if os.path.isdir(p):
+        raise ParameterError(f"{flag} {p!r} is a directory")
+    if os.path.exists(p) and not force:
+        raise ParameterError(f"{flag} {p!r} exists; refusing to overwrite it (use --force)")
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent):
+        raise ParameterError(f"{flag} {p!r}: directory {parent!r} does not exist")
+    return p
 
 
 def _show(arr):

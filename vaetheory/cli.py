@@ -1,12 +1,12 @@
-"""Command line: ``vaetheory predict | thresholds | spectrum | check | demo``.
+"""Command line: ``vaetheory predict | thresholds | spectrum | check | plot | demo``.
 
 Thin by design: option values are parsed by Click parameter types (:class:`HyperValues`,
 :class:`LatentDims`, :class:`ImageShapeType`), the cross-option rules turn
 them into a :class:`~vaetheory.io.Selection` (what to read) and a
 :class:`~vaetheory.settings.Request` (setting, latent dims, hyperparameter grid), and the commands
 call the library (:func:`vaetheory.moments.load_spectrum`, :meth:`Request.solve`,
-:mod:`vaetheory.checker`, :mod:`vaetheory.sgd`) and render with :mod:`vaetheory.report`. No data
-pipeline and no prediction is computed here.
+:mod:`vaetheory.checker`, :mod:`vaetheory.sgd`) and render with :mod:`vaetheory.report` (tables)
+and :mod:`vaetheory.plot` (figures). No data pipeline and no prediction is computed here.
 
 Exit codes: 0 ok (``check``: CONFIRMED); 3 REFUTED; 4 INCONCLUSIVE; 2 usage (bad option values,
 non-positive hyperparameters, latent dim < 1, unknown model, settings the theory does not cover);
@@ -28,9 +28,11 @@ import click
 import numpy as np
 
 from . import io as vio
+from . import plot as vplot
 from . import report
 from . import settings as vs
 from ._grid import MAX_GRID_POINTS, parse_ints, parse_values, parse_vector
+from ._validation import output_path
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, NotCoveredError, ParameterError,
                      VaetheoryError)
 from .moments import load_spectrum
@@ -267,6 +269,92 @@ def model_options(f):
 def _output_options(f):
     return click.option("--json", "as_json", is_flag=True,
                         help="Print one JSON document to stdout (schema: README).")(f)
+
+
+#: the largest figure (pixels) --width/--height/--dpi may ask for
+MAX_FIGURE_PIXELS = 40_000_000
+
+
+def _figure_options(plot_flag=True, force_flag=True):
+    """``--plot FIG`` (with ``plot_flag``), ``--width/--height/--dpi`` and ``--force`` (with
+    ``force_flag``) of a figure; the figure is drawn by :mod:`vaetheory.plot`."""
+    def deco(f):
+        opts = []
+        if plot_flag:
+            opts.append(click.option(
+                "--plot", "plot_to", default=None, metavar="FIG|-",
+                help="Also draw this command's figure into FIG (.png, .svg or .pdf; needs "
+                     'matplotlib: pip install "vaetheory[plot]"); "-" draws the collapse map '
+                     "in the terminal instead."))
+        opts += [
+            click.option("--width", type=click.FloatRange(min=1, max=50), default=None,
+                         metavar="IN", help="Figure width in inches (default 6)."),
+            click.option("--height", type=click.FloatRange(min=1, max=50), default=None,
+                         metavar="IN", help="Figure height in inches (default 4; 3 per panel "
+                                            "with several latent dims)."),
+            click.option("--dpi", type=click.IntRange(min=20, max=1200), default=None,
+                         help="Resolution of a PNG figure, dots per inch (default 150)."),
+        ]
+        if force_flag:
+            opts.append(click.option("--force", is_flag=True,
+                                     help="Let --plot replace an existing file."))
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+@dataclass
+class _FigurePlan:
+    """Where a figure goes (``path`` None: the terminal), its size (inches) and resolution."""
+
+    path: Optional[str]
+    size: Optional[tuple]
+    dpi: Optional[int]
+    force: bool
+
+
+def _plan_figure(path, kw, force, as_json, inputs, flag="--plot") -> Optional[_FigurePlan]:
+    """Check the figure options before any work (pops width/height/dpi from ``kw``): the file
+    must be new (or ``--force``) and not an input, matplotlib must be there; ``-`` is the
+    terminal."""
+    width, height, dpi = (kw.pop(k, None) for k in ("width", "height", "dpi"))
+    if path is None:
+        if any(v is not None for v in (width, height, dpi)):
+            raise _usage(f"--width/--height/--dpi size the figure of {flag} FIG; give {flag} too")
+        return None
+    size = None if width is None and height is None else (width, height)
+    if path == "-":
+        if as_json:
+            raise _usage(f"{flag} - draws the collapse map on stdout, which --json needs for "
+                         f"the document; give {flag} FIG.png instead")
+        return _FigurePlan(None, size, dpi, force)
+    w, h = (width or vplot.SIZE[0]), (height or vplot.SIZE[1])
+    pixels = w * h * (dpi or vplot.DPI) ** 2
+    if pixels > MAX_FIGURE_PIXELS and path.lower().endswith(".png"):
+        raise _usage(f"a {w:g} x {h:g} in figure at {dpi or vplot.DPI} dpi has {pixels:.3g} "
+                     f"pixels (at most {MAX_FIGURE_PIXELS:.0e}); lower --dpi or the size")
+    vplot.check_path(path, force=force, inputs=inputs, flag=flag)
+    vplot.require_matplotlib()
+    return _FigurePlan(path, size, dpi, force)
+
+
+def _render_figure(plan, kind, sols, console=None, param=None, results=None):
+    """Draw the planned figure: the collapse map as text on ``console``, or a file (its path)."""
+    if plan.path is None:
+        (console or _console()).print(vplot.text(sols, param))
+        return None
+    fig = vplot.draw(kind, sols, param=param, results=results, size=plan.size)
+    return vplot.save(fig, plan.path, force=plan.force, dpi=plan.dpi)
+
+
+def _natural_kind(opts) -> str:
+    """predict's figure: the (beta1, beta2) heatmap when both are swept and have thresholds,
+    else the collapse map."""
+    pair = {"beta1", "beta2"}
+    if pair <= set(opts.request.swept) and pair <= set(opts.setting.critical):
+        return "heatmap"
+    return "collapse"
 
 
 # ------------------------------------------------------------------------------------------
@@ -532,23 +620,7 @@ def _render_predict(console, sols, info, opts, detail):
 
 
 def _check_matrices_path(path, force, inputs):
-    if not path.lower().endswith(".npz"):
-        raise _usage(f"--matrices {path!r}: the file name must end in .npz")
-    for src in inputs:
-        if src is None or isinstance(src, np.ndarray):
-            continue
-        same = os.path.abspath(path) == os.path.abspath(str(src))
-        with contextlib.suppress(OSError):
-            same = same or os.path.samefile(path, src)
-        if same:
-            raise _usage(f"--matrices {path!r} is an input file; refusing to overwrite it")
-    if os.path.isdir(path):
-        raise _usage(f"--matrices {path!r} is a directory")
-    if os.path.exists(path) and not force:
-        raise _usage(f"--matrices {path!r} exists; refusing to overwrite it (use --force)")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise _usage(f"--matrices {path!r}: directory {parent!r} does not exist")
+    output_path("--matrices", path, (".npz",), force=force, inputs=inputs)
 
 
 def _write_matrices(path, sol, force):
@@ -635,13 +707,14 @@ def main():
               help="Per latent dim: singular values, learned stds and thresholds.")
 @click.option("--matrices", default=None, metavar="FILE.npz",
               help="Write the optimal matrices of the (single) grid point to a new .npz file.")
-@click.option("--force", is_flag=True, help="Let --matrices replace an existing file.")
+@click.option("--force", is_flag=True, help="Let --matrices / --plot replace an existing file.")
 @click.option("--check", "do_check", is_flag=True,
               help="Also confirm every point with the exact numerical checker (as `vaetheory "
                    "check`); exit 0 CONFIRMED, 3 REFUTED, 4 INCONCLUSIVE.")
 @_checker_options(modes=False)
+@_figure_options(force_flag=False)
 @_debug_option
-def predict(data, as_json, detail, matrices, force, do_check, **kw):
+def predict(data, as_json, detail, matrices, force, do_check, plot_to, **kw):
     """Predicted ranks, collapsed latent dims and thresholds for every hyperparameter point.
 
     \b
@@ -650,6 +723,7 @@ def predict(data, as_json, detail, matrices, force, do_check, **kw):
       vaetheory predict X.npy --variance fixed --sigma 0.5 --latent-dim 8 --json
       vaetheory predict imgs.npy --model cvae --quadrant bottom-left --image-shape 28x28 -d 16
       vaetheory predict X.csv --model mhvae -d 8 --beta1 1 --beta2 0.1:2:20 --sigma1 0.5
+      vaetheory predict X.npy -d 16 --beta log:1:300:9 --plot collapse.png
     """
     copts = _pop_checker_kwargs(kw)
     opts = parse_options(data, kw)
@@ -658,6 +732,9 @@ def predict(data, as_json, detail, matrices, force, do_check, **kw):
             raise _usage("--matrices needs a single grid point and latent dim (give one value per "
                          "hyperparameter)")
         _check_matrices_path(matrices, force, opts.selection.inputs)
+    figure = _plan_figure(plot_to, kw, force, as_json, opts.selection.inputs)
+    if figure is not None and plot_to == matrices:
+        raise _usage("--plot and --matrices name the same file")
     sols, info = _solutions(opts, as_json, with_basis=matrices is not None)
     checks = _run_exact_checks(sols, copts, _progress_enabled(as_json)) if do_check else None
     written = _write_matrices(matrices, sols[0], force) if matrices is not None else None
@@ -666,7 +743,10 @@ def predict(data, as_json, detail, matrices, force, do_check, **kw):
         settings["matrices"] = {"file": matrices, "arrays": written}
     if do_check:
         settings["check"] = dict(copts, mode="exact")
+    kind = _natural_kind(opts)
     if as_json:
+        if figure is not None:
+            settings["plot"] = {"file": _render_figure(figure, kind, sols), "kind": kind}
         click.echo(report.dumps(report.predict_document(sols, info, settings, checks)))
     else:
         console = _console()
@@ -679,6 +759,10 @@ def predict(data, as_json, detail, matrices, force, do_check, **kw):
             console.print(report.check_table(sols, opts.request.swept, checks))
             for line in report.check_lines(sols, opts.request.swept, checks):
                 _say(console, line)
+        if figure is not None:
+            path = _render_figure(figure, kind, sols, console)
+            if path:
+                _say(console, f"wrote the figure ({kind}) to {path}")
     return report.worst_verdict(checks).exit_code if checks else 0
 
 
@@ -722,8 +806,9 @@ def spectrum(data, top, as_json, **kw):
               help="The hyperparameter to solve for (default beta; mhvae: beta2). Any with a "
                    "threshold: beta, eta_dec, eta_enc (fixed variance), beta1, beta2.")
 @_output_options
+@_figure_options()
 @_debug_option
-def thresholds(data, keep, param, as_json, **kw):
+def thresholds(data, keep, param, as_json, plot_to, force, **kw):
     """Per latent dim, the hyperparameter value at which it collapses (others as given).
 
     \b
@@ -731,16 +816,13 @@ def thresholds(data, keep, param, as_json, **kw):
       vaetheory thresholds X.npy --keep 16            # what beta keeps 16 dims active?
       vaetheory thresholds X.npy -d 16 --param eta_dec --beta 2
       vaetheory thresholds X.npy --model mhvae --keep 4 --beta1 1 --sigma1 0.5
+      vaetheory thresholds X.npy -d 16 --plot -          # the collapse map in the terminal
     """
     if keep is not None and keep < 1:
         raise _usage(f"--keep must be >= 1, got {keep}")
     opts = parse_options(data, kw, default_latent=keep)
-    if param is not None:
-        param = param.replace("-", "_")
-        known = opts.setting.critical
-        if param not in known:
-            raise _usage(f"--param {param}: no threshold for it in this setting; choose from "
-                         + ", ".join(known))
+    param = _threshold_param(opts, param)
+    figure = _plan_figure(plot_to, kw, force, as_json, opts.selection.inputs)
     sols, info = _solutions(opts, as_json)
     show_dims = len(sols) > 1
     points = []
@@ -752,8 +834,12 @@ def thresholds(data, keep, param, as_json, **kw):
                 entry["keep"] = report.keep_answer(sol, idx, keep, p)
             points.append((sol, idx, entry))
     if as_json:
+        settings = _settings_doc(opts)
+        if figure is not None:
+            settings["plot"] = {"file": _render_figure(figure, "collapse", sols, param=param),
+                                "kind": "collapse"}
         click.echo(report.dumps(report.thresholds_document(
-            sols, info, _settings_doc(opts), [e for _, _, e in points])))
+            sols, info, settings, [e for _, _, e in points])))
         return
     console = _console()
     _say(console, report.data_sentence(info))
@@ -773,13 +859,93 @@ def thresholds(data, keep, param, as_json, **kw):
                      if len(points) > 1 else "")
             _say(console, report.keep_sentence(entry["keep"], label))
     _print_notes(console, sols)
+    if figure is not None:
+        path = _render_figure(figure, "collapse", sols, console, param=param)
+        if path:
+            _say(console, f"wrote the figure (collapse) to {path}")
+
+
+def _threshold_param(opts, param):
+    """``--param``: a hyperparameter with critical values in the setting (None: the default)."""
+    if param is None:
+        return None
+    param = param.replace("-", "_")
+    known = opts.setting.critical
+    if param not in known:
+        raise _usage(f"--param {param}: no threshold for it in this setting; choose from "
+                     + ", ".join(known))
+    return param
+
+
+@main.command(name="plot")
+@click.argument("kind", metavar="KIND", type=click.Choice(vplot.KINDS))
+@click.argument("data", metavar="DATA")
+@model_options
+@click.option("--output", "-o", default=None, metavar="FIG",
+              help="The figure file: .png, .svg or .pdf (an existing file is kept unless --force).")
+@click.option("--text", is_flag=True,
+              help="KIND collapse: draw it in the terminal (rich), no matplotlib needed.")
+@click.option("--param", "-p", default=None, metavar="NAME",
+              help="collapse, kl: the hyperparameter along the x axis (default: the first swept "
+                   "one with thresholds, else beta / beta2).")
+@_figure_options(plot_flag=False, force_flag=False)
+@click.option("--force", is_flag=True, help="Let -o replace an existing file.")
+@_debug_option
+def plot_command(kind, data, output, text, param, force, **kw):
+    """Draw a figure of the prediction: collapse map, spectrum, KL per dim or heatmap.
+
+    KIND is one of
+
+    \b
+      collapse  per latent dim, the range of --param where it is active (a bar ending at its
+                critical value, log axis), the active-count step curve, your grid values
+      spectrum  the eigenvalues as bars with the level each dim is compared against (the
+                "water line": beta*eta_dec^2 for a learnable variance), surviving dims coloured
+      kl        per-dim KL at the optimum (and the total rate) across a sweep of --param,
+                thresholds dashed (re-solved on a fine grid; your values are marked)
+      heatmap   mhvae: collapsed z2 dims over a (beta1, beta2) grid with the theory's boundaries
+
+    The options are those of predict. Figures need matplotlib (pip install "vaetheory[plot]");
+    --text draws the collapse map in the terminal without it. For check results use
+    `vaetheory check ... --plot FIG`.
+
+    \b
+    Examples:
+      vaetheory plot collapse X.npy -d 16 --beta 1,10,50 -o collapse.png
+      vaetheory plot spectrum X.npy -d 16 --beta 1,30,100 -o spectrum.svg --width 8
+      vaetheory plot heatmap X.npy --model mhvae -d 8 --sigma1 0.5 -o z2.pdf
+      vaetheory plot collapse X.npy -d 16 --text
+    """
+    if text and kind != "collapse":
+        raise _usage(f"--text draws the collapse map only (KIND collapse), not {kind}")
+    if text and output is not None:
+        raise _usage("give -o FIG or --text, not both")
+    if not text and output is None:
+        raise _usage("-o FIG is required (a .png, .svg or .pdf file), or --text for the terminal")
+    opts = parse_options(data, kw)
+    param = _threshold_param(opts, param)
+    if kind == "heatmap" and not {"beta1", "beta2"} <= set(opts.setting.critical):
+        raise _usage(f"KIND heatmap is over (beta1, beta2): {opts.setting.name} has no such "
+                     "thresholds (use --model mhvae)")
+    figure = _plan_figure("-" if text else output, kw, force, False, opts.selection.inputs,
+                          flag="-o")
+    sols, info = _solutions(opts, False)
+    console = _console()
+    if figure.path is None:
+        _say(console, report.data_sentence(info))
+        _say(console, _model_sentence(sols[0]))
+        _say(console, "at: " + _grid_sentence(opts))
+    path = _render_figure(figure, kind, sols, console, param=param)
+    if path:
+        _say(console, f"wrote the figure ({kind}) to {path}")
 
 
 # ------------------------------------------------------------------------------------------
 # the numerical checker (vaetheory check, predict --check)
 
-def _run_exact_checks(sols, copts, show_progress):
-    """One :func:`vaetheory.checker.check` per grid point of every solution -> check dicts."""
+def _run_exact_checks(sols, copts, show_progress, raw=None):
+    """One :func:`vaetheory.checker.check` per grid point of every solution -> check dicts (the
+    results themselves are appended to ``raw`` when given: the check figure draws them)."""
     from .checker import check
 
     pairs = [(sol, idx) for sol in sols for idx in report.grid_indices(sol)]
@@ -790,11 +956,14 @@ def _run_exact_checks(sols, copts, show_progress):
                         tol_loss=copts["tol"], tol_sv=copts["tol_sv"],
                         max_iter=copts["max_iter"], progress=tick)
             out.append(report.check_dict(res, "exact"))
+            if raw is not None:
+                raw.append(res)
     return out
 
 
-def _run_sgd_checks(X, y, sols, opts, copts, show_progress):
-    """Stochastic training at every grid point, on the samples read once (``X``, ``y``)."""
+def _run_sgd_checks(X, y, sols, opts, copts, show_progress, raw=None):
+    """Stochastic training at every grid point, on the samples read once (``X``, ``y``);
+    the results are appended to ``raw`` when given."""
     from .sgd import default_lr, train_sgd
 
     center = opts.selection.center
@@ -810,6 +979,8 @@ def _run_sgd_checks(X, y, sols, opts, copts, show_progress):
                             batch_size=copts["batch_size"], lr=lr, seed=copts["seed"],
                             center=center, progress=tick, prediction=pt, **pt.hyper)
             out.append(report.check_dict(res, "sgd"))
+            if raw is not None:
+                raw.append(res)
     return out, lr
 
 
@@ -855,8 +1026,9 @@ def _check_open(data, opts, copts, as_json):
 @model_options
 @_checker_options()
 @_output_options
+@_figure_options()
 @_debug_option
-def check(data, as_json, **kw):
+def check(data, as_json, plot_to, force, **kw):
     """Confirm (or refute) the closed-form optimum numerically, at every grid point.
 
     \b
@@ -879,6 +1051,7 @@ def check(data, as_json, **kw):
       vaetheory check X.npy --model mhvae -d 4 --beta2 2 --restarts 4 --json
       vaetheory check X.npy -d 8 --mode sgd --epochs 300
       vaetheory check X.npy --model mhvae --variance both-learnable -d 4 --beta1 0.5
+      vaetheory check X.npy -d 8 --beta 1,50 --plot check.png
     """
     copts = _pop_checker_kwargs(kw)
     mode = copts["mode"]
@@ -887,21 +1060,28 @@ def check(data, as_json, **kw):
         if mode == "sgd":
             raise _usage("--mode sgd compares training with a closed form; this setting has none "
                          "(use --mode exact for its numerical optimum)")
+        if plot_to is not None:
+            raise _usage("--plot draws a check against a closed form; this setting has none")
         return _check_open(data, opts, copts, as_json)
+    figure = _plan_figure(plot_to, kw, force, as_json, opts.selection.inputs)
     settings = _settings_doc(opts)
+    raw = []
     if mode == "exact":
         sols, info = _solutions(opts, as_json)
-        checks = _run_exact_checks(sols, copts, _progress_enabled(as_json))
+        checks = _run_exact_checks(sols, copts, _progress_enabled(as_json), raw)
         settings["check"] = {k: copts[k] for k in ("mode", "restarts", "seed", "tol", "tol_sv",
                                                    "max_iter")}
     else:  # the samples are read once; the spectrum comes from them in memory
         X, y, in_memory = opts.selection.read()
         sols, info = _solutions(opts, as_json, selection=in_memory)
-        checks, lr = _run_sgd_checks(X, y, sols, opts, copts, _progress_enabled(as_json))
+        checks, lr = _run_sgd_checks(X, y, sols, opts, copts, _progress_enabled(as_json), raw)
         settings["check"] = {k: copts[k] for k in ("mode", "seed", "epochs", "batch_size")}
         settings["check"]["lr"] = lr
     code = report.worst_verdict(checks).exit_code
     if as_json:
+        if figure is not None:
+            settings["plot"] = {"file": _render_figure(figure, "check", sols, results=raw),
+                                "kind": "check"}
         click.echo(report.dumps(report.predict_document(sols, info, settings, checks)))
         return code
     console = _console()
@@ -917,6 +1097,10 @@ def check(data, as_json, **kw):
     console.print(report.check_table(sols, opts.request.swept, checks))
     for line in report.check_lines(sols, opts.request.swept, checks):
         _say(console, line)
+    if figure is not None:
+        path = _render_figure(figure, "check", sols, console, results=raw)
+        if path:
+            _say(console, f"wrote the figure (check) to {path}")
     return code
 
 

@@ -20,9 +20,11 @@ Conventions
   ``sigma1_entropy=True`` moves that term into the loss.
 
 Every loss returns a Python float, or with ``grad=True`` a tuple ``(loss, grads)`` where ``grads``
-maps each parameter name to the gradient (same shape as the parameter). The hot path uses only
-matrix products of size at most ``d x D x D``; no ``D x D`` identity is formed. Inputs are never
-modified. :func:`pack` / :func:`unpack` flatten parameter dictionaries for scipy optimisers.
+maps each parameter name to the gradient (same shape as the parameter). The losses are evaluated
+in factored, cancellation-free form: with ``A = Z Z^T`` the reconstruction term is
+``||U W Z - Z||^2`` (a sum of squares), not ``tr(...) - 2 tr(UWA) + tr A`` whose absolute error
+is ~ulp(tr A) (docs/theory.md §9). The unchecked cores (``_vae_core`` ...) take the factor and
+the whitened encoder directly; the checker calls them. Inputs are never modified. :func:`pack` / :func:`unpack` flatten parameter dictionaries for scipy optimisers.
 """
 
 from __future__ import annotations
@@ -78,19 +80,30 @@ def _hyper(**kw):
     return out
 
 
-# ----------------------------------------------------------------------------- shared piece
-def _recon(A, W, U, var):
-    """``tr((UW - I) A (UW - I)^T) + tr(U diag(var) U^T)`` through d1 x d1 products.
+# ----------------------------------------------------------------------------- factored forms
+def factor(A):
+    """``Z`` (D x k) with ``Z Z^T = A`` on the support of ``A`` (eigenvectors times the square
+    roots of the non-negligible eigenvalues): the losses are evaluated as ``||U V - Z||^2`` with
+    ``V = W Z`` instead of ``tr(U^T U Q) - 2 tr(UWA) + tr A``, whose absolute error is ~ulp(tr A)."""
+    w, P = np.linalg.eigh(0.5 * (A + A.T))
+    keep = w > 0  # every positive eigenvalue: a small one of an exact matrix is still signal
+    return P[:, keep] * np.sqrt(w[keep])
 
-    Expanded as ``tr(U^T U Q) - 2 tr(U W A) + tr A`` with ``Q = W A W^T + diag(var)`` (A symmetric).
-    Returns ``(value, WA, Q, UtU)``.
-    """
-    WA = W @ A
-    Q = WA @ W.T
-    Q[np.diag_indices_from(Q)] += var
-    UtU = U.T @ U
-    value = np.sum(UtU * Q) - 2.0 * np.sum(U * WA.T) + np.trace(A)
-    return value, WA, Q, UtU
+
+def _residual(UV, Z):
+    """``U V - Z`` for a factor given densely (D x k) or, in the eigenbasis, as the vector theta of
+    ``Z = [diag(theta); 0]`` (the checker's coordinates, docs/theory.md §13)."""
+    R = np.array(UV, dtype=np.float64, copy=True)
+    if Z.ndim == 1:
+        k = Z.size
+        R[np.arange(k), np.arange(k)] -= Z
+    else:
+        R -= Z
+    return R
+
+
+def _colsq(M):
+    return np.einsum("ij,ij->j", M, M)
 
 
 # ----------------------------------------------------------------------------- VAE
@@ -139,22 +152,29 @@ def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
     d1 = _latent("W", W)
     _check("W", W, (d1, D)), _check("U", U, (D, d1)), _check("log_var", log_var, (d1,))
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
-    return _vae_core(A, W, U, log_var, beta * (eta_dec / eta_enc) ** 2, beta * eta_dec ** 2, grad)
+    Z = factor(A)
+    out = _vae_core(Z, W @ Z, U, log_var, beta * (eta_dec / eta_enc) ** 2, beta * eta_dec ** 2,
+                    grad)
+    if not grad:
+        return out
+    value, g = out
+    g["W"] = g.pop("V") @ Z.T
+    return value, g
 
 
-def _vae_core(A, W, U, log_var, bc2, kappa, grad=False):
-    """:func:`vae_loss` without checks (float64 arrays of the right shapes; ``bc2 = beta c^2``,
-    ``kappa = beta eta_dec^2``): the hot loop of the checker."""
+def _vae_core(Z, V, U, log_var, bc2, kappa, grad=False):
+    """:func:`vae_loss` in factored form, without checks: ``Z`` the data factor (D x k, or the
+    vector theta in the eigenbasis), ``V = W Z`` the whitened encoder (d1 x k); gradients with
+    respect to ``V``, ``U``, ``log_var``. Every term is a sum of squares except the convention's
+    ``-kappa log|Sigma|`` (docs/theory.md §1.1, §9). The checker's hot loop."""
     var = np.exp(log_var)
-    rec, WA, Q, UtU = _recon(A, W, U, var)
-    value = rec + bc2 * np.trace(Q) - kappa * np.sum(log_var)  # tr Q = tr(W A W^T) + tr Sigma
+    R = _residual(U @ V, Z)
+    cu = _colsq(U)
+    value = np.sum(R * R) + cu @ var + bc2 * (np.sum(V * V) + np.sum(var)) - kappa * np.sum(log_var)
     if not grad:
         return float(value)
-    g = {
-        "W": 2.0 * (UtU @ WA - U.T @ A + bc2 * WA),
-        "U": 2.0 * (U @ Q - WA.T),
-        "log_var": var * (np.diag(UtU) + bc2) - kappa,
-    }
+    g = {"V": 2.0 * (U.T @ R + bc2 * V), "U": 2.0 * (R @ V.T + U * var),
+         "log_var": var * (cu + bc2) - kappa}
     return float(value), g
 
 
@@ -213,31 +233,31 @@ def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad
     _check("W1", W1, (d1, D0)), _check("W2", W2, (d1, D2)), _check("U1", U1, (D2, d1))
     _check("U2", U2, (D2, D0)), _check("log_var", log_var, (d1,))
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
-    return _cvae_core(M, D0, W1, W2, U1, U2, log_var, beta * (eta_dec / eta_enc) ** 2,
-                      beta * eta_dec ** 2, grad)
-
-
-def _cvae_core(M, D0, W1, W2, U1, U2, log_var, bc2, kappa, grad=False):
-    """:func:`cvae_loss` without checks (the checker's hot loop)."""
-    D2 = M.shape[0] - D0
-    var = np.exp(log_var)
+    Z = factor(M)
     G = np.concatenate([W1, W2], axis=1)
-    F = U1 @ G
-    F[:, :D0] += U2
-    F[np.arange(D2), D0 + np.arange(D2)] -= 1.0
-    FM, GM = F @ M, G @ M
-    colsq = np.sum(U1 * U1, axis=0)  # tr(U1 Sigma U1^T) = sum_j |U1[:, j]|^2 sigma_j^2
-    value = (np.sum(FM * F) + colsq @ var
-             + bc2 * (np.sum(GM * G) + np.sum(var)) - kappa * np.sum(log_var))
+    out = _cvae_core(Z[:D0], Z[D0:], G @ Z, U1, U2, log_var, beta * (eta_dec / eta_enc) ** 2,
+                     beta * eta_dec ** 2, grad)
+    if not grad:
+        return out
+    value, g = out
+    gG = g.pop("V") @ Z.T
+    g["W1"], g["W2"] = gG[:, :D0], gG[:, D0:]
+    return value, {k: g[k] for k in ("W1", "W2", "U1", "U2", "log_var")}
+
+
+def _cvae_core(Zx, Zy, V, U1, U2, log_var, bc2, kappa, grad=False):
+    """:func:`cvae_loss` in factored form, without checks: ``[Zx; Zy]`` the factor of the joint
+    moment M (rows of x, rows of y), ``V = [W1 W2] Z`` (d1 x k); the residual of y is
+    ``U1 V + U2 Zx - Zy`` (docs/theory.md §1.2). Gradients with respect to ``V``, ``U1``, ``U2``,
+    ``log_var``. The checker's hot loop."""
+    var = np.exp(log_var)
+    R = U1 @ V + (U2 @ Zx - Zy)
+    cu = _colsq(U1)
+    value = np.sum(R * R) + cu @ var + bc2 * (np.sum(V * V) + np.sum(var)) - kappa * np.sum(log_var)
     if not grad:
         return float(value)
-    dG = 2.0 * (U1.T @ FM + bc2 * GM)
-    g = {
-        "W1": dG[:, :D0], "W2": dG[:, D0:],
-        "U1": 2.0 * (FM @ G.T + U1 * var),
-        "U2": 2.0 * FM[:, :D0],
-        "log_var": var * (colsq + bc2) - kappa,
-    }
+    g = {"V": 2.0 * (U1.T @ R + bc2 * V), "U1": 2.0 * (R @ V.T + U1 * var),
+         "U2": 2.0 * (R @ Zx.T), "log_var": var * (cu + bc2) - kappa}
     return float(value), g
 
 
@@ -308,32 +328,41 @@ def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, 
     _check("U2", U2, (d1, d2)), _check("log_var1", lv1, (d1,)), _check("log_var2", lv2, (d2,))
     beta1, beta2, eta_enc, eta_dec = _hyper(beta1=beta1, beta2=beta2, eta_enc=eta_enc,
                                             eta_dec=eta_dec)
-    return _mhvae_core(A, W1, U1, W2, U2, lv1, lv2, beta1, beta2 * (eta_dec / eta_enc) ** 2,
-                       beta2 * eta_dec ** 2, beta1 * eta_dec ** 2 if sigma1_entropy else 0.0, grad)
+    Z = factor(A)
+    out = _mhvae_core(Z, W1 @ Z, U1, W2, U2, lv1, lv2, beta1, beta2 * (eta_dec / eta_enc) ** 2,
+                      beta2 * eta_dec ** 2, beta1 * eta_dec ** 2 if sigma1_entropy else 0.0, grad)
+    if not grad:
+        return out
+    value, g = out
+    g["W1"] = g.pop("V1") @ Z.T
+    return value, {k: g[k] for k in ("W1", "U1", "W2", "U2", "log_var1", "log_var2")}
 
 
-def _mhvae_core(A, W1, U1, W2, U2, lv1, lv2, beta1, b2c2, b2ed2, b1ed2, grad=False):
-    """:func:`mhvae_loss` without checks (the checker's hot loop); ``b1ed2`` is the weight of the
-    Sigma1 entropy term (0 without it)."""
+def _mhvae_core(Z, V1, U1, W2, U2, lv1, lv2, beta1, b2c2, b2ed2, b1ed2, grad=False):
+    """:func:`mhvae_loss` in factored form, without checks: ``V1 = W1 Z`` (d1 x k); ``b1ed2`` is
+    the weight of the Sigma1 entropy term (0 without it). Every term is a sum of squares except
+    the convention's log terms (docs/theory.md §1.3). Gradients with respect to ``V1``, ``U1``,
+    ``W2``, ``U2``, ``log_var1``, ``log_var2``. The checker's hot loop."""
     var1, var2 = np.exp(lv1), np.exp(lv2)
-    rec, W1A, Q, U1tU1 = _recon(A, W1, U1, var1)  # Q = S + Sigma1, second moment of z1
+    R1 = _residual(U1 @ V1, Z)                    # x - U1 z1 (signal part)
     R2 = U2 @ W2
-    R2[np.diag_indices_from(R2)] -= 1.0
-    R2Q, W2Q = R2 @ Q, W2 @ Q
-    colsq2 = np.sum(U2 * U2, axis=0)
-    value = (rec + beta1 * (np.sum(R2Q * R2) + colsq2 @ var2)
-             + b2c2 * (np.sum(W2Q * W2) + np.sum(var2)) - b2ed2 * np.sum(lv2)
-             - b1ed2 * np.sum(lv1))
+    R2[np.diag_indices_from(R2)] -= 1.0           # z1 - U2 W2 z1
+    RV, WV = R2 @ V1, W2 @ V1
+    c1, cR, cW, cU2 = _colsq(U1), _colsq(R2), _colsq(W2), _colsq(U2)
+    value = (np.sum(R1 * R1) + c1 @ var1
+             + beta1 * (np.sum(RV * RV) + cR @ var1 + cU2 @ var2)
+             + b2c2 * (np.sum(WV * WV) + cW @ var1 + np.sum(var2))
+             - b2ed2 * np.sum(lv2) - b1ed2 * np.sum(lv1))
     if not grad:
         return float(value)
-    P = beta1 * (R2.T @ R2) + b2c2 * (W2.T @ W2)  # dL/dQ of the z2 terms (symmetric)
+    dR2 = 2.0 * beta1 * (RV @ V1.T + R2 * var1)
     g = {
-        "W1": 2.0 * ((U1tU1 + P) @ W1A - U1.T @ A),
-        "U1": 2.0 * (U1 @ Q - W1A.T),
-        "W2": 2.0 * (beta1 * (U2.T @ R2Q) + b2c2 * W2Q),
-        "U2": 2.0 * beta1 * (R2Q @ W2.T + U2 * var2),
-        "log_var1": var1 * (np.diag(U1tU1) + np.diag(P)) - b1ed2,
-        "log_var2": var2 * (beta1 * colsq2 + b2c2) - b2ed2,
+        "V1": 2.0 * (U1.T @ R1 + beta1 * (R2.T @ RV) + b2c2 * (W2.T @ WV)),
+        "U1": 2.0 * (R1 @ V1.T + U1 * var1),
+        "W2": U2.T @ dR2 + 2.0 * b2c2 * (WV @ V1.T + W2 * var1),
+        "U2": dR2 @ W2.T + 2.0 * beta1 * (U2 * var2),
+        "log_var1": var1 * (c1 + beta1 * cR + b2c2 * cW) - b1ed2,
+        "log_var2": var2 * (beta1 * cU2 + b2c2) - b2ed2,
     }
     return float(value), g
 

@@ -48,6 +48,23 @@ def fmt(value, digits=4):
     return f"{v:.{digits}g}"
 
 
+def fmt_bound(value, side, digits=4):
+    """A boundary for people, rounded so that the sentence it appears in stays true: ``side="up"``
+    gives the smallest ``digits``-digit decimal >= value, ``"down"`` the largest <= value (e.g.
+    "dim 12 collapses at beta >= {up}", "beta < {down} keeps 12 active"); docs/theory.md §9."""
+    if value is None:
+        return "-"
+    v = float(value)
+    if not math.isfinite(v) or v == 0.0:
+        return fmt(v, digits)
+    from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+    d = Decimal(v)
+    e = d.adjusted() - (digits - 1)
+    q = d.scaleb(-e).quantize(Decimal(1), rounding=ROUND_CEILING if side == "up" else ROUND_FLOOR)
+    return f"{float(q.scaleb(e)):.{digits}g}"
+
+
 def _clean(obj):
     """JSON-able copy: numpy -> Python, NaN/inf -> None."""
     if isinstance(obj, dict):
@@ -218,10 +235,9 @@ def point_dict(sol, idx) -> dict:
     pt = sol.at(idx)
     return {
         "params": pt.params,
-        "singular_values": {k: sorted((float(x) for x in v), reverse=True)
-                            for k, v in pt.singular_values.items()},
-        "posterior_std": {k: sorted((float(x) for x in v), reverse=True)
-                          for k, v in pt.posterior_std.items()},
+        # every per-dim array in mode order: entry i is the latent dim carrying mode i
+        "singular_values": {k: [float(x) for x in v] for k, v in pt.singular_values.items()},
+        "posterior_std": {k: [float(x) for x in v] for k, v in pt.posterior_std.items()},
         "collapsed": pt.collapsed,
         "critical": {k: [float(x) for x in v] for k, v in pt.critical.items()},
         "ranks": pt.ranks,
@@ -321,9 +337,12 @@ def _revival_text(sol, idx, latent, param, first_off, d):
     if idx_ok:
         a, b = idx_ok[0], idx_ok[-1]
         verb = "needs" if a == b else "need"
-        text = f"{_dims_text(a + 1, b + 1, noun)} {verb} {param} {sign} {fmt(crit[a])}"
+        # "need beta < c" is a necessary condition: round c outwards so it stays one
+        side = "up" if below else "down"
+        text = (f"{_dims_text(a + 1, b + 1, noun)} {verb} {param} {sign} "
+                f"{fmt_bound(crit[a], side)}")
         if b != a:
-            text += f" (dim {b + 1}: {sign} {fmt(crit[b])})"
+            text += f" (dim {b + 1}: {sign} {fmt_bound(crit[b], side)})"
         parts.append(text)
     if never:
         a, b = never[0], never[-1]
@@ -356,7 +375,8 @@ def _latent_words(sol, idx, latent, param):
         if np.isfinite(crit):
             below = sol.critical_direction[param] == "below"
             noun = "dim" if latent == "z" else f"{latent} dim"
-            text += (f"; {noun} {d} would collapse at {param} {'>=' if below else '<='} {fmt(crit)}")
+            text += (f"; {noun} {d} would collapse at {param} {'>=' if below else '<='} "
+                     f"{fmt_bound(crit, 'up' if below else 'down')}")
     return text
 
 
@@ -466,7 +486,7 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
     vals = vals if spec.kind == "residual" else np.sqrt(vals)
     table = Table(title=f"detail: {point_label(sol, idx, label_params, show_dims)}",
                   title_justify="left",
-                  caption="sorted singular values and stds; thresholds of mode i",
+                  caption="per latent dim in mode order (row i: the dim carrying mode i)",
                   caption_justify="left")
     table.add_column("i", justify="right", overflow="fold")
     table.add_column(_spectrum_symbol(spec), justify="right", overflow="fold")
@@ -476,19 +496,24 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
         table.add_column(name, justify="right", overflow="fold")
         cols.append(v)
     for name, v in pt.posterior_std.items():
-        table.add_column(f"std {name} (asc.)", justify="right", overflow="fold")
-        cols.append(np.sort(v))
+        table.add_column(f"std {name}", justify="right", overflow="fold")
+        cols.append(v)
     rules = []
+    bounds = []
     for name, v in pt.critical.items():
-        sign = "<" if sol.critical_direction[name] == "below" else ">"
+        below = sol.critical_direction[name] == "below"
+        sign = "<" if below else ">"
         table.add_column(f"{name}*", justify="right", overflow="fold")
         cols.append(v)
+        bounds.append((len(cols) - 1, "down" if below else "up"))
         rules.append(f"{name} {sign} {name}*")
     if rules:
-        table.caption += f"; {critical_latent(sol)} mode i is active while " + ", ".join(rules)
+        table.caption += f"; {critical_latent(sol)} dim i is active while " + ", ".join(rules)
+    side = dict(bounds)  # "active while beta < shown" must hold at the shown value
     for i in range(width):
         row = [str(i + 1), fmt(vals[i])]
-        row += [fmt(c[i]) if i < c.size else "" for c in cols]
+        row += [("" if i >= c.size else fmt_bound(c[i], side[j]) if j in side else fmt(c[i]))
+                for j, c in enumerate(cols)]
         table.add_row(*row)
     return table
 
@@ -551,18 +576,23 @@ def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False
             c = np.where(c > 0, c, np.nan)
         cols.append(c)
     active = _active(sol, idx, latent)
+    sides = ["down" if sol.critical_direction[n] == "below" else "up" for n in sol.critical]
     for i in range(d):
-        table.add_row(str(i + 1), fmt(vals[i]), *[fmt(c[i]) for c in cols],
+        table.add_row(str(i + 1), fmt(vals[i]), *[fmt_bound(c[i], sd) for c, sd in zip(cols, sides)],
                       style=None if i < active else "dim")
     return table
 
 
 def keep_answer(sol, idx, k: int, param: str) -> dict:
-    """The value of ``param`` at which exactly the first ``k`` dims stay active (others fixed).
+    """The value of ``param`` keeping (at least) ``k`` dims active, others fixed, and the range
+    keeping exactly ``k``.
 
-    For a threshold active *below* (beta, beta2, eta_dec) this is the supremum of the values
-    keeping k dims active (the k-th critical value); for one active *above* (beta1, eta_enc) the
-    infimum. ``value`` is None when k dims can never be active at the other hyperparameters.
+    For a threshold active *below* (beta, beta2, eta_dec) ``value`` is the k-th largest critical
+    value (the supremum of the values keeping k dims active); for one active *above* (beta1,
+    eta_enc) the k-th smallest (the infimum). ``value`` is None when k dims can never be active at
+    the other hyperparameters. Where critical values tie, several dims switch together and
+    exactly ``k`` may not be attainable: then ``exactly`` is None, ``exactly_possible`` False and
+    ``nearest`` gives the attainable counts just below and above ``k``.
     """
     latent = critical_latent(sol)
     d = sol.latent_dims[latent]
@@ -570,41 +600,69 @@ def keep_answer(sol, idx, k: int, param: str) -> dict:
     below = direction == "below"
     crit = sol.at(idx).critical[param]
     ok = np.isfinite(crit) & ((crit > 0) if below else True)
+    c = np.sort(crit[ok])[::-1] if below else np.sort(crit[ok])   # in the order dims turn on
+    m = int(c.size)
     out = {"keep": int(k), "param": param, "direction": direction, "latent": latent,
-           "latent_dim": int(d), "value": None, "possible": False,
-           "max_active": int(np.count_nonzero(ok)), "params": point_params(sol, idx)}
+           "latent_dim": int(d), "value": None, "possible": False, "max_active": m,
+           "params": point_params(sol, idx)}
     if k > d:
         out["reason"] = f"{k} exceeds the latent dim {d} of {latent}"
-    elif not ok[k - 1]:
-        out["reason"] = (f"at most {out['max_active']} of {d} {latent} dims can ever be active "
-                         f"by changing {param} alone (the others as given)")
+        return out
+    if k > m:
+        out["reason"] = (f"at most {m} of {d} {latent} dims can ever be active by changing "
+                         f"{param} alone (the others as given)")
+        return out
+    out["value"] = float(c[k - 1])
+    out["possible"] = True
+    nxt = float(c[k]) if k < m else None
+    if nxt is not None and nxt == out["value"]:  # dims k and k+1 switch at the same value
+        levels = sorted({int(np.count_nonzero(c >= v)) if below else int(np.count_nonzero(c <= v))
+                         for v in c} | {0})
+        out["exactly"] = None
+        out["exactly_possible"] = False
+        out["nearest"] = [max(a for a in levels if a < k), min(a for a in levels if a > k)]
+        out["reason"] = (f"{latent} dims {_tie_span(c, k)} switch together at {param} = "
+                         f"{out['value']:.6g}: exactly {k} is not attainable")
     else:
-        out["value"] = float(crit[k - 1])
-        out["possible"] = True
-        # exactly k active between the k-th and the (k+1)-th critical value
-        nxt = float(crit[k]) if k < d and ok[k] else None
-        out["exactly"] = ([nxt, out["value"]] if below else [out["value"], nxt])
+        out["exactly"] = [nxt, out["value"]] if below else [out["value"], nxt]
+        out["exactly_possible"] = True
     return out
 
 
+def _tie_span(c, k):
+    """1-based ``a-b``: the dims (in switching order) tied with the k-th critical value."""
+    same = np.flatnonzero(c == c[k - 1])
+    return f"{same[0] + 1}-{same[-1] + 1}"
+
+
 def keep_sentence(ans: dict, label: str = "") -> str:
-    """The answer of :func:`keep_answer` in words."""
+    """The answer of :func:`keep_answer` in words, each bound rounded so its sentence holds."""
     k, p, d = ans["keep"], ans["param"], ans["latent_dim"]
     noun = "latent dims" if ans["latent"] == "z" else f"{ans['latent']} dims"
     prefix = f"{label}: " if label else ""
     if not ans["possible"]:
         return f"{prefix}no value of {p} keeps {k} {noun} active: {ans['reason']}"
-    v = fmt(ans["value"], 6)
+    v = ans["value"]
+    below = ans["direction"] == "below"
+    keeps, collapses = (fmt_bound(v, "down", 6), fmt_bound(v, "up", 6)) if below else (
+        fmt_bound(v, "up", 6), fmt_bound(v, "down", 6))
+    if below:
+        head = (f"{prefix}{p} < {keeps} keeps {k} of {d} {noun} active (the largest such {p}; "
+                f"dim {k} collapses at {p} >= {collapses})")
+    else:
+        head = (f"{prefix}{p} > {keeps} keeps {k} of {d} {noun} active (the smallest such {p}; "
+                f"dim {k} collapses at {p} <= {collapses})")
+    if not ans.get("exactly_possible", True):
+        lo, hi = ans["nearest"]
+        return f"{head}; {ans['reason']} (nearest attainable: {lo} or {hi} active)"
     lo, hi = ans["exactly"]
-    if ans["direction"] == "below":
-        exact = (f"exactly {k} for {fmt(lo, 6)} <= {p} < {v}" if lo is not None
-                 else f"exactly {k} for any {p} < {v}")
-        return (f"{prefix}{p} < {v} keeps {k} of {d} {noun} active (the largest such {p}; "
-                f"dim {k} collapses at {p} >= {v}); {exact}")
-    exact = (f"exactly {k} for {v} < {p} <= {fmt(hi, 6)}" if hi is not None
-             else f"exactly {k} for any {p} > {v}")
-    return (f"{prefix}{p} > {v} keeps {k} of {d} {noun} active (the smallest such {p}; "
-            f"dim {k} collapses at {p} <= {v}); {exact}")
+    if below:
+        exact = (f"exactly {k} for {fmt_bound(lo, 'up', 6)} <= {p} < {keeps}" if lo is not None
+                 else f"exactly {k} for any {p} < {keeps}")
+    else:
+        exact = (f"exactly {k} for {keeps} < {p} <= {fmt_bound(hi, 'down', 6)}" if hi is not None
+                 else f"exactly {k} for any {p} > {keeps}")
+    return f"{head}; {exact}"
 
 
 # ------------------------------------------------------------------------------------------

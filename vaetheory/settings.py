@@ -116,6 +116,8 @@ class Setting:
     learned_log_vars: Tuple[str, ...]
     fixed_log_vars: Dict[str, str] = field(default_factory=dict)  # log-var -> hyperparameter
     sigma1_entropy: bool = False
+    water: Optional[str] = None    # function name in vaetheory.theory: the level each mode's
+    #                                spectral value is compared against (Point.water_line)
     #: notes every prediction of this setting carries, whatever its hyperparameters (shown by
     #: ``predict`` and ``demo``, in text and in the JSON ``notes``)
     notes: Tuple[str, ...] = ()
@@ -188,6 +190,13 @@ class Setting:
         if self.theory is None:
             return None
         return getattr(importlib.import_module("vaetheory.theory"), self.theory)
+
+    @property
+    def water_function(self):
+        """``f(point) -> WaterLine``: what decides each critical-latent dim (None: no closed form)."""
+        if self.water is None:
+            return None
+        return getattr(importlib.import_module("vaetheory.theory"), self.water)
 
     @property
     def loss_function(self):
@@ -263,26 +272,32 @@ _HIER = ("W1", "U1", "W2", "U2", "log_var1", "log_var2")
 _RECORDS = (
     Setting("vae", "learnable", "standard VAE", "Theorem 4 (docs/theory.md §3)", "§3",
             (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"), "data",
-            "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), notes=(NONLINEAR_NOTE,)),
+            "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), water="water_learnable",
+            notes=(NONLINEAR_NOTE,)),
     Setting("vae", "fixed", "standard VAE", "Theorem 1 (docs/theory.md §2)", "§2",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
-            "data", "vae_fixed_sigma", "vae_loss", _FLAT, (), {"log_var": "sigma"}),
+            "data", "vae_fixed_sigma", "vae_loss", _FLAT, (), {"log_var": "sigma"},
+            water="water_fixed"),
     Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 (docs/theory.md §4)",
             "§4", (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"),
-            "residual", "cvae_learnable_sigma", "cvae_loss", _COND, ("log_var",)),
+            "residual", "cvae_learnable_sigma", "cvae_loss", _COND, ("log_var",),
+            water="water_learnable"),
     Setting("cvae", "fixed", "conditional VAE (y given x)",
             "docs/theory.md §4b (fixed-variance CVAE)", "§4b",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
-            "residual", "cvae_fixed_sigma", "cvae_loss", _COND, (), {"log_var": "sigma"}),
+            "residual", "cvae_fixed_sigma", "cvae_loss", _COND, (), {"log_var": "sigma"},
+            water="water_fixed"),
     Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE",
             "Theorem 3 (docs/theory.md §5.1)", "§5.1", (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1),
             (_Z1, _Z2_LEARNED), "z2", ("beta2", "eta_dec", "beta1"), "data",
-            "mhvae_learnable_sigma2", "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"}),
+            "mhvae_learnable_sigma2", "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"},
+            water="water_mhvae_learnable"),
     Setting("mhvae", "sigma2-fixed", "two-latent hierarchical VAE",
             "Theorem 5 (docs/theory.md §5.2, corrected branch threshold)", "§5.2",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1, _SIGMA2), (_Z1, _Z2_FIXED), "z2",
             ("beta2", "eta_dec", "beta1", "eta_enc"), "data", "mhvae_fixed_sigma2", "mhvae_loss",
-            _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"}),
+            _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"},
+            water="water_mhvae_fixed"),
     Setting("mhvae", "both-learnable", "two-latent hierarchical VAE", None, "§5.5",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC), (_Z1_LEARNED, _Z2_LEARNED), "z2", (), "data",
             None, "mhvae_loss", _HIER, ("log_var1", "log_var2"), {}, sigma1_entropy=True),

@@ -20,8 +20,11 @@ every output has that grid's shape (per-dimension outputs get one more trailing 
 no Python loop over grid points or singular values.
 
 All functions return a :class:`Solution`. Its per-dimension arrays are indexed by **mode**: entry
-``i`` belongs to the latent dimension carrying the i-th largest spectral value, so singular values
-come out sorted descending and ``critical[name][..., i]`` is the threshold of that dimension.
+``i`` belongs to the latent dimension carrying the i-th largest spectral value (for the z2 of the
+hierarchical VAE: the z2 dim paired with z1 mode i, then the unpaired ones), in every array of the
+Solution, its :class:`Point` and the JSON -- so ``critical[name][..., i]``, ``posterior_std[..., i]``
+and ``singular_values[...][..., i]`` describe the same dimension. Each mode's state is decided once
+(:mod:`vaetheory._closed_forms`); counts, ranks and singular values derive from that decision.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from . import _closed_forms as cf
 from . import settings as _settings
 from ._validation import latent_dim as _latent_dim
 from .errors import NotCoveredError, ParameterError
@@ -40,6 +44,7 @@ from .moments import Spectrum
 __all__ = [
     "Point",
     "Solution",
+    "WaterLine",
     "cvae_fixed_sigma",
     "cvae_learnable_sigma",
     "mhvae_fixed_sigma2",
@@ -47,6 +52,10 @@ __all__ = [
     "solve",
     "vae_fixed_sigma",
     "vae_learnable_sigma",
+    "water_fixed",
+    "water_learnable",
+    "water_mhvae_fixed",
+    "water_mhvae_learnable",
 ]
 
 ROTATION_NOTE = (
@@ -72,12 +81,12 @@ class Solution:
     latent_dims : dict of str -> int
         ``{"z": d1}`` or ``{"z1": d1, "z2": d2}``.
     singular_values : dict of str -> ndarray (*grid, d)
-        Singular values of each learned map, sorted descending, one per latent dimension:
+        Singular values of each learned map, in mode order, one per latent dimension:
         ``encoder`` (in whitened coordinates, ``V = W P_A Phi^{1/2}``) and ``decoder`` for the VAE/CVAE;
         ``encoder1`` (x -> z1, whitened), ``decoder1`` (z1 -> x), ``encoder2`` (z1 -> z2),
         ``decoder2`` (z2 -> z1) for the hierarchical VAE.
     posterior_std : dict of str -> ndarray (*grid, d)
-        Learned encoder standard deviations, sorted descending; empty when none is learned.
+        Learned encoder standard deviations, in mode order; empty when none is learned.
     ranks : dict of str -> int ndarray (*grid)
         Rank of each map (number of non-zero singular values).
     collapsed_min, collapsed_max : dict of str -> int ndarray (*grid)
@@ -88,11 +97,17 @@ class Solution:
     critical : dict of str -> ndarray (*grid, d)
         Per latent dimension (mode order), the hyperparameter value at which it changes state,
         others held fixed; ``critical_direction[name]`` says whether the dimension is active
-        "below" or "above" it. NaN where a dimension can never be active.
+        "below" or "above" it. NaN where a dimension can never be active. The rule holds at the
+        value itself: at ``critical`` the dim is in its inactive state (docs/theory.md §9).
     optimal_loss : ndarray (*grid)
-        Global minimum of L (docs/theory.md §1 convention, additive constants dropped).
+        Global minimum of L (docs/theory.md §1 convention, additive constants dropped); NaN where
+        it is not representable in float64 (a note says so).
     notes : tuple of str
         Caveats a reader must see (rotation freedom, what "collapse" means with fixed variances).
+
+    Also (computed on first use): :attr:`kl` (per-dim KL of the posterior from the prior, nats),
+    :attr:`mean_sq` (per-dim ``E[mu_j(x)^2]``), :attr:`rate` (total KL) and :attr:`distortion`
+    (expected reconstruction error ``E||x - U z||^2``) at the optimum (docs/theory.md §7, §11).
     """
 
     model: str
@@ -112,10 +127,33 @@ class Solution:
     optimal_loss: np.ndarray
     notes: Tuple[str, ...] = ()
     _modes: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _extra: Dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
     def grid_shape(self):
         return self.optimal_loss.shape
+
+    @property
+    def kl(self) -> Dict[str, np.ndarray]:
+        """Per latent, the per-dim KL(q(z_j|.) || prior) at the optimum in nats (*grid, d), mode
+        order; the hierarchical z1 entry is the consistency term E[log q(z1|x) - log p(z1|z2)]."""
+        return self._extra["kl"]
+
+    @property
+    def mean_sq(self) -> Dict[str, np.ndarray]:
+        """Per latent, ``E[mu_j(x)^2]`` of each dim's posterior mean (*grid, d), mode order (the
+        variance of the posterior mean over the data when the data are centred)."""
+        return self._extra["mean_sq"]
+
+    @property
+    def rate(self) -> np.ndarray:
+        """Total KL to the prior at the optimum (nats, *grid): the sum of :attr:`kl`."""
+        return self._extra["summary"]["rate"]
+
+    @property
+    def distortion(self) -> np.ndarray:
+        """Expected reconstruction error ``E||x - U z||^2`` at the optimum (*grid)."""
+        return self._extra["summary"]["distortion"]
 
     @property
     def setting(self):
@@ -260,6 +298,23 @@ class Point:
     def optimal_loss(self) -> float:
         return float(self.value(self.solution.optimal_loss))
 
+    @property
+    def kl(self) -> Dict[str, np.ndarray]:
+        return {k: np.asarray(self.vector(v), dtype=float) for k, v in self.solution.kl.items()}
+
+    @property
+    def mean_sq(self) -> Dict[str, np.ndarray]:
+        return {k: np.asarray(self.vector(v), dtype=float)
+                for k, v in self.solution.mean_sq.items()}
+
+    @property
+    def rate(self) -> float:
+        return float(self.value(self.solution.rate))
+
+    @property
+    def distortion(self) -> float:
+        return float(self.value(self.solution.distortion))
+
     def mode(self, name) -> np.ndarray:
         """A per-mode array of the closed form (``theta``, ``omega``, ``lambda``, ...) here."""
         return np.asarray(self.vector(self.solution._modes[name]), dtype=float)
@@ -269,6 +324,103 @@ class Point:
         from ._construct import optimal_matrices
 
         return optimal_matrices(self)
+
+    @property
+    def water_line(self) -> "WaterLine":
+        """What decides each dim of the critical latent here: its spectral value against a level
+        (:class:`WaterLine`; the setting's record names the function, e.g. :func:`water_fixed`)."""
+        fn = self.solution.setting.water_function
+        if fn is None:
+            raise NotCoveredError(f"{self.solution.setting.name} has no closed form")
+        return fn(self)
+
+
+@dataclass(frozen=True)
+class WaterLine:
+    """Per dim of the critical latent (mode order), the spectral value and the level it must
+    exceed for the dim to be active: dim i is active iff ``values[i] > level[i]``.
+
+    Both are in eigenvalue units (``theta_i^2`` of the data, or the residual ``e_i`` for the
+    CVAE), so that a spectrum drawn as eigenvalues can carry the level as a "water line". The
+    level is ``-inf`` where a dim is active whatever its value (hierarchical regime (a)) and
+    ``+inf`` where it can never be (a z2 dim without a z1 partner).
+
+    Attributes
+    ----------
+    latent : str
+        The latent the critical values refer to (``Setting.critical_latent``).
+    values, level : ndarray (d,)
+    formula : str
+        The level in the notation of docs/theory.md (ASCII).
+    section : str
+        Where the comparison is derived.
+    """
+
+    latent: str
+    values: np.ndarray
+    level: np.ndarray
+    formula: str
+    section: str
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.values > self.level
+
+
+def _water_values(point, latent):
+    d = point.solution.latent_dims[latent]
+    return d, point.solution.spectrum.padded(d)
+
+
+def water_learnable(point) -> WaterLine:
+    """Learnable encoder variance, VAE (docs/theory.md §3) and CVAE (§4): mode i is active iff
+    ``theta_i^2 > beta eta_dec^2`` (CVAE: ``e_i > beta eta_dec^2``), one level for every mode."""
+    latent = point.solution.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    return WaterLine(latent, values, np.full(d, h["beta"] * h["eta_dec"] ** 2), "beta eta_dec^2",
+                     point.solution.setting.section)
+
+
+def water_fixed(point) -> WaterLine:
+    """Fixed encoder variance, VAE (docs/theory.md §2) and CVAE (§4b): mode i is active iff
+    ``theta_i > s sigma'_i`` with ``s = sqrt(beta) eta_dec / eta_enc`` and ``sigma'`` the stds
+    sorted ascending, i.e. ``theta_i^2 > beta (eta_dec / eta_enc)^2 sigma'_i^2`` (CVAE:
+    ``e_i``). A step line when the sigmas differ."""
+    latent = point.solution.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    sig = np.sort(np.broadcast_to(np.asarray(h["sigma"], dtype=np.float64), (d,)))
+    level = h["beta"] * (h["eta_dec"] / h["eta_enc"]) ** 2 * sig ** 2
+    return WaterLine(latent, values, level, "beta (eta_dec/eta_enc)^2 sigma'_i^2",
+                     point.solution.setting.section)
+
+
+def _water_mhvae(point, n2, formula):
+    """docs/theory.md §5.4: the z2 dim of mode i (i < min(d1, d2)) is active iff
+    ``beta1 sigma1^2 > beta2 n2`` or ``theta_i > beta2 n2 / (sqrt(beta1) sigma1)``; squared, the
+    level is ``(beta2 n2)^2 / (beta1 sigma1^2)``, or ``-inf`` in the first case. z2 dims without
+    a z1 partner are never active (``+inf``)."""
+    sol = point.solution
+    latent = sol.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    B, gate = h["beta2"] * n2, h["beta1"] * h["sigma1"] ** 2
+    paired = np.arange(d) < min(sol.latent_dims.values())
+    level = np.where(paired, -np.inf if gate > B else B ** 2 / gate, np.inf)
+    return WaterLine(latent, values, level, formula, "§5.4")
+
+
+def water_mhvae_learnable(point) -> WaterLine:
+    """Theorem 3 (docs/theory.md §5.4, Sigma2 learnable): ``n2 = eta_dec^2``."""
+    return _water_mhvae(point, point.hyper["eta_dec"] ** 2, "(beta2 eta_dec^2)^2 / (beta1 sigma1^2)")
+
+
+def water_mhvae_fixed(point) -> WaterLine:
+    """Theorem 5 (docs/theory.md §5.4, Sigma2 fixed): ``n2 = c^2 sigma2^2``, ``c = eta_dec/eta_enc``."""
+    h = point.hyper
+    n2 = (h["eta_dec"] / h["eta_enc"]) ** 2 * h["sigma2"] ** 2
+    return _water_mhvae(point, n2, "(beta2 c^2 sigma2^2)^2 / (beta1 sigma1^2)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,12 +467,6 @@ class _LazyArrays(Mapping):
 def _lazy(memo, keys):
     """The four lazily filled fields of a Solution, from ``memo() -> {part: {key: array}}``."""
     return {part: _LazyArrays(memo, part, ks) for part, ks in keys.items()}
-
-
-def _prefix(x):
-    out = np.zeros(x.size + 1)
-    np.cumsum(x, out=out[1:])
-    return out
 
 
 def _spectrum(spectrum, kind):
@@ -374,62 +520,32 @@ def _isotropic(name, sigma):
     return s
 
 
-def _sqrt_pos(x):
-    return np.sqrt(np.maximum(x, 0.0))
+def _theta(spectrum, d):
+    """Spectral values t_i = sqrt(eigenvalue_i) (theta_i; sqrt(e_i) for the CVAE) padded with
+    zeros (or truncated) to ``d``, and the full array (docs/theory.md §0.3)."""
+    full = np.asarray(spectrum.theta, dtype=np.float64)
+    t = np.zeros(d)
+    k = min(d, full.size)
+    t[:k] = full[:k]
+    return t, full
 
 
-def _safe_div(a, b):
-    a, b = np.broadcast_arrays(a, b)
-    out = np.zeros(a.shape)
-    np.divide(a, b, out=out, where=b > 0)
-    return out
-
-
-def _desc(x):
-    return -np.sort(-x, axis=-1)
+def _unrepresentable(loss, notes):
+    """NaN where the optimal loss is not a finite float64, with a note saying so."""
+    loss = np.asarray(loss, dtype=np.float64)
+    bad = ~np.isfinite(loss)
+    if np.any(bad):
+        notes.append(f"the optimal loss is outside the float64 range at {int(np.sum(bad))} grid "
+                     "point(s) (shown as null): the hyperparameters or the data are too large or "
+                     "too small in these units for its value to be represented; counts, ranks "
+                     "and thresholds are unaffected")
+        loss = np.where(bad, np.nan, loss)
+    return loss
 
 
 def _rotation_range(rank, d):
     """[min, max] zero-mean dims when an isotropic fixed variance leaves rotations free."""
     return np.where(rank >= 1, 0, d), d - rank
-
-
-# --------------------------------------------------------------------------------------------
-# shared per-mode cores
-
-
-def _fixed_core(theta, d1, beta, eta_enc, eta_dec, sigma):
-    """Theorem 1 (docs/theory.md §2) per mode, on sqrt-eigenvalues ``theta`` padded to d1.
-
-    ``sigma`` is (*grid, d1) in the user's dimension order; mode i goes to the i-th smallest sigma.
-    Returns per-mode arrays and the exact optimal loss terms that depend on the modes.
-    """
-    sig = np.sort(sigma, axis=-1)  # sigma'_1 <= ... <= sigma'_{d1}
-    s = np.sqrt(beta) * eta_dec / eta_enc
-    pos = np.maximum(theta - s * sig, 0.0)
-    omega = np.sqrt(s * pos / sig)
-    lam = np.sqrt(sig * pos / s)
-    critical = {
-        "beta": theta ** 2 * eta_enc ** 2 / (eta_dec ** 2 * sig ** 2),
-        "eta_dec": theta * eta_enc / (np.sqrt(beta) * sig),
-        "eta_enc": np.sqrt(beta) * eta_dec * sig / np.where(theta > 0, theta, np.nan),
-    }
-    return dict(omega=omega, lam=lam, sig=sig, pos=pos, critical=critical)
-
-
-def _learnable_core(e, beta, eta_enc, eta_dec):
-    """Theorem 4 (docs/theory.md §3) / Theorem 2 (§4) per mode, on eigenvalues ``e`` padded to d1."""
-    kappa = beta * eta_dec ** 2
-    pos = np.maximum(e - kappa, 0.0)
-    omega = np.sqrt(pos) / eta_enc
-    lam = eta_enc * np.sqrt(_safe_div(pos, e))
-    active = e > kappa
-    sigma = np.where(active, np.sqrt(kappa) * eta_enc / np.sqrt(np.where(active, e, 1.0)), eta_enc)
-    critical = {
-        "beta": np.broadcast_to(e / eta_dec ** 2, omega.shape),
-        "eta_dec": np.sqrt(e / beta),
-    }
-    return dict(omega=omega, lam=lam, sigma=sigma, critical=critical)
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,8 +626,7 @@ def vae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_d
     """
     spectrum = _spectrum(spectrum, "data")
     d1 = _latent_dim("latent_dim", latent_dim)
-    return _fixed(spectrum, np.sqrt(spectrum.padded(d1)), d1, sigma, beta, eta_enc, eta_dec,
-                  setting=_settings.get("vae", "fixed"))
+    return _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, setting=_settings.get("vae", "fixed"))
 
 
 @_doc
@@ -538,64 +653,77 @@ def vae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=
     """
     spectrum = _spectrum(spectrum, "data")
     d1 = _latent_dim("latent_dim", latent_dim)
-    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec,
-                      setting=_settings.get("vae", "learnable"))
+    return _learnable(spectrum, d1, beta, eta_enc, eta_dec, setting=_settings.get("vae", "learnable"))
 
 
-def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, setting):
+def _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, *, setting):
+    """Theorem 1 (§2) / §4b: mode i (i-th largest t) is carried by the dim with the i-th smallest
+    sigma and is active iff t_i > s sigma'_i (:func:`_closed_forms.fixed_threshold`)."""
     shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
     raw = _settings.check_value("sigma", sigma)
     isotropic = raw.ndim == 0 or raw.shape[-1] == 1
     sig, shape = _sigma_vector("sigma", sigma, d1, shape)
     hp = {k: np.broadcast_to(v, shape + (1,)) for k, v in hp.items()}
     b, ee, ed = hp["beta"], hp["eta_enc"], hp["eta_dec"]
-    memo = _Memo(lambda: _fixed_core(theta, d1, b, ee, ed, sig))
-    kappa = b[..., 0] * ed[..., 0] ** 2
-    c2 = (ed[..., 0] / ee[..., 0]) ** 2
-    if isotropic:
-        # one sigma per point: active modes are theta_i > s sigma, a prefix found by bisection, and
-        # sum_{i<r} (theta_i - s sigma)^2 comes from prefix sums: O(log d) per grid point
-        s_sig = np.sqrt(b[..., 0] * c2) * sig[..., 0]
-        r = np.searchsorted(-theta, -s_sig, side="left")
-        T1, T2 = _prefix(theta), _prefix(theta * theta)
-        lost = T2[r] - 2.0 * s_sig * T1[r] + r * s_sig ** 2
-        penalty = d1 * (b[..., 0] * c2 * sig[..., 0] ** 2 - kappa * np.log(sig[..., 0] ** 2))
-        cmin = np.where(r >= 1, 0, d1) if d1 > 1 else 1 - r
-        tied = d1 > 1
-    else:
-        core = memo()
-        srt, pos = core["sig"], core["pos"]
-        r = np.count_nonzero(pos > 0, axis=-1)  # active modes form a prefix
-        lost = np.sum(pos * pos, axis=-1)
-        penalty = np.sum(b * c2[..., None] * srt ** 2 - kappa[..., None] * np.log(srt ** 2), axis=-1)
-        # ties: per group of equal sigma holding k active modes, zero-mean dims range over
-        # [0 if k >= 1 else m, m - k]; active modes occupy sorted positions < r
-        new_group = np.ones(srt.shape, dtype=bool)
-        new_group[..., 1:] = srt[..., 1:] != srt[..., :-1]
-        group_start = np.maximum.accumulate(np.where(new_group, np.arange(d1), 0), axis=-1)
-        cmin = np.count_nonzero(group_start >= r[..., None], axis=-1)
-        tied = bool(np.any(~new_group[..., 1:])) if d1 > 1 else False
-    loss = spectrum.trace - lost + penalty
+    t, t_full = _theta(spectrum, d1)
+    srt = sig[..., :1] if isotropic else np.sort(sig, axis=-1)  # sigma'_1 <= ... <= sigma'_d1
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        thr = cf.fixed_threshold(b, ee, ed, srt)                  # (*grid, 1) or (*grid, d1)
+        if isotropic:
+            r = cf.learnable_rank(t, thr[..., 0])                 # the same comparison t > thr
+            P1, S2 = cf.prefix(t), cf.suffix(t_full * t_full)
+            th = thr[..., 0]
+            # active: 2 thr t; inactive dims of z: t^2 + thr^2; beyond d1: t^2 (docs §2)
+            loss = (2.0 * th * np.take(P1, r) + (d1 - r) * th * th + np.take(S2, r)
+                    - 2.0 * d1 * (b[..., 0] * ed[..., 0] ** 2) * np.log(srt[..., 0]))
+            cmin = np.where(r >= 1, 0, d1) if d1 > 1 else 1 - r
+            tied = d1 > 1
+        else:
+            active = t > thr                                      # a prefix (t desc, thr asc)
+            r = np.count_nonzero(active, axis=-1)
+            tail = cf.suffix(t_full * t_full)[min(d1, t_full.size)]
+            loss = (np.sum(np.where(active, 2.0 * thr * t, t * t + thr * thr), axis=-1) + tail
+                    - 2.0 * (b[..., 0] * ed[..., 0] ** 2) * np.sum(np.log(srt), axis=-1))
+            # ties: per group of equal sigma holding k active modes, zero-mean dims range over
+            # [0 if k >= 1 else m, m - k]; active modes occupy sorted positions < r
+            new_group = np.ones(srt.shape, dtype=bool)
+            new_group[..., 1:] = srt[..., 1:] != srt[..., :-1]
+            group_start = np.maximum.accumulate(np.where(new_group, np.arange(d1), 0), axis=-1)
+            cmin = np.count_nonzero(group_start >= r[..., None], axis=-1)
+            tied = bool(np.any(~new_group[..., 1:])) if d1 > 1 else False
     notes = ["fixed encoder variance: a collapsed dim has a zero posterior mean; it equals the "
              "prior only if its sigma equals eta_enc"]
     if tied:
         notes.append(ROTATION_NOTE.format(latent="z"))
+    loss = _unrepresentable(loss, notes)
     params = {k: v[..., 0] for k, v in hp.items()}
     params["sigma"] = sig
 
     def detail():
-        core = memo()
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            sig_m = np.broadcast_to(srt, shape + (d1,))
+            thr_m = np.broadcast_to(thr, shape + (d1,))
+            active = cf.modes_below(r, d1)
+            s_ = np.sqrt(b) * ed / ee
+            md = cf.fixed_modes(t, thr_m, s_, sig_m, ee, active)
+            crit = cf.fixed_critical(t, b, ee, ed, sig_m)
         return {
-            "singular_values": {"encoder": _desc(core["lam"]), "decoder": _desc(core["omega"])},
+            "singular_values": {"encoder": md["lambda"], "decoder": md["omega"]},
             "posterior_std": {},
-            "critical": core["critical"],
-            "modes": {"theta": theta, "omega": core["omega"], "lambda": core["lam"],
-                      "sigma_sorted": core["sig"]},
+            "critical": crit,
+            "modes": {"theta": t, "omega": md["omega"], "lambda": md["lambda"],
+                      "sigma_sorted": sig_m},
+            "kl": {"z": md["kl"]}, "mean_sq": {"z": md["mean_sq"]},
+            "summary": {"rate": np.sum(md["kl"], axis=-1),
+                        "distortion": np.sum(md["distortion"], axis=-1)
+                        + cf.suffix(t_full * t_full)[min(d1, t_full.size)]},
         }
 
     lazy = _lazy(_Memo(detail), {"singular_values": ("encoder", "decoder"), "posterior_std": (),
                                  "critical": ("beta", "eta_dec", "eta_enc"),
-                                 "modes": ("theta", "omega", "lambda", "sigma_sorted")})
+                                 "modes": ("theta", "omega", "lambda", "sigma_sorted"),
+                                 "kl": ("z",), "mean_sq": ("z",),
+                                 "summary": ("rate", "distortion")})
     return Solution(
         model=setting.model, variance=setting.variance, theorem=setting.theorem,
         spectrum=spectrum, params=params,
@@ -603,36 +731,46 @@ def _fixed(spectrum, theta, d1, sigma, beta, eta_enc, eta_dec, *, setting):
         posterior_std=lazy["posterior_std"], ranks={"encoder": r, "decoder": r},
         collapsed_min={"z": cmin}, collapsed_max={"z": d1 - r}, exact={"z": not tied},
         critical=lazy["critical"],
-        critical_direction={"beta": "below", "eta_dec": "below", "eta_enc": "above"},
+        critical_direction={n: setting.direction(n) for n in setting.critical},
         optimal_loss=loss, notes=tuple(notes), _modes=lazy["modes"],
+        _extra={k: lazy[k] for k in ("kl", "mean_sq", "summary")},
     )
 
 
-def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, setting):
+def _learnable(spectrum, d1, beta, eta_enc, eta_dec, *, setting):
+    """Theorem 4 (§3) / Theorem 2 (§4): mode i is active iff t_i > sqrt(beta) eta_dec."""
     shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
     b, ee, ed = hp["beta"], hp["eta_enc"], hp["eta_dec"]
-    kappa = b[..., 0] * ed[..., 0] ** 2
-    # active modes e_i > kappa form a prefix (e descending): bisection, then the optimal loss
-    # L* = tr - kappa sum_{i<r} h(e_i/kappa) + d1 kappa (1 - log eta_enc^2) from prefix sums
-    r = np.searchsorted(-e, -kappa, side="left")
-    E1 = _prefix(e)
-    EL = _prefix(np.log(np.where(e > 0, e, 1.0)))
-    loss = (spectrum.trace - E1[r] + r * kappa + kappa * EL[r] - r * kappa * np.log(kappa)
-            + d1 * kappa * (1.0 - np.log(ee[..., 0] ** 2)))
+    t, t_full = _theta(spectrum, d1)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        sk = cf.sqrt_kappa(b, ed)                               # (*grid, 1)
+        r = cf.learnable_rank(t, sk[..., 0])
+        loss = cf.learnable_loss(t, t_full, d1, r, sk[..., 0], ee[..., 0])
+    notes = []
+    loss = _unrepresentable(loss, notes)
 
     def detail():
-        core = _learnable_core(e, b, ee, ed)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            active = cf.modes_below(r, d1)
+            md = cf.learnable_modes(t, sk, ee, active)
+            crit = cf.learnable_critical(t, b, ed)
+            tail = cf.suffix(t_full * t_full)[min(d1, t_full.size)]
         return {
-            "singular_values": {"encoder": core["lam"], "decoder": core["omega"]},  # descending
-            "posterior_std": {"z": core["sigma"][..., ::-1]},
-            "critical": core["critical"],
-            "modes": {"e": e, "omega": core["omega"], "lambda": core["lam"],
-                      "sigma": core["sigma"]},
+            "singular_values": {"encoder": md["lambda"], "decoder": md["omega"]},
+            "posterior_std": {"z": md["sigma"]},
+            "critical": crit,
+            "modes": {"theta": t, "e": t * t, "omega": md["omega"], "lambda": md["lambda"],
+                      "sigma": md["sigma"]},
+            "kl": {"z": md["kl"]}, "mean_sq": {"z": md["mean_sq"]},
+            "summary": {"rate": np.sum(md["kl"], axis=-1),
+                        "distortion": np.sum(md["distortion"], axis=-1) + tail},
         }
 
     lazy = _lazy(_Memo(detail), {"singular_values": ("encoder", "decoder"),
                                  "posterior_std": ("z",), "critical": ("beta", "eta_dec"),
-                                 "modes": ("e", "omega", "lambda", "sigma")})
+                                 "modes": ("theta", "e", "omega", "lambda", "sigma"),
+                                 "kl": ("z",), "mean_sq": ("z",),
+                                 "summary": ("rate", "distortion")})
     return Solution(
         model=setting.model, variance=setting.variance, theorem=setting.theorem,
         spectrum=spectrum,
@@ -640,8 +778,10 @@ def _learnable(spectrum, e, d1, beta, eta_enc, eta_dec, *, setting):
         singular_values=lazy["singular_values"], posterior_std=lazy["posterior_std"],
         ranks={"encoder": r, "decoder": r},
         collapsed_min={"z": d1 - r}, collapsed_max={"z": d1 - r}, exact={"z": True},
-        critical=lazy["critical"], critical_direction={"beta": "below", "eta_dec": "below"},
-        optimal_loss=loss, notes=(), _modes=lazy["modes"],
+        critical=lazy["critical"],
+        critical_direction={n: setting.direction(n) for n in setting.critical},
+        optimal_loss=loss, notes=tuple(notes), _modes=lazy["modes"],
+        _extra={k: lazy[k] for k in ("kl", "mean_sq", "summary")},
     )
 
 
@@ -677,7 +817,7 @@ def cvae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec
     """
     spectrum = _spectrum(spectrum, "residual")
     d1 = _latent_dim("latent_dim", latent_dim)
-    return _learnable(spectrum, spectrum.padded(d1), d1, beta, eta_enc, eta_dec,
+    return _learnable(spectrum, d1, beta, eta_enc, eta_dec,
                       setting=_settings.get("cvae", "learnable"))
 
 
@@ -700,100 +840,11 @@ def cvae_fixed_sigma(spectrum, latent_dim, sigma, *, beta=1.0, eta_enc=1.0, eta_
     """
     spectrum = _spectrum(spectrum, "residual")
     d1 = _latent_dim("latent_dim", latent_dim)
-    return _fixed(spectrum, np.sqrt(spectrum.padded(d1)), d1, sigma, beta, eta_enc, eta_dec,
-                  setting=_settings.get("cvae", "fixed"))
+    return _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, setting=_settings.get("cvae", "fixed"))
 
 
 # --------------------------------------------------------------------------------------------
 # two-latent hierarchical VAE
-
-
-def _mhvae_modes(t, d1, d2, hp, fixed):
-    """Per-mode optimum of the two-latent VAE (docs/theory.md §5.0-5.2), arrays (*grid, d1).
-
-    ``m`` is the second moment of z1 along the mode (lambda^2 + sigma1^2); F = t^2 s1^2/m + H(m) is
-    the mode's loss. Theorem 3 is Theorem 5 with c^2 sigma2^2 -> eta_dec^2 in every threshold.
-    """
-    b1, b2, ee, ed, s1 = hp["beta1"], hp["beta2"], hp["eta_enc"], hp["eta_dec"], hp["sigma1"]
-    paired = np.arange(d1) < min(d1, d2)
-    c2 = (ed / ee) ** 2
-    n2 = c2 * hp["sigma2"] ** 2 if fixed else ed ** 2
-    m0 = b2 * n2 / b1                               # omega > 0  <=>  m > m0
-    t_branch = b2 * n2 / (np.sqrt(b1) * s1)         # t3 (Thm 3) / T2 (Thm 5)
-    m_low = np.maximum(s1 ** 2, t * s1 / np.sqrt(b1))
-    if fixed:
-        a = hp["sigma2"] * np.sqrt(b1 * b2 * c2)
-        m_high = np.maximum(s1 ** 2, (t ** 2 * s1 ** 2 / a) ** (2.0 / 3.0))
-    else:
-        m_high = np.maximum(s1 ** 2, t ** 2 * s1 ** 2 / (b2 * ed ** 2))
-    m = np.where(paired & (t > t_branch), m_high, m_low)
-    lam = _sqrt_pos(m - s1 ** 2)
-    z2_active = paired & ((b1 * s1 ** 2 > b2 * n2) | (t > t_branch))
-    if fixed:
-        s2 = hp["sigma2"]
-        omega = np.where(z2_active, np.sqrt(np.sqrt(c2 * b2) / (np.sqrt(b1) * s2)
-                                            * np.maximum(np.sqrt(m) - np.sqrt(m0), 0.0)), 0.0)
-        H = np.where(z2_active, 2.0 * s2 * np.sqrt(c2 * b1 * b2 * m) - b2 * c2 * s2 ** 2, b1 * m)
-        sigma2_modes = None
-    else:
-        omega = np.where(z2_active, _sqrt_pos(m - m0) / ee, 0.0)
-        H = np.where(z2_active, b2 * ed ** 2 * (1.0 + np.log(m / m0)), b1 * m)
-        sigma2_modes = _pad_last(np.where(z2_active, ee * np.sqrt(np.minimum(1.0, m0 / m)), ee),
-                                 d2, fill=ee)
-    w2 = b1 * omega / (b1 * omega ** 2 + b2 * c2)
-    return dict(m=m, lam=lam, u1=t * lam / m, omega=omega, w2=w2, F=t ** 2 * s1 ** 2 / m + H,
-                z2_active=z2_active, sigma2=sigma2_modes)
-
-
-def _mhvae_summary(t, d1, d2, hp, fixed):
-    """Ranks and optimal loss of the two-latent VAE in O(log d) per grid point.
-
-    Modes are sorted (t descending), so each case of the per-mode optimum covers a contiguous range
-    of modes, found by bisection; the mode losses F(m*) of each case are affine in one of t, t^2,
-    log t, t^(2/3), summed with prefix sums. Same cases as :func:`_mhvae_modes` (checked against it
-    in the tests).
-    """
-    b1, b2, ee, ed, s1 = (hp[k][..., 0] for k in ("beta1", "beta2", "eta_enc", "eta_dec", "sigma1"))
-    k = min(d1, d2)
-    c2 = (ed / ee) ** 2
-    B2 = b2 * (c2 * hp["sigma2"][..., 0] ** 2 if fixed else ed ** 2)
-    sb1 = np.sqrt(b1)
-    noise = b1 * s1 ** 2 > B2                      # every paired z2 dim active
-    idx = lambda x: np.searchsorted(-t, -x, side="left")  # noqa: E731  #{t_i > x}
-    logt = np.log(np.where(t > 0, t, 1.0))
-    P1, P2, PL, P23 = _prefix(t), _prefix(t * t), _prefix(logt), _prefix(np.cbrt(t * t))
-    span = lambda P, lo, hi: P[hi] - P[lo]  # noqa: E731
-    if fixed:
-        a = hp["sigma2"][..., 0] * np.sqrt(b1 * b2 * c2)
-        tau_g = np.sqrt(a * s1)                    # above it m* = (t^2 s1^2 / a)^(2/3) > s1^2
-        H_s1 = 2.0 * a * s1 - B2                   # active H at m = s1^2
-    else:
-        tau_g = np.sqrt(B2)                        # above it m* = t^2 s1^2 / B2 > s1^2
-        H_s1 = B2 * (1.0 + np.log(b1 * s1 ** 2 / B2))
-    h = np.minimum(k, idx(B2 / (sb1 * s1)))        # paired modes above the branch threshold
-    hg = np.minimum(h, idx(tau_g))                 # ... of which m* > s1^2
-    lv = np.maximum(h, np.minimum(k, idx(sb1 * s1)))   # low branch, m* = t s1/sqrt(b1) > s1^2
-    v = np.maximum(k, np.minimum(d1, idx(sb1 * s1)))   # unpaired VAE-like modes with lambda > 0
-    zero = np.zeros_like(h)
-    if fixed:
-        F_g = 3.0 * a * np.cbrt(s1 ** 2 / a) * span(P23, zero, hg) - hg * B2
-    else:
-        F_g = hg * B2 * (2.0 + np.log(s1 ** 2 * b1 / B2 ** 2)) + 2.0 * B2 * span(PL, zero, hg)
-    F = (F_g
-         + span(P2, hg, h) + (h - hg) * H_s1                               # high, m* = s1^2
-         + 2.0 * sb1 * s1 * span(P1, h, lv)                                # low, m* = t s1/sqrt b1
-         + span(P2, lv, k) + (k - lv) * np.where(noise, H_s1, b1 * s1 ** 2)  # low, m* = s1^2
-         + 2.0 * sb1 * s1 * span(P1, k, v)                                 # unpaired
-         + span(P2, v, d1) + (d1 - v) * b1 * s1 ** 2)
-    if fixed:
-        s2 = hp["sigma2"][..., 0]
-        per_z2 = b2 * (c2 * s2 ** 2 - ed ** 2 * np.log(s2 ** 2))
-    else:
-        per_z2 = b2 * ed ** 2 * (1.0 - np.log(ee ** 2))
-    rank2 = np.where(noise, k, h)
-    rank1 = hg + (lv - h) + (v - k)
-    return dict(loss_modes=F, per_z2=per_z2, rank1=rank1, rank2=rank2,
-                noise_only=rank2 > hg)  # active z2 dims on z1 modes with lambda = 0
 
 
 def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, sigma1, sigma2):
@@ -806,54 +857,59 @@ def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, si
     if fixed:
         hyper["sigma2"] = _isotropic("sigma2", sigma2)
     shape, hp = _grid(**hyper)
-    t = np.sqrt(spectrum.padded(d1))
-    summ = _mhvae_summary(t, d1, d2, hp, fixed)
-    loss = spectrum.trace - np.sum(t ** 2) + d2 * summ["per_z2"] + summ["loss_modes"]
-    rank1, rank2 = summ["rank1"], summ["rank2"]
-    b1, b2, ee, ed, s1 = hp["beta1"], hp["beta2"], hp["eta_enc"], hp["eta_dec"], hp["sigma1"]
-    c2 = (ed / ee) ** 2
+    t, t_full = _theta(spectrum, d1)
+    k = min(d1, d2)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        h = cf.Hierarchical(hp, fixed)
+        counts = cf.hierarchical_counts(h, t, d1, d2)
+        rank1, rank2 = cf.hierarchical_ranks(h, counts, d1, d2)
+        loss = cf.hierarchical_loss(h, t, t_full, d1, d2, counts)
+    nh = counts[0]
 
     def detail():
-        md = _mhvae_modes(t, d1, d2, hp, fixed)
-        # thresholds of z2 dim i (paired modes; z2 dims without a partner never activate)
-        gate = np.maximum(b1 * s1 ** 2, np.sqrt(b1) * s1 * t)  # active iff beta2 * n2 < gate
-        never = np.where(np.arange(d1) < min(d1, d2), 1.0, np.nan)
-        nan_t = np.where(t > 0, t, np.nan)
-        n2 = c2 * hp["sigma2"] ** 2 if fixed else ed ** 2
-        critical = {
-            "beta2": gate / n2,
-            "eta_dec": (ee / hp["sigma2"] if fixed else 1.0) * np.sqrt(gate / b2),
-            "beta1": np.fmin(b2 * n2 / s1 ** 2, (b2 * n2) ** 2 / (s1 ** 2 * nan_t ** 2)),
-        }
-        if fixed:
-            critical["eta_enc"] = ed * hp["sigma2"] * np.sqrt(b2 / gate)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            md = cf.hierarchical_modes(h, t, d1, d2, counts)
+            critical = _mhvae_critical(t, hp, fixed, d1, d2)
+            tail = cf.suffix(t_full * t_full)[min(d1, t_full.size)]
+        ee = hp["eta_enc"]
+        var_fill = 0.0
+        if fixed:  # an unpaired z2 dim keeps the fixed std: only the variance part of its KL
+            v2 = (hp["sigma2"] - ee) * (hp["sigma2"] + ee) / (ee * ee)
+            var_fill = 0.5 * (v2 - np.log1p(v2))
         omega, w2 = _pad_last(md["omega"], d2), _pad_last(md["w2"], d2)
+        kl2 = _pad_last(np.where(np.arange(d1) < k, md["kl_z2"], 0.0), d2, var_fill)
         return {
-            "singular_values": {"encoder1": _desc(md["lam"]), "decoder1": _desc(md["u1"]),
-                                "encoder2": _desc(w2), "decoder2": _desc(omega)},
-            "posterior_std": {} if fixed else {"z2": _desc(md["sigma2"])},
-            # z2 dims beyond d1 have no z1 mode to pair with: never active (NaN), as `never` does
-            "critical": {name: _pad_last(v * never, d2, np.nan) for name, v in critical.items()},
-            "modes": {"theta": t, "lambda": md["lam"], "u1": md["u1"], "w2": w2, "omega": omega,
-                      "sigma2": md["sigma2"], "m": md["m"], "F": md["F"]},
+            "singular_values": {"encoder1": md["lambda"], "decoder1": md["u1"],
+                                "encoder2": w2, "decoder2": omega},
+            "posterior_std": {} if fixed else {"z2": _pad_last(md["sigma2"], d2, fill=ee)},
+            "critical": critical,
+            "modes": {"theta": t, "lambda": md["lambda"], "u1": md["u1"], "w2": w2,
+                      "omega": omega, "sigma2": None if fixed else _pad_last(md["sigma2"], d2,
+                                                                              fill=ee),
+                      "m": md["m"], "F": md["F"]},
+            "kl": {"z1": md["consistency"], "z2": kl2},
+            "mean_sq": {"z1": md["mean_sq_z1"], "z2": _pad_last(md["mean_sq_z2"], d2)},
+            "summary": {"rate": np.sum(md["consistency"], axis=-1) + np.sum(kl2, axis=-1),
+                        "distortion": np.sum(md["distortion"], axis=-1) + tail},
         }
 
-    crit_names = ("beta2", "eta_dec", "beta1") + (("eta_enc",) if fixed else ())
+    setting = _settings.get("mhvae", "sigma2-fixed" if fixed else "sigma2-learnable")
+    crit_names = setting.critical
     lazy = _lazy(_Memo(detail), {
         "singular_values": ("encoder1", "decoder1", "encoder2", "decoder2"),
         "posterior_std": () if fixed else ("z2",), "critical": crit_names,
-        "modes": ("theta", "lambda", "u1", "w2", "omega", "sigma2", "m", "F")})
-    direction = {"beta2": "below", "eta_dec": "below", "beta1": "above", "eta_enc": "above"}
+        "modes": ("theta", "lambda", "u1", "w2", "omega", "sigma2", "m", "F"),
+        "kl": ("z1", "z2"), "mean_sq": ("z1", "z2"), "summary": ("rate", "distortion")})
     z1_lo, z1_hi = _rotation_range(rank1, d1)
     z2_lo, z2_hi = _rotation_range(rank2, d2) if fixed else (d2 - rank2, d2 - rank2)
     notes = [ROTATION_NOTE.format(latent="z1")]
     if fixed:
         notes.append(ROTATION_NOTE.format(latent="z2")
                      + "; with sigma2 fixed a dim equals its prior only if sigma2 == eta_enc")
-    elif np.any(summ["noise_only"]):
+    elif np.any(rank2 > nh):
         notes.append("some active z2 dims sit on z1 modes with no data signal (lambda = 0): "
                      "they encode the injected noise of z1, not x")
-    setting = _settings.get("mhvae", "sigma2-fixed" if fixed else "sigma2-learnable")
+    loss = _unrepresentable(loss, notes)
     return Solution(
         model=setting.model, variance=setting.variance,
         theorem=setting.theorem, spectrum=spectrum, params={n: v[..., 0] for n, v in hp.items()},
@@ -862,9 +918,39 @@ def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, si
         ranks={"encoder1": rank1, "decoder1": rank1, "encoder2": rank2, "decoder2": rank2},
         collapsed_min={"z1": z1_lo, "z2": z2_lo}, collapsed_max={"z1": z1_hi, "z2": z2_hi},
         exact={"z1": False, "z2": not fixed}, critical=lazy["critical"],
-        critical_direction={n: direction[n] for n in crit_names}, optimal_loss=loss,
+        critical_direction={n: setting.direction(n) for n in crit_names}, optimal_loss=loss,
         notes=tuple(notes), _modes=lazy["modes"],
+        _extra={k_: lazy[k_] for k_ in ("kl", "mean_sq", "summary")},
     )
+
+
+def _mhvae_critical(t, hp, fixed, d1, d2):
+    """Critical values of the z2 dim paired with each z1 mode (docs/theory.md §5.4), tightened so
+    the stated rule holds at the value; z2 dims without a partner never activate (NaN)."""
+    b1, b2, ee, ed, s1 = hp["beta1"], hp["beta2"], hp["eta_enc"], hp["eta_dec"], hp["sigma1"]
+    paired = np.arange(d1) < min(d1, d2)
+    gate = np.maximum(b1 * (s1 * s1), np.sqrt(b1) * s1 * t)   # active iff beta2 * n2 < gate
+    c2 = (ed / ee) ** 2
+    n2 = c2 * hp["sigma2"] ** 2 if fixed else ed ** 2
+    B = b2 * n2
+    tt = np.where(t > 0, t, np.nan)
+    cand = {
+        "beta2": gate / n2,
+        "eta_dec": (ee / hp["sigma2"] if fixed else 1.0) * np.sqrt(gate / b2),
+        "beta1": np.fmin(B / (s1 * s1), (B / (s1 * tt)) ** 2),
+    }
+    if fixed:
+        cand["eta_enc"] = ed * hp["sigma2"] * np.sqrt(b2 / gate)
+    out = {}
+    for name, c in cand.items():
+        c = np.where(paired, np.broadcast_to(c, np.broadcast_shapes(c.shape, t.shape)), np.nan)
+
+        def active_at(v, name=name):
+            return cf.hierarchical_z2_active(t, {**hp, name: v}, fixed, paired)
+
+        direction = _settings.get("mhvae", "sigma2-fixed").direction(name)
+        out[name] = _pad_last(cf.tighten(c, active_at, direction), d2, np.nan)
+    return out
 
 
 def _pad_last(x, d, fill=0.0):
