@@ -10,8 +10,9 @@ prints per beta:
 * the linear prediction at the closed-form optimum: the exact collapsed count of
   :func:`vaetheory.vae_learnable_sigma`, and the counts under the two rules people log, AU(delta)
   (``Var_x E[z_j|x] <= delta``) and KL (``KL_j <= delta``), delta = 0.01 (docs/theory.md §7).
-  vaetheory has no per-dim KL in the library yet, so both are computed here from the closed form:
-  ``Var_x E[z_j|x] = lambda_j^2`` (whitened encoder singular values, centred data) and
+  Both come from the library's per-dim values at the optimum, :attr:`vaetheory.Point.kl` and
+  :attr:`vaetheory.Point.mean_sq`: ``Var_x E[z_j|x] = E[mu_j^2] = lambda_j^2`` (whitened encoder
+  singular values, centred data) and
   ``KL_j = (s_j^2/eta_enc^2 + lambda_j^2/eta_enc^2 - 1 - log(s_j^2/eta_enc^2)) / 2`` with ``s_j`` the
   learned stds (docs/theory.md §3, §7);
 * the collapsed counts of the trained linear and nonlinear VAEs under both rules (median and range
@@ -51,7 +52,7 @@ import time
 import numpy as np
 
 import vaetheory as vt
-from vaetheory._numerics import DELTA, active_units, kl_active, kl_per_dim
+from vaetheory._numerics import DELTA, active_units, kl_active
 from vaetheory.io import load_digits
 from vaetheory.report import text_table
 
@@ -124,7 +125,8 @@ def linear_prediction(spectrum, d, betas, *, eta_enc=1.0, eta_dec=1.0, delta=DEL
 
     Returns a list of dicts: ``collapsed`` (the exact count), ``collapsed_au`` (dims with
     ``Var_x E[z_j|x] = lambda_j^2 <= delta``), ``collapsed_kl`` (dims with ``KL_j <= delta``,
-    KL_j from the learned std and lambda_j by docs/theory.md §7), ``kl`` (per mode), and
+    KL_j from the learned std and lambda_j by docs/theory.md §7; :attr:`vaetheory.Point.kl`),
+    ``kl`` (per mode), and
     ``optimal_loss`` (§1 convention).
     """
     betas = np.asarray(betas, dtype=np.float64)
@@ -132,9 +134,8 @@ def linear_prediction(spectrum, d, betas, *, eta_enc=1.0, eta_dec=1.0, delta=DEL
     rows = []
     for i, beta in enumerate(betas):
         pt = sol.at((i,))
-        lam, std = pt.mode("lambda"), pt.mode("sigma")
-        mean_var = lam ** 2  # Var_x E[z_j|x]: the rows of the whitened encoder have norm lambda_j
-        kl = kl_per_dim(mean_var, std, eta_enc)
+        mean_var = pt.mean_sq["z"]  # = Var_x E[z_j|x] (centred data): lambda_j^2
+        kl = pt.kl["z"]
         rows.append(dict(beta=float(beta), collapsed=int(pt.collapsed["z"]),
                          collapsed_au=d - active_units(mean_var, delta),
                          collapsed_kl=d - kl_active(kl, delta), kl=kl, mean_var=mean_var,
