@@ -78,7 +78,7 @@ BETAS = {"digits": (1.0, 5.0, 10.0, 20.0, 50.0, 100.0, 150.0),
          "manifold": (1.0, 2.0, 5.0, 10.0, 30.0)}
 #: per dataset: MLP widths and depth, epochs, seeds (MLPs, linear), Monte Carlo draws of the final
 #: loss, and whether to train once more with twice the epochs (first width, seed 0). The digits
-#: took 25 CPU-minutes on one thread (1 CPU-minute per 500-epoch run of the width-256 MLP).
+#: took 26 CPU-minutes on one thread (1 CPU-minute per 500-epoch run of the width-256 MLP).
 _COMMON = dict(depth=2, epochs=500, mc=16, seeds=2, linear_seeds=1)
 FULL = {"digits": dict(_COMMON, betas=BETAS["digits"], widths=(64, 256), long_check=True),
         "manifold": dict(_COMMON, betas=BETAS["manifold"], widths=(64,), long_check=False)}
