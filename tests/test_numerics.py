@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 from mpmath import mp
 
 import _reference as R
@@ -149,6 +149,10 @@ def test_exact_losses_are_cancellation_free_at_the_optimum(setting):
 @settings(max_examples=80, deadline=None)
 @given(setting=st.sampled_from(SETTINGS), ev=spectrum_st, d1=st.integers(1, 5),
        d2=st.integers(1, 5), hp=hyper_st, k=st.integers(-440, 440))
+# found by hypothesis: omega of a noise-regime z2 dim had a (data units)^3 intermediate (inf at
+# 2^342, subnormal at 2^-343)
+@example(setting="mhvae-sigma2-fixed", ev=[1.0], d1=1, d2=1, k=342, hp=dict(beta=1.0, eta_enc=1.0, eta_dec=1.0, sigma=1.0, sigma1=1.0, sigma2=1.0, beta1=math.e, beta2=1.0))
+@example(setting="mhvae-sigma2-fixed", ev=[1.0], d1=2, d2=2, k=-343, hp=dict(beta=1.0, eta_enc=math.e, eta_dec=1.0, sigma=1.0, sigma1=1.0, sigma2=1.0, beta1=1.0, beta2=1.0))
 def test_outputs_scale_exactly_with_the_data(setting, ev, d1, d2, hp, k):
     assume(any(e > 0 for e in ev))
     a = 2.0 ** k

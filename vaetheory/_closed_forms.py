@@ -335,7 +335,8 @@ def hierarchical_modes(h, t, d1, d2, counts):
             m0_root = np.sqrt(B / b1)
             om_high = np.sqrt(K * m0_root * np.expm1(
                 (2.0 / 3.0) * np.log1p(np.where(high, (t * q - B) / B, 0.0))))
-            om_s1 = np.sqrt(K * on_s1 / (np.sqrt(b1) * (h.q + np.sqrt(B))))
+            # grouped so no intermediate has (data units)^3 (overflow / subnormal at 2^+-342)
+            om_s1 = np.sqrt(K * (on_s1 / (np.sqrt(b1) * (h.q + np.sqrt(B)))))
         else:
             om_high = np.sqrt(np.where(high, ((t * q - B) / B) * ((t * q + B) / b1), 0.0)) / ee
             om_s1 = np.sqrt(on_s1 / b1) / ee

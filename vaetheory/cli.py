@@ -861,8 +861,8 @@ def _model_sentence(sol) -> str:
     return f"model: {sol.setting.title}, {sol.variance} variance -- {sol.theorem}"
 
 
-def _print_notes(console, sols):
-    for note in report.notes_of(sols):
+def _print_notes(console, sols, notes=None):
+    for note in report.notes_of(sols) if notes is None else notes:
         _say(console, f"note: {note}", style="italic")
 
 
@@ -912,7 +912,7 @@ def _render_predict(console, sols, info, opts, detail, all_rows=False):
             _print_table(console, report.detail_table(sol, idx, swept, len(sols) > 1))
     for line in report.summary_lines(sols, swept, resolve=_resolver(opts, sols)):
         _say(console, line)
-    _print_notes(console, sols)
+    _print_notes(console, sols, report.prediction_notes(sols))
     _alias_note(console, opts)
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "LATENT_MAPS", "critical_latent", "dumps", "grid_indices", "point_dict", "point_params",
     "point_label", "point_summary", "predict_document", "spectrum_document", "spectrum_values",
     "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
+    "prediction_notes",
     "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "check_dict", "check_table", "check_lines", "numerical_document",
     "numerical_table", "text_table", "write_json", "encode_points", "change_points",
@@ -271,11 +272,12 @@ def notes_of(solutions: Iterable) -> List[str]:
     return out
 
 
-def document_notes(info: Optional[dict], solutions: Iterable = ()) -> List[str]:
+def document_notes(info: Optional[dict], notes: Iterable[str] = ()) -> List[str]:
     """The notes of a JSON document: the reader's (``info["notes"]``: what it was unsure of,
-    e.g. a header or an index column) first, then those of the solutions, each once."""
+    e.g. a header or an index column) first, then ``notes`` (the solutions', :func:`notes_of`,
+    or a prediction's, :func:`prediction_notes`), each once."""
     out = list((info or {}).get("notes", []))
-    for note in notes_of(solutions):
+    for note in notes:
         if note not in out:
             out.append(note)
     return out
@@ -284,6 +286,16 @@ def document_notes(info: Optional[dict], solutions: Iterable = ()) -> List[str]:
 def _data(info: dict) -> dict:
     """The ``data`` object: the provenance without its notes (they are the document's)."""
     return {k: v for k, v in dict(info or {}).items() if k != "notes"}
+
+
+def prediction_notes(solutions: Sequence) -> List[str]:
+    """What a prediction shows below its numbers: the solutions' notes (:func:`notes_of`), then
+    the notes of their setting's record (:attr:`vaetheory.settings.Setting.notes`, e.g. what a
+    linear count means for a nonlinear VAE), each once."""
+    out = notes_of(solutions)
+    for sol in solutions[:1]:
+        out += [n for n in sol.setting.notes if n not in out]
+    return out
 
 
 def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None,
@@ -312,7 +324,7 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "settings": dict(settings or {}),
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
-        "notes": document_notes(info, solutions),
+        "notes": document_notes(info, prediction_notes(solutions)),
         "points": (_with_checks([point_dict(sol, idx) for sol in solutions
                                  for idx in grid_indices(sol)], checks) if points else []),
     }
@@ -774,7 +786,7 @@ def thresholds_document(solutions: Sequence, info: dict, settings: dict, points:
             "data": _data(info), "settings": settings,
             "critical_latent": critical_latent(first),
             "critical_direction": dict(first.critical_direction),
-            "notes": document_notes(info, solutions), "points": points}
+            "notes": document_notes(info, notes_of(solutions)), "points": points}
 
 
 def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) -> Table:

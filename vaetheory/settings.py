@@ -4,7 +4,7 @@ A :class:`Setting` holds the setting's hyperparameters (names, defaults, constra
 variables and dimensions, the maps whose singular values are reported, which latent carries the
 critical values and in which direction each hyperparameter acts, the theory function (None where
 no closed form exists), the exact loss, the parameter shapes, which log-variances are learned, and
-what "collapsed" means there (docs/theory.md §7).
+what "collapsed" means there (docs/theory.md §7), and the notes every prediction of it carries.
 
 =====================  =====================================  ===============================
 ``model/variance``     theory function                        source (docs/theory.md)
@@ -86,6 +86,12 @@ class Latent:
 CONSTRAINTS = {name: "positive" for name in
                ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma", "sigma1", "sigma2")}
 
+#: what a linear count means for a nonlinear VAE: measured (examples/nonlinear_vs_linear.py),
+#: not theory; the numbers are in README.md and docs/theory.md §14
+NONLINEAR_NOTE = ("nonlinear VAEs: these counts are the linear optimum's; measured on the digits, MLP "
+                  "VAEs collapsed at least as many dims in every run, often several more (README "
+                  "'Nonlinear VAEs (measured, not theory)', docs/theory.md §14)")
+
 _DIRECTION = {"beta": "below", "eta_dec": "below", "beta2": "below", "eta_enc": "above",
               "beta1": "above"}
 
@@ -112,6 +118,9 @@ class Setting:
     sigma1_entropy: bool = False
     water: Optional[str] = None    # function name in vaetheory.theory: the level each mode's
     #                                spectral value is compared against (Point.water_line)
+    #: notes every prediction of this setting carries, whatever its hyperparameters (shown by
+    #: ``predict`` and ``demo``, in text and in the JSON ``notes``)
+    notes: Tuple[str, ...] = ()
 
     # ---- identity
     @property
@@ -263,7 +272,8 @@ _HIER = ("W1", "U1", "W2", "U2", "log_var1", "log_var2")
 _RECORDS = (
     Setting("vae", "learnable", "standard VAE", "Theorem 4 (docs/theory.md §3)", "§3",
             (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"), "data",
-            "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), water="water_learnable"),
+            "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), water="water_learnable",
+            notes=(NONLINEAR_NOTE,)),
     Setting("vae", "fixed", "standard VAE", "Theorem 1 (docs/theory.md §2)", "§2",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
             "data", "vae_fixed_sigma", "vae_loss", _FLAT, (), {"log_var": "sigma"},

@@ -378,7 +378,7 @@ def water_learnable(point) -> WaterLine:
     latent = point.solution.setting.critical_latent
     d, values = _water_values(point, latent)
     h = point.hyper
-    return WaterLine(latent, values, np.full(d, h["beta"] * h["eta_dec"] ** 2), "beta eta_dec^2",
+    return WaterLine(latent, values, np.full(d, h["beta"] * (h["eta_dec"] * h["eta_dec"])), "beta eta_dec^2",
                      point.solution.setting.section)
 
 
@@ -391,7 +391,8 @@ def water_fixed(point) -> WaterLine:
     d, values = _water_values(point, latent)
     h = point.hyper
     sig = np.sort(np.broadcast_to(np.asarray(h["sigma"], dtype=np.float64), (d,)))
-    level = h["beta"] * (h["eta_dec"] / h["eta_enc"]) ** 2 * sig ** 2
+    c = h["eta_dec"] / h["eta_enc"]
+    level = h["beta"] * (c * c) * (sig * sig)
     return WaterLine(latent, values, level, "beta (eta_dec/eta_enc)^2 sigma'_i^2",
                      point.solution.setting.section)
 
@@ -405,21 +406,23 @@ def _water_mhvae(point, n2, formula):
     latent = sol.setting.critical_latent
     d, values = _water_values(point, latent)
     h = point.hyper
-    B, gate = h["beta2"] * n2, h["beta1"] * h["sigma1"] ** 2
+    B, gate = h["beta2"] * n2, h["beta1"] * (h["sigma1"] * h["sigma1"])
     paired = np.arange(d) < min(sol.latent_dims.values())
-    level = np.where(paired, -np.inf if gate > B else B ** 2 / gate, np.inf)
+    level = np.where(paired, -np.inf if gate > B else B * B / gate, np.inf)
     return WaterLine(latent, values, level, formula, "§5.4")
 
 
 def water_mhvae_learnable(point) -> WaterLine:
     """Theorem 3 (docs/theory.md §5.4, Sigma2 learnable): ``n2 = eta_dec^2``."""
-    return _water_mhvae(point, point.hyper["eta_dec"] ** 2, "(beta2 eta_dec^2)^2 / (beta1 sigma1^2)")
+    ed = point.hyper["eta_dec"]
+    return _water_mhvae(point, ed * ed, "(beta2 eta_dec^2)^2 / (beta1 sigma1^2)")
 
 
 def water_mhvae_fixed(point) -> WaterLine:
     """Theorem 5 (docs/theory.md §5.4, Sigma2 fixed): ``n2 = c^2 sigma2^2``, ``c = eta_dec/eta_enc``."""
     h = point.hyper
-    n2 = (h["eta_dec"] / h["eta_enc"]) ** 2 * h["sigma2"] ** 2
+    c = h["eta_dec"] / h["eta_enc"]
+    n2 = (c * c) * (h["sigma2"] * h["sigma2"])
     return _water_mhvae(point, n2, "(beta2 c^2 sigma2^2)^2 / (beta1 sigma1^2)")
 
 
@@ -930,14 +933,14 @@ def _mhvae_critical(t, hp, fixed, d1, d2):
     b1, b2, ee, ed, s1 = hp["beta1"], hp["beta2"], hp["eta_enc"], hp["eta_dec"], hp["sigma1"]
     paired = np.arange(d1) < min(d1, d2)
     gate = np.maximum(b1 * (s1 * s1), np.sqrt(b1) * s1 * t)   # active iff beta2 * n2 < gate
-    c2 = (ed / ee) ** 2
-    n2 = c2 * hp["sigma2"] ** 2 if fixed else ed ** 2
+    c2 = (ed / ee) * (ed / ee)
+    n2 = c2 * (hp["sigma2"] * hp["sigma2"]) if fixed else ed * ed
     B = b2 * n2
     tt = np.where(t > 0, t, np.nan)
     cand = {
         "beta2": gate / n2,
         "eta_dec": (ee / hp["sigma2"] if fixed else 1.0) * np.sqrt(gate / b2),
-        "beta1": np.fmin(B / (s1 * s1), (B / (s1 * tt)) ** 2),
+        "beta1": np.fmin(B / (s1 * s1), np.square(B / (s1 * tt))),
     }
     if fixed:
         cand["eta_enc"] = ed * hp["sigma2"] * np.sqrt(b2 / gate)
