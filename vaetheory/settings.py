@@ -281,13 +281,14 @@ _KL_H = (KLTerm("beta1", "z1", "log q(z1|x) - log p(z1|z2), p(z1|z2) = N(U2 z2, 
          KLTerm("beta2", "z2", "KL(q(z2|z1) || N(0, eta_enc^2 I))", "eta_enc"))
 _DEP_LEARN = dict(depends_on=("beta eta_dec^2",),
                   depends_note="eta_enc only rescales the latent space (docs §3)")
-_DEP_FIXED = dict(depends_on=("beta eta_dec^2", "eta_dec / eta_enc", "sigma"),
-                  depends_note="a dim is active iff theta_i > s sigma'_i, s^2 = beta eta_dec^2 / "
-                               "eta_enc^2 (docs §2)")
+_DEP_FIXED = dict(depends_on=("beta eta_dec^2 / eta_enc^2", "sigma"),
+                  depends_note="= s^2: a dim is active iff theta_i > s sigma'_i (docs §2); "
+                               "beta eta_dec^2 also enters the optimal loss's constants")
 _DEP_THM3 = dict(depends_on=("beta1", "beta2 eta_dec^2", "sigma1"),
                  depends_note="eta_enc only rescales z2 (docs §5.4)")
-_DEP_THM5 = dict(depends_on=("beta1", "beta2 eta_dec^2", "eta_dec / eta_enc", "sigma1", "sigma2"),
-                 depends_note="eta_enc changes the ranks through c = eta_dec / eta_enc (docs §5.4)")
+_DEP_THM5 = dict(depends_on=("beta1", "beta2 eta_dec^2 / eta_enc^2", "sigma1", "sigma2"),
+                 depends_note="eta_enc changes the ranks through c = eta_dec / eta_enc (docs "
+                              "§5.4); beta2 eta_dec^2 also enters the optimal loss's constants")
 _DEP_OPEN = dict(depends_on=("beta1", "beta2", "eta_dec", "eta_enc"),
                  depends_note="no closed form (docs §5.5)")
 
