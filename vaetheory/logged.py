@@ -151,14 +151,13 @@ def _uncentred_factor(spec, d):
     return np.clip(f, 0.0, 1.0)
 
 
-def _latent_state(pt, latent, f1):
+def _latent_state(pt, latent, f1, hyper):
     """(kl, mean_variance or None, posterior std, groups) of one latent, mode order."""
     sol = pt.solution
     setting = sol.setting
     spec = setting.latent(latent)
     d = sol.latent_dims[latent]
-    kl = pt.kl[latent]
-    hyper = pt.hyper
+    kl = np.asarray(pt.vector(sol.kl[latent]), dtype=float)
     if latent == "z2":
         d1 = sol.latent_dims["z1"]
         k = min(d1, d)
@@ -214,9 +213,11 @@ def logged(point, delta: float = DELTA) -> Logged:
         free rotations, and the counts of each rule; the total rate (sum of KL) and distortion
         ``E||x - x_hat||^2`` (docs/theory.md §7, §11).
     """
-    from ._validation import positive
+    delta = float(delta)
+    if not (np.isfinite(delta) and delta > 0):
+        from .errors import ParameterError
 
-    delta = float(positive("delta", delta))
+        raise ParameterError(f"delta must be finite and > 0, got {delta}")
     sol = point.solution
     spec = sol.spectrum
     notes = []
@@ -228,9 +229,11 @@ def logged(point, delta: float = DELTA) -> Logged:
     elif spec.centered is None:
         notes.append("a given spectrum is taken as centred: Var_x E[z_j|x] = E[mu_j^2]")
     latents = {}
+    fixed = [z.name for z in sol.setting.latents if not z.learned]
+    hyper = point.hyper if fixed else {}
     for latent, d in sol.latent_dims.items():
         f = None if f1 is None else (f1 if latent == "z2" else f1[:d])
-        kl, var, std, groups = _latent_state(point, latent, f)
+        kl, var, std, groups = _latent_state(point, latent, f, hyper)
         free = any(g.size > 1 for g in groups)
         lo, hi = point.collapsed_range(latent)
         theory = d - lo if lo == hi else [d - hi, d - lo]
