@@ -172,6 +172,16 @@ COMMANDS = [
     ("err-sgd-open", ["check", "{d}/r.npy", "--model", "mhvae", "--variance", "both-learnable",
                       "-d", "2", "--mode", "sgd"], {}),
     ("err-command", ["nonsense"], {}),
+    # issue 11: the loss as written, target rates, given spectra
+    ("predict-recon-json", ["predict", "{d}/digits.npy", "-d", "8", "--recon", "mse",
+                            "--kl-weight", "0.5,2", "--json"], {}),
+    ("predict-recon-mhvae", ["predict", "{d}/digits.npy", "--model", "mhvae", "-d", "4",
+                             "--recon", "gaussian", "--decoder-std", "0.5", "--kl1-weight", "1",
+                             "--kl-weight", "4", "--sigma1", "0.5"], {}),
+    ("thresholds-rate", ["thresholds", "{d}/digits.npy", "-d", "16", "--rate", "20"], {}),
+    ("predict-eigenvalues", ["predict", "--eigenvalues", "5.117,3.741,3.253,2.842,2.567", "-d",
+                             "5", "--beta", "1,2.75,3,3.5,4,6", "--detail"], {}),
+    ("err-recon-bce", ["predict", "{d}/r.npy", "-d", "2", "--recon", "bce"], {}),
 ]
 
 

@@ -260,7 +260,7 @@ def test_streamed_json_is_the_in_memory_document_exactly(model, variance, kw):
     whole = report.dumps(doc)
     pieces = []
     head = report.predict_document(sols, {"source": "x"}, {"model": model}, points=False)
-    points = (t for sol in sols for t in report.encode_points(sol, block=4, strict=True))
+    points = (t for sol in sols for t in report.encode_points(sol, delta=0.01, block=4, strict=True))
     report.write_json(pieces.append, head, points)
     assert "".join(pieces) == whole
     json.loads(whole)
@@ -279,7 +279,7 @@ def test_streamed_json_through_the_cli_equals_the_library_in_blocks(data, monkey
     req, sols = _solutions(spec, vs.get("vae", "learnable"), [5, 9],
                            beta=np.linspace(1, 120, 40), eta_dec=np.array([0.8, 1.0]))
     assert json.loads(whole)["points"] == json.loads(report.dumps(
-        {"p": [report.point_dict(s, i) for s in sols for i in report.grid_indices(s)]}))["p"]
+        {"p": [report.point_dict(s, i, 0.01) for s in sols for i in report.grid_indices(s)]}))["p"]
 
 
 def test_large_grid_json_memory_is_flat(data):

@@ -171,6 +171,16 @@ def learnable_critical(t, b, ed):
 # fixed encoder variance: Theorem 1 (VAE, §2) and §4b (CVAE)
 
 
+def variance_part(s, ee):
+    """The variance part of a dim's KL, ``(v - log(1 + v)) / 2`` with ``v = s^2/ee^2 - 1`` (docs
+    §7), without cancellation: ``v`` as a product of differences, and ``log(1 + v)`` as
+    ``log1p(v)`` near 0 but ``2 log(s/ee)`` where ``1 + v`` is small (s << ee)."""
+    v = (s - ee) * (s + ee) / (ee * ee)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lg = np.where(v > -0.5, np.log1p(np.maximum(v, -0.5)), 2.0 * np.log(s / ee))
+    return 0.5 * (v - lg)
+
+
 def fixed_threshold(beta, eta_enc, eta_dec, sig):
     """s sigma'_i with s = sqrt(beta) eta_dec / eta_enc: mode i is active iff t_i > it."""
     return (np.sqrt(beta) * eta_dec / eta_enc) * sig
@@ -182,8 +192,7 @@ def fixed_modes(t, thr, s, sig, ee, active):
     gap = np.where(active, t - thr, 0.0)
     omega = np.sqrt(gap * (s / sig))
     lam = np.sqrt(gap * (sig / s))
-    v = (sig - ee) * (sig + ee) / (ee * ee)          # sigma^2 / eta_enc^2 - 1, no cancellation
-    kl = 0.5 * (v - np.log1p(v)) + 0.5 * lam * lam / (ee * ee)
+    kl = variance_part(sig, ee) + 0.5 * lam * lam / (ee * ee)
     return {"omega": omega, "lambda": lam, "kl": kl, "mean_sq": lam * lam,
             "distortion": np.where(active, thr * t, t * t)}
 
@@ -348,8 +357,7 @@ def hierarchical_modes(h, t, d1, d2, counts):
             sigma2 = np.where(z2, ee * np.sqrt(np.minimum(1.0, (B / b1) / m)), ee)
             var2 = sigma2 * sigma2
         msq2 = w2 * w2 * m                       # E[(W2 z1)_i^2] of the paired z2 dim
-        v2 = (np.sqrt(var2) - ee) * (np.sqrt(var2) + ee) / (ee * ee)
-        kl2 = 0.5 * (v2 - np.log1p(v2)) + 0.5 * msq2 / (ee * ee)
+        kl2 = variance_part(np.sqrt(var2), ee) + 0.5 * msq2 / (ee * ee)
         # z1: the consistency term E[log q(z1|x) - log p(z1|z2)] per dim (nats)
         resid = (omega * w2 - 1.0) ** 2 * m + omega * omega * var2
         cons = 0.5 * (resid / (ed * ed) - 1.0 - np.log((s1 / ed) ** 2))

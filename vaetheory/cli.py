@@ -29,12 +29,13 @@ import signal
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import click
 import numpy as np
 
+from . import conventions as vconv
 from . import io as vio
 from . import plot as vplot
 from . import report
@@ -296,6 +297,16 @@ class PositiveFinite(click.ParamType):
         return v
 
 
+class ReconType(click.ParamType):
+    """``--recon``: sse, mse or gaussian (aliases mse-sum, mse-mean); decoders the theory does
+    not cover (bce, categorical, l1 ...) are a one-line usage error (docs/theory.md §10)."""
+
+    name = "KIND"
+
+    def convert(self, value, param, ctx):
+        return vconv.recon_kind(value)
+
+
 GRID = HyperValues(parse_values, "values")
 VECTOR = HyperValues(parse_vector, "vector")
 DIMS = LatentDims()
@@ -419,11 +430,53 @@ def model_options(f=None, *, latent_required=True, open_settings=False):
                           "list with distinct values has no closed form: `vaetheory check`)."),
         click.option("--sigma2", default=None, metavar="S", type=VECTOR,
                      help="mhvae: fixed isotropic std of z2 given z1 (omit: Sigma2 learnable)."),
-    ]
+        click.option("--eigenvalues", default=None, metavar="VALUES|FILE",
+                     help="A spectrum instead of DATA: eigenvalues of Cov(x) as a comma list "
+                          "(5.117,3.741,...) or a file of them (cvae: the residual e_i). The loss "
+                          "needs the trace: it is taken as their sum (only these modes exist)."),
+    ] + _convention_options()
     f = data_options(f)
     for deco in reversed(decorators):
         f = deco(f)
     return f
+
+
+def _convention_options():
+    """Your training loss as written, instead of --beta/--eta-dec (docs/theory.md §10)."""
+    return [
+        click.option("--recon", default=None, type=ReconType(),
+                     help="Your loss's reconstruction term, instead of --beta/--eta-dec: sse "
+                          "(squared error summed over the output elements: F.mse_loss(..., "
+                          "reduction='sum')), mse (averaged over them: F.mse_loss's default; see "
+                          "--output-dim) or gaussian (-log N(x; x_hat, S^2 I), --decoder-std S). "
+                          "Bernoulli/BCE, categorical, L1 ... are not covered by the theory. "
+                          "With --kl, --kl-weight (and mhvae --kl1-weight, --z1-prior-std); "
+                          "--eta-enc is the prior std. The conversion is printed. Example: "
+                          "--recon mse --kl sum --kl-weight 2.5e-4."),
+        click.option("--recon-weight", default=None, type=click.FloatRange(min=0, min_open=True),
+                     metavar="W", help="With --recon: its weight (0.5 for 0.5*SSE), default 1."),
+        click.option("--decoder-std", default=None, type=click.FloatRange(min=0, min_open=True),
+                     metavar="S", help="With --recon gaussian: the fixed decoder std S."),
+        click.option("--kl", "kl_reduction", default=None, type=click.Choice(vconv.KL_REDUCTIONS),
+                     help="With --recon: each KL summed (default) or averaged over its latent "
+                          "dims."),
+        click.option("--kl-weight", default=None, metavar="VALUES", type=GRID,
+                     help="With --recon: the weight of the KL to the prior (mhvae: of z2), "
+                          "default 1; a list forms a grid."),
+        click.option("--kl1-weight", default=None, metavar="VALUES", type=GRID,
+                     help="mhvae with --recon: the weight of the z1 term log q(z1|x) - "
+                          "log p(z1|z2), default 1."),
+        click.option("--z1-prior-std", default=None, type=click.FloatRange(min=0, min_open=True),
+                     metavar="S", help="mhvae with --recon: the std of p(z1|z2), default 1."),
+        click.option("--output-dim", default=None, type=click.IntRange(min=1), metavar="D",
+                     help="With --recon mse: the output elements it averages over (default: the "
+                          "data's dimension; needed with --eigenvalues), e.g. 12288 = 3x64x64."),
+    ]
+
+
+#: the options of the loss convention (their keyword names)
+_CONVENTION_KEYS = ("recon", "recon_weight", "decoder_std", "kl_reduction", "kl_weight",
+                    "kl1_weight", "z1_prior_std", "output_dim")
 
 
 def _output_options(f):
@@ -529,6 +582,8 @@ class Options:
     selection: vio.Selection
     request: Optional[vs.Request] = None
     given: dict = None
+    loss: Optional[vconv.TrainingLoss] = None
+    conversion: Optional[vconv.Conversion] = None
 
     @property
     def setting(self) -> vs.Setting:
@@ -607,11 +662,26 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     data = {k: kw.pop(k, None) for k in _DATA_OPTIONS}
     reading = {k: kw.pop(k, None) for k in _READ_OPTIONS}
     raw = {k: kw.pop(k, None) for k in ("variance", "latent_dim", "latent_dim2") + _HYPER_OPTIONS}
+    conv = {k: kw.pop(k, None) for k in _CONVENTION_KEYS}
+    eigenvalues = kw.pop("eigenvalues", None)
     given = {**{k: v for k, v in raw.items() if v is not None},
              **{k: v for k, v in data.items() if v is not None},
              **{k: v for k, v in reading.items() if v is not None}}
     _check_applicable(model, given)
     conditional = vs.get(model, vs.VARIANCES[model][0]).spectrum_kind == "residual"
+    if eigenvalues is not None or source is None:
+        if source is not None:
+            raise _usage("give DATA or --eigenvalues, not both")
+        if eigenvalues is None:
+            raise _usage("give DATA (a data file) or --eigenvalues VALUES|FILE (a spectrum)")
+        used = [_flag(k) for k, v in {**data, **reading}.items() if v is not None]
+        if used:
+            raise _usage(f"{', '.join(used)} select or read columns of DATA; --eigenvalues is a "
+                         "spectrum")
+        selection = vio.EigenvalueSelection(eigenvalues, "residual" if conditional else "data",
+                                            label=_eigen_label(eigenvalues))
+        return _finish_options(Options(model, selection, None, given), raw, conv, need_latent,
+                               default_latent, data_only, open_ok)
     if data["image_shape"] is not None and data["quadrant"] is None:
         raise _usage("--image-shape is used with --quadrant (which quadrant is x)")
     if conditional and data["quadrant"] is not None and (
@@ -624,7 +694,46 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
                               header=reading["header"] or "auto",
                               delimiter=reading["delimiter"], format=reading["format"],
                               **pair_args)
-    opts = Options(model, selection, None, given)
+    return _finish_options(Options(model, selection, None, given), raw, conv, need_latent,
+                           default_latent, data_only, open_ok)
+
+
+def _eigen_label(text):
+    return (f"eigenvalues {text}" if vio._looks_numeric(text) else f"eigenvalues from '{text}'")
+
+
+def _training_loss(conv, raw, setting, dims, dims2):
+    """The --recon ... options as a :class:`~vaetheory.conventions.TrainingLoss` (None if not
+    given); conflicts with --beta/--eta-dec are usage errors."""
+    if all(v is None for v in conv.values()):
+        return None
+    if conv["recon"] is None:
+        listed = ", ".join(_flag(k if k != "kl_reduction" else "kl") for k, v in conv.items()
+                           if v is not None)
+        raise _usage(f"{listed} describe your training loss: give --recon too (sse, mse or "
+                     "gaussian)")
+    clash = [_flag(n) for n in vconv.hyper_names() if raw.get(n) is not None]
+    if clash:
+        raise _usage(f"--recon ... describes your loss, which fixes {', '.join(clash)}: give "
+                     "one or the other")
+    if not setting.kl_terms or not setting.has_second_latent:
+        for k in ("kl1_weight", "z1_prior_std"):
+            if conv[k] is not None:
+                raise _usage(f"{_flag(k)} is the hierarchical VAE's (--model mhvae)")
+    if conv["kl_reduction"] == "mean" and (len(dims) > 1 or (dims2 and len(dims2) > 1)):
+        raise _usage("--kl mean divides the KL weight by the latent dim: give one --latent-dim "
+                     "(and --latent-dim2)")
+    return vconv.TrainingLoss(
+        recon=conv["recon"], recon_weight=conv["recon_weight"] or 1.0,
+        decoder_std=conv["decoder_std"], kl=conv["kl_reduction"] or "sum",
+        kl_weight=1.0 if conv["kl_weight"] is None else conv["kl_weight"],
+        kl1_weight=conv["kl1_weight"], z1_prior_std=conv["z1_prior_std"] or 1.0,
+        prior_std=1.0 if raw.get("eta_enc") is None else raw["eta_enc"],
+        output_dim=conv["output_dim"])
+
+
+def _finish_options(opts, raw, conv, need_latent, default_latent, data_only, open_ok):
+    model = opts.model
     if data_only:
         return opts
     setting = _resolve_variance(model, raw["variance"], raw)
@@ -640,6 +749,12 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     dims2 = raw["latent_dim2"]
     values = {n: raw[n] for n in setting.names if raw.get(n) is not None}
     labels = {n: _flag(n) for n in setting.names}
+    opts.loss = _training_loss(conv, raw, setting, dims, dims2)
+    if opts.loss is not None:  # the grid's shape now; the values after the data (docs §10)
+        for term in setting.kl_terms:
+            w = opts.loss.kl1_weight if term.latent == "z1" else opts.loss.kl_weight
+            if w is not None:
+                values[term.weight] = w
     request = vs.Request.build(setting, latent_dims=dims, latent_dims2=dims2, labels=labels,
                                **values)
     if request.grid_size > MAX_GRID_POINTS:
@@ -682,8 +797,12 @@ def _settings_doc(opts: Options) -> dict:
     for name in ("key", "cols", "y", "y_key", "x_cols", "y_cols", "quadrant") + _READ_OPTIONS:
         if opts.given.get(name) is not None:
             out[name] = opts.given[name]
-    if sel.image_shape is not None:
+    if getattr(sel, "image_shape", None) is not None:
         out["image_shape"] = list(sel.image_shape)
+    if isinstance(sel, vio.EigenvalueSelection):
+        out["eigenvalues"] = sel.values
+    if opts.conversion is not None:
+        out["loss"] = opts.conversion.to_dict()
     return out
 
 
@@ -757,8 +876,31 @@ def _check_memory(opts: Options):
 def _solutions(opts: Options, as_json, with_basis=False, selection=None):
     """Spectrum -> one Solution per latent-dim setting; ``(solutions, provenance)``."""
     _check_memory(opts)
-    spec = _spectrum(selection or opts.selection, as_json, with_basis)
+    sel = selection or opts.selection
+    # without centring, Var_x E[z|x] needs the eigenvectors and the mean (vaetheory.logged)
+    spec = _spectrum(sel, as_json, with_basis or sel.center is False)
+    _convert(opts, spec)
     return opts.request.solve(spec), spec.provenance
+
+
+def _convert(opts: Options, spec):
+    """Put the hyperparameters of the user's training loss into the request (docs §10); the
+    output dimension of --recon mse defaults to the data's."""
+    if opts.loss is None or opts.conversion is not None:
+        return
+    req = opts.request
+    dims = req.latent_dims
+    dims2 = req.latent_dims2
+    given = bool((spec.provenance or {}).get("given"))
+    conv = vconv.equivalent(opts.loss, req.setting, latent_dim=dims[0] if dims else None,
+                            latent_dim2=dims2[0] if dims2 else None,
+                            output_dim=None if given else spec.dim)
+    axes = dict(req.axes)
+    for name, v in conv.hyper.items():
+        if name in axes:
+            axes[name] = np.atleast_1d(np.asarray(v, dtype=np.float64)).ravel()
+    opts.request = replace(req, axes=axes)
+    opts.conversion = conv
 
 
 def _resolver(opts: Options, sols):
@@ -799,15 +941,16 @@ def _emit(doc, points):
     sys.stdout.write("\n")
 
 
-def _predict_points(opts: Options, sols, checks=None):
-    """The ``points`` of a predict/check document, streamed."""
+def _predict_points(opts: Options, sols, checks=None, delta=0.01):
+    """The ``points`` of a predict/check document, streamed (each with its ``logged`` object at
+    ``delta``, docs/theory.md §11)."""
     if checks is None:
         for sol in _blocks_of(opts, sols):
-            yield from report.encode_points(sol)
+            yield from report.encode_points(sol, delta=delta)
         return
     pairs = [(sol, idx) for sol in sols for idx in report.grid_indices(sol)]
     for (sol, idx), chk in zip(pairs, checks):
-        point = report.point_dict(sol, idx)
+        point = report.point_dict(sol, idx, delta)
         point["check"] = chk
         yield point
 
@@ -861,6 +1004,13 @@ def _model_sentence(sol) -> str:
     return f"model: {sol.setting.title}, {sol.variance} variance -- {sol.theorem}"
 
 
+def _say_conversion(console, opts):
+    """The user's loss and its equivalent hyperparameters (docs/theory.md §10)."""
+    if opts.conversion is not None:
+        for line in opts.conversion.lines():
+            _say(console, line)
+
+
 def _print_notes(console, sols, notes=None):
     for note in report.notes_of(sols) if notes is None else notes:
         _say(console, f"note: {note}", style="italic")
@@ -896,8 +1046,9 @@ def _shown_rows(opts: Options, sols, all_rows):
     return rows, (shown < total), total
 
 
-def _render_predict(console, sols, info, opts, detail, all_rows=False):
+def _render_predict(console, sols, info, opts, detail, all_rows=False, delta=0.01):
     _say(console, report.data_sentence(info))
+    _say_conversion(console, opts)
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))
     swept = opts.request.swept
@@ -910,6 +1061,9 @@ def _render_predict(console, sols, info, opts, detail, all_rows=False):
     if detail:
         for sol, idx in rows:
             _print_table(console, report.detail_table(sol, idx, swept, len(sols) > 1))
+            _print_table(console, report.logged_table(sol, idx, delta, swept, len(sols) > 1))
+            for line in report.logged_lines(sol, idx, delta, swept, len(sols) > 1):
+                _say(console, line)
     for line in report.summary_lines(sols, swept, resolve=_resolver(opts, sols)):
         _say(console, line)
     _print_notes(console, sols, report.prediction_notes(sols))
@@ -1044,11 +1198,16 @@ def _all_option(f):
 
 
 @main.command()
-@click.argument("data", metavar="DATA")
+@click.argument("data", metavar="DATA", required=False)
 @model_options
 @_output_options
 @click.option("--detail", is_flag=True,
-              help="Per latent dim: singular values, learned stds and thresholds.")
+              help="Per latent dim: singular values, learned stds and thresholds, and what a "
+                   "training log shows at the optimum (KL, Var E[z|x], std; the rate, the "
+                   "distortion; active dims by rule: theory, AU(delta), KL > delta).")
+@click.option("--delta", type=POSITIVE, default=0.01,
+              show_default=True,
+              help="The threshold of the AU(delta) and KL_j > delta counts (--detail, JSON).")
 @_all_option
 @click.option("--matrices", default=None, metavar="FILE.npz",
               help="Write the optimal matrices of the (single) grid point to a new .npz file.")
@@ -1059,7 +1218,7 @@ def _all_option(f):
 @_checker_options(modes=False)
 @_figure_options(force_flag=False)
 @_debug_option
-def predict(data, as_json, detail, all_rows, matrices, force, do_check, plot_to, **kw):
+def predict(data, as_json, detail, delta, all_rows, matrices, force, do_check, plot_to, **kw):
     """Predicted ranks, collapsed latent dims and thresholds for every hyperparameter point.
 
     \b
@@ -1069,6 +1228,8 @@ def predict(data, as_json, detail, all_rows, matrices, force, do_check, plot_to,
       vaetheory predict imgs.npy --model cvae --quadrant bottom-left --image-shape 28x28 -d 16
       vaetheory predict X.csv --model mhvae -d 8 --beta1 1 --beta2 0.1:2:20 --sigma1 0.5
       vaetheory predict X.npy -d 16 --beta log:1:300:9 --plot collapse.png
+      vaetheory predict X.npy -d 16 --recon mse --kl sum --kl-weight 2.5e-4   # your loss
+      vaetheory predict --eigenvalues 5.117,3.741,3.253,2.842,2.567 -d 5 --beta 3
     """
     copts = _pop_checker_kwargs(kw)
     if not do_check:
@@ -1098,10 +1259,10 @@ def predict(data, as_json, detail, all_rows, matrices, force, do_check, plot_to,
         if figure is not None:
             settings["plot"] = {"file": _render_figure(figure, kind, sols), "kind": kind}
         _emit(report.predict_document(sols, info, settings, points=False),
-              _predict_points(opts, sols, checks))
+              _predict_points(opts, sols, checks, delta))
     else:
         console = _console()
-        _render_predict(console, sols, info, opts, detail, all_rows)
+        _render_predict(console, sols, info, opts, detail, all_rows, delta)
         if written:
             _say(console, f"wrote the optimal matrices ({', '.join(written)}) and 'meta' (JSON) "
                           f"to {matrices}" + ("; rotations of the latent space give other optima"
@@ -1148,11 +1309,16 @@ def spectrum(data, top, as_json, **kw):
 
 
 @main.command()
-@click.argument("data", metavar="DATA")
+@click.argument("data", metavar="DATA", required=False)
 @model_options(latent_required=False)
 @click.option("--keep", "-k", type=int, default=None, metavar="K",
               help="Answer directly: which value of --param keeps K latent dims active "
                    "(largest beta, or smallest for thresholds active above)?")
+@click.option("--rate", "-r", "target", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="R",
+              help="Answer directly: which value of --param (beta, or eta_dec; mhvae: beta2 or "
+                   "eta_dec) makes the optimum's total KL R nats (mhvae: the KL of z2), and how "
+                   "many dims are active there (docs/theory.md §11).")
 @click.option("--param", "-p", default=None, metavar="NAME",
               help="The hyperparameter to solve for (default beta; mhvae: beta2). Any with a "
                    "threshold: beta, eta_dec, eta_enc (fixed variance), beta1, beta2.")
@@ -1160,7 +1326,7 @@ def spectrum(data, top, as_json, **kw):
 @_figure_options()
 @_all_option
 @_debug_option
-def thresholds(data, keep, param, as_json, plot_to, force, all_rows, **kw):
+def thresholds(data, keep, target, param, as_json, plot_to, force, all_rows, **kw):
     """Per latent dim, the hyperparameter value at which it collapses (others as given).
 
     \b
@@ -1169,10 +1335,20 @@ def thresholds(data, keep, param, as_json, plot_to, force, all_rows, **kw):
       vaetheory thresholds X.npy -d 16 --param eta_dec --beta 2
       vaetheory thresholds X.npy --model mhvae --keep 4 --beta1 1 --sigma1 0.5
       vaetheory thresholds X.npy -d 16 --plot -          # the collapse map in the terminal
+      vaetheory thresholds X.npy -d 16 --rate 20          # the beta giving 20 nats of KL
     """
     if keep is not None and keep < 1:
         raise _usage(f"--keep must be >= 1, got {keep}")
+    if keep is not None and target is not None:
+        raise _usage("give --keep K or --rate R, not both")
     opts = parse_options(data, kw, default_latent=keep)
+    if target is not None:
+        from .rates import rate_params
+
+        allowed = rate_params(opts.setting)
+        if param is not None and param.replace("-", "_") not in allowed:
+            raise _usage(f"--rate solves for {' or '.join(allowed)} (the rate is monotone in them, "
+                         f"docs/theory.md §11), not --param {param}")
     param = _threshold_param(opts, param)
     swept = opts.request.swept
     solved = param or opts.setting.critical[0]
@@ -1196,6 +1372,10 @@ def thresholds(data, keep, param, as_json, plot_to, force, all_rows, **kw):
                 entry = report.thresholds_point(sol, idx)
                 if keep is not None:
                     entry["keep"] = report.keep_answer(sol, idx, keep, p)
+                if target is not None:
+                    from .rates import target_rate
+
+                    entry["rate"] = target_rate(sol.at(idx), target, param)
                 count += 1
                 yield sol, idx, entry
 
@@ -1205,18 +1385,19 @@ def thresholds(data, keep, param, as_json, plot_to, force, all_rows, **kw):
             settings["plot"] = {"file": _render_figure(figure, "collapse", sols, param=param),
                                 "kind": "collapse"}
         _emit(report.thresholds_document(sols, info, settings, []),
-              (e for _, _, e in entries()))
+              (_rate_json(e, opts) for _, _, e in entries()))
         return
     console = _console()
     _say(console, report.data_sentence(info))
+    _say_conversion(console, opts)
     _say(console, _model_sentence(sols[0]))
     _say(console, "at: " + _grid_sentence(opts))
     max_tables = n_points if all_rows else 10
-    if keep is not None:  # the answer is the point; the table only when it is short
+    if keep is not None or target is not None:  # the answer is the point; a short table only
         max_tables = 1 if n_points == 1 and max(sols[0].latent_dims.values()) <= 24 else 0
     for sol, idx, _ in entries(max_tables):
         _print_table(console, report.thresholds_table(sol, idx, swept, show_dims))
-    if n_points > max_tables and keep is None:
+    if n_points > max_tables and keep is None and target is None:
         _say(console, f"... {n_points - max_tables} more grid points (--all shows them, --json "
                       "prints all)")
     if keep is not None:
@@ -1227,12 +1408,34 @@ def thresholds(data, keep, param, as_json, plot_to, force, all_rows, **kw):
         if n_points > max_lines:
             _say(console, f"... {n_points - max_lines} more grid points (--all shows them, --json "
                           "prints all)")
+    if target is not None:
+        max_lines = n_points if all_rows else 20
+        for sol, idx, entry in entries(max_lines):
+            label = report.point_label(sol, idx, swept, show_dims) if n_points > 1 else ""
+            _say(console, report.rate_sentence(entry["rate"], label, opts.conversion))
+        if n_points > max_lines:
+            _say(console, f"... {n_points - max_lines} more grid points (--all shows them, --json "
+                          "prints all)")
     _print_notes(console, sols)
     _alias_note(console, opts)
     if figure is not None:
         path = _render_figure(figure, "collapse", sols, console, param=param)
         if path:
             _say(console, f"wrote the figure (collapse) to {path}")
+
+
+def _rate_json(entry, opts):
+    """A thresholds point for JSON: its ``--rate`` answer as a dict, with the weight of the
+    user's own loss (``--recon ...``) that gives it."""
+    if "rate" not in entry:
+        return entry
+    rate = entry["rate"].to_dict()
+    conv = opts.conversion
+    if conv is not None and rate["param"] in conv.factors:
+        value = rate["value"]
+        rate["user_weight"] = {conv.weights[rate["param"]]: None if value is None else float(
+            conv.user_weight(rate["param"], value))}
+    return dict(entry, rate=rate)
 
 
 def _threshold_param(opts, param):
@@ -1249,7 +1452,7 @@ def _threshold_param(opts, param):
 
 @main.command(name="plot")
 @click.argument("kind", metavar="KIND", type=click.Choice(vplot.KINDS))
-@click.argument("data", metavar="DATA")
+@click.argument("data", metavar="DATA", required=False)
 @model_options
 @click.option("--output", "-o", default=None, metavar="FIG",
               help="The figure file: .png, .svg or .pdf (an existing file is kept unless --force).")
@@ -1364,6 +1567,7 @@ def _check_open(data, opts, copts, as_json):
     from .checker import numerical_optimum
 
     spectrum = _spectrum(opts.selection, as_json)
+    _convert(opts, spectrum)
     info = spectrum.provenance
     setting = opts.setting
     results = []
@@ -1397,7 +1601,7 @@ def _check_open(data, opts, copts, as_json):
 
 
 @main.command()
-@click.argument("data", metavar="DATA")
+@click.argument("data", metavar="DATA", required=False)
 @model_options(open_settings=True)
 @_checker_options()
 @_output_options
@@ -1474,6 +1678,7 @@ def check(data, as_json, plot_to, force, **kw):
         return code
     console = _console()
     _say(console, report.data_sentence(info))
+    _say_conversion(console, opts)
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))
     _say(console, "check: " + ("exact expected loss, " + f"{copts['restarts']} random starts "

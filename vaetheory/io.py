@@ -100,6 +100,7 @@ __all__ = [
     "FORMATS",
     "RowStream",
     "Selection",
+    "EigenvalueSelection",
     "DIGITS_IMAGE_SHAPE",
     "QUADRANTS",
     "STDIN",
@@ -1279,6 +1280,54 @@ class Selection:
         x, y = Z[:, :k], Z[:, k:]
         return x, y, Selection(x, conditional=True, y=y, center=self.center, label=stream.name,
                                provenance=stream.provenance)
+
+
+@dataclass(frozen=True)
+class EigenvalueSelection:
+    """A spectrum given directly (a published one, or one computed elsewhere): eigenvalues typed
+    as a comma list (``"5.117,3.741,..."``) or read from a file (any format of
+    :func:`load_array`, all values in order), in place of data.
+
+    :func:`vaetheory.moments.load_spectrum` wraps them as a spectrum of ``kind`` ("data", or
+    "residual" for the CVAE's e_i). There are no samples: no centring, no sample count, no
+    eigenvectors beyond the coordinate axes, and the loss's trace is the sum of the values given
+    (only those modes exist).
+    """
+
+    values: object
+    kind: str = "data"
+    label: Optional[str] = None
+    conditional: bool = False
+    center: Optional[bool] = None
+
+    @property
+    def name(self) -> str:
+        return self.label or "eigenvalues given"
+
+    @property
+    def inputs(self):
+        return [self.values] if isinstance(self.values, str) and not _looks_numeric(self.values) \
+            else []
+
+    def array(self) -> np.ndarray:
+        """The eigenvalues (1-d float64), as given."""
+        v = self.values
+        if isinstance(v, str):
+            if _looks_numeric(v):
+                from ._grid import parse_values
+
+                return parse_values(v, "--eigenvalues")
+            return np.asarray(load_array(v), dtype=np.float64).ravel()
+        return np.asarray(v, dtype=np.float64).ravel()
+
+    def read(self):
+        raise ParameterError("a spectrum given as eigenvalues has no samples to train on",
+                             cli="--eigenvalues gives a spectrum, not samples: --mode sgd needs "
+                                 "DATA")
+
+
+def _looks_numeric(text) -> bool:
+    return all(_is_number(t) for t in str(text).split(",")) and bool(str(text).strip())
 
 
 # ------------------------------------------------------------------------------------------

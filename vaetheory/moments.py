@@ -377,6 +377,8 @@ def load_spectrum(selection, *, with_basis=False, progress=None) -> Spectrum:
         ``progress(total_rows, nbytes)`` -> a context manager yielding a per-block callback
         ``tick(n_rows)`` (or None): how the command line shows a progress bar.
     """
+    if hasattr(selection, "array") and not hasattr(selection, "open"):
+        return _given_spectrum(selection)
     stream = selection.open()
     ctx = progress(stream.n_rows, stream.nbytes) if progress is not None else None
     if ctx is None:
@@ -392,4 +394,16 @@ def load_spectrum(selection, *, with_basis=False, progress=None) -> Spectrum:
     prov = dict(stream.provenance)
     prov.update(n_samples=int(spec.n_samples), dim=int(spec.dim), rank=int(spec.rank),
                 spectrum_kind=spec.kind)
+    return replace(spec, provenance=prov)
+
+
+def _given_spectrum(selection) -> Spectrum:
+    """The spectrum of an :class:`~vaetheory.io.EigenvalueSelection`, with its provenance."""
+    ev = selection.array()
+    spec = spectrum_from_eigenvalues(ev, kind=selection.kind)
+    prov = {"source": selection.name, "given": True, "centered": None, "n_samples": None,
+            "dim": int(spec.dim), "rank": int(spec.rank), "spectrum_kind": spec.kind,
+            "trace_assumed": ("the sum of the given eigenvalues: only these modes exist (the "
+                              "optimal loss and the distortion leave out any variance not listed; "
+                              "counts and thresholds of the listed modes do not depend on it)")}
     return replace(spec, provenance=prov)

@@ -34,7 +34,7 @@ __all__ = [
     "spectrum_units", "predict_table", "detail_table", "summary_lines", "notes_of",
     "prediction_notes",
     "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
-    "data_sentence", "fmt", "check_dict", "check_table", "check_lines", "numerical_document",
+    "data_sentence", "fmt", "logged_table", "logged_lines", "rate_sentence", "check_dict", "check_table", "check_lines", "numerical_document",
     "numerical_table", "text_table", "write_json", "encode_points", "change_points",
     "summary_rows",
 ]
@@ -215,6 +215,11 @@ def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
 
 def data_sentence(info: dict) -> str:
     """One sentence about the data: source, samples, centring, rank (from the info dict)."""
+    if info.get("given"):
+        what = "residual e_i" if info.get("spectrum_kind") == "residual" else "eigenvalues"
+        return (f"data: {info.get('source', '?')}; a spectrum given directly ({info.get('dim')} "
+                f"{what}, rank {info.get('rank')}; no samples, so no centring to choose); the "
+                f"loss needs the trace: assumed {info.get('trace_assumed')}")
     parts = [f"data: {info.get('source', '?')}"]
     if info.get("source") == "<stdin>":  # say how standard input was read (it has no name)
         how = info.get("format", "?")
@@ -247,9 +252,15 @@ def point_params(sol, idx) -> dict:
     return sol.at(idx).params
 
 
-def point_dict(sol, idx) -> dict:
-    """One entry of ``points`` in the JSON document."""
+def point_dict(sol, idx, delta: Optional[float] = None) -> dict:
+    """One entry of ``points`` in the JSON document (with ``logged`` when ``delta`` is given:
+    what a training log shows at the optimum, :func:`vaetheory.logged.logged`)."""
     pt = sol.at(idx)
+    extra = {} if delta is None else {"logged": pt.logged(delta).to_dict()}
+    return {**_point_core(pt), **extra}
+
+
+def _point_core(pt) -> dict:
     return {
         "params": pt.params,
         # every per-dim array in mode order: entry i is the latent dim carrying mode i
@@ -299,7 +310,8 @@ def prediction_notes(solutions: Sequence) -> List[str]:
 
 
 def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] = None,
-                     checks: Optional[Sequence[dict]] = None, *, points: bool = True) -> dict:
+                     checks: Optional[Sequence[dict]] = None, delta: Optional[float] = 0.01, *,
+                     points: bool = True) -> dict:
     """The JSON document of ``vaetheory predict`` (schema: docs/schema/predict.json).
 
     ``checks`` (``predict --check``, ``vaetheory check``): one :func:`check_dict` per point, in
@@ -325,7 +337,7 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
         "notes": document_notes(info, prediction_notes(solutions)),
-        "points": (_with_checks([point_dict(sol, idx) for sol in solutions
+        "points": (_with_checks([point_dict(sol, idx, delta) for sol in solutions
                                  for idx in grid_indices(sol)], checks) if points else []),
     }
 
@@ -447,13 +459,24 @@ def _template(columns):
     return text, [v for _, v in leaves]
 
 
-def encode_points(sol, *, block: int = 4096, strict: bool = False) -> Iterator[str]:
+_POINT_END = "\n    }"       # how the text of a point (indented at depth 2) ends
+
+
+def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
+                  strict: bool = False) -> Iterator[str]:
     """The JSON text of every point of ``sol`` (C order), each exactly as :func:`write_json` would
     write :func:`point_dict` -- but from one template and one numeric matrix per ``block`` points
     (a few microseconds per point instead of a dict, a cleaning pass and the pure-Python
     indenting encoder). Falls back to the dicts if the template ever disagrees with them (checked
     on the first and last point of every block; ``strict``: raise instead -- the tests' way of
-    making sure the fast path is the one taken)."""
+    making sure the fast path is the one taken). With ``delta``, each point ends with its
+    ``logged`` object (``point_dict(sol, idx, delta)``), encoded per point."""
+    if delta is not None:
+        for text, idx in zip(encode_points(sol, block=block, strict=strict),
+                             grid_indices(sol)):
+            logged = _indent(dumps(sol.at(idx).logged(delta).to_dict()), 6)
+            yield text[:-len(_POINT_END)] + ',\n      "logged": ' + logged + _POINT_END
+        return
     shape = sol.grid_shape
     n = int(np.prod(shape))
     try:
@@ -749,6 +772,58 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
         ("" if i >= c.size else fmt_bound(c[i], side[j]) if j in side else fmt(c[i]))
         for j, c in enumerate(cols)] for i in range(width)), width)
     return table
+
+
+def logged_table(sol, idx, delta=0.01, label_params: Sequence[str] = (), show_dims=False) -> Table:
+    """Per latent dim (mode order): what a training log shows at the optimum -- KL (nats),
+    ``Var_x E[z_j|x]`` (the active-units quantity) and the posterior std, per latent."""
+    log = sol.at(idx).logged(delta)
+    width = max(sol.latent_dims.values())
+    table = Table(title=f"logged at the optimum: {point_label(sol, idx, label_params, show_dims)}",
+                  title_justify="left",
+                  caption="mode order; KL in nats" + (" (z1: its z1 term)" if "z1" in
+                                                            sol.latent_dims else "")
+                          + "; a-b: open under a free rotation",
+                  caption_justify="left")
+    table.add_column("i", justify="right", overflow="fold")
+    cols = []
+    for latent, lg in log.latents.items():
+        pre = "" if len(log.latents) == 1 else f"{latent} "
+        for name, v, rng in ((f"{pre}KL", lg.kl, lg.kl_range),
+                             (f"{pre}Var E[z|x]", lg.mean_variance, lg.mean_variance_range),
+                             (f"{pre}std", lg.posterior_std, None)):
+            if v is None:
+                continue
+            table.add_column(name, justify="right", overflow="fold")
+            cols.append((v, rng))
+    for i in range(width):
+        row = [str(i + 1)]
+        for v, rng in cols:
+            if i >= v.size:
+                row.append("")
+            elif rng is not None and rng[0][i] != rng[1][i]:
+                row.append(f"{fmt(rng[0][i])}-{fmt(rng[1][i])}")
+            else:
+                row.append(fmt(v[i]))
+        table.add_row(*row)
+    return table
+
+
+def logged_lines(sol, idx, delta=0.01, label_params: Sequence[str] = (), show_dims=False) -> List[str]:
+    """The totals and the active-dim counts of every rule, each labelled with its rule."""
+    log = sol.at(idx).logged(delta)
+    label = point_label(sol, idx, label_params, show_dims)
+    out = [f"{label}: rate (total KL) {fmt(log.rate, 6)} nats; distortion E||x - x_hat||^2 "
+           f"{fmt(log.distortion, 6)}"]
+    for latent, lg in log.latents.items():
+        c = lg.counts
+        parts = [f"theory {_range_text(c['theory'])}"]
+        if "au" in c:
+            parts.append(f"AU({delta:g}) = #{{Var E[z_j|x] > {delta:g}}} {_range_text(c['au'])}")
+        parts.append(f"#{{KL_j > {delta:g}}} {_range_text(c['kl'])}")
+        out.append(f"  active {latent} dims of {sol.latent_dims[latent]} by rule: "
+                   + "; ".join(parts) + f" ({lg.meaning})")
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -1079,3 +1154,18 @@ def numerical_table(results: Sequence[Tuple[dict, object]], label_params: Sequen
         row.append("no (unbounded below)" if num.unbounded else ("yes" if num.converged else "no"))
         table.add_row(*row)
     return table
+
+
+def rate_sentence(ans, label: str = "", conversion=None) -> str:
+    """The answer of :func:`vaetheory.rates.target_rate` in words."""
+    prefix = f"{label}: " if label else ""
+    what = "total KL" if ans.latent == "z" else f"KL of {ans.latent}"
+    if not ans.possible:
+        return f"{prefix}no value of {ans.param} gives a {what} of {fmt(ans.rate, 6)} nats: {ans.reason}"
+    text = (f"{prefix}{ans.param} = {ans.value:.10g} gives a {what} of {fmt(ans.rate, 6)} nats at "
+            f"the optimum (closed form there: {ans.achieved:.10g}), with {ans.active} of "
+            f"{ans.latent_dim} {ans.latent} dims active")
+    if conversion is not None and ans.param in conversion.factors:
+        w = conversion.weights[ans.param]
+        text += f"; in your loss: {w} = {float(conversion.user_weight(ans.param, ans.value)):.10g}"
+    return text

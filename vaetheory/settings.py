@@ -38,7 +38,7 @@ from ._validation import latent_dim as check_latent_dim  # noqa: F401  (one rule
 from ._validation import positive
 from .errors import NotCoveredError, ParameterError
 
-__all__ = ["Hyperparameter", "Latent", "Setting", "SETTINGS", "MODELS", "CONSTRAINTS",
+__all__ = ["Hyperparameter", "Latent", "KLTerm", "Setting", "SETTINGS", "MODELS", "CONSTRAINTS",
            "get", "resolve", "check_value", "point_hyper", "Request"]
 
 
@@ -81,6 +81,20 @@ class Latent:
     collapse: str
 
 
+@dataclass(frozen=True)
+class KLTerm:
+    """One KL-type term of the setting's loss (docs/theory.md §10): the hyperparameter that
+    weights it, the latent it belongs to, the term in words, and the std of the Gaussian that q is
+    compared with -- ``"eta_enc"`` (the prior) or ``"eta_dec"`` (the hierarchical p(z1|z2), whose
+    std in the theory is the decoder's). A user's loss fixes each weight through
+    :mod:`vaetheory.conventions`."""
+
+    weight: str
+    latent: str
+    term: str
+    against: str
+
+
 #: the constraint of every hyperparameter (one rule table, checked by :func:`check_value`):
 #: all are finite and > 0 -- beta = 0 (a plain autoencoder) is outside the theory everywhere
 CONSTRAINTS = {name: "positive" for name in
@@ -121,6 +135,10 @@ class Setting:
     #: notes every prediction of this setting carries, whatever its hyperparameters (shown by
     #: ``predict`` and ``demo``, in text and in the JSON ``notes``)
     notes: Tuple[str, ...] = ()
+    kl_terms: Tuple[KLTerm, ...] = ()   # the weighted KL terms of the loss (docs §10)
+    depends_on: Tuple[str, ...] = ()    # the combinations of hyperparameters the optimum
+    #                                     depends on (docs §10): all a training loss can fix
+    depends_note: str = ""              # what the others do
 
     # ---- identity
     @property
@@ -265,6 +283,24 @@ _Z1_LEARNED = Latent("z1", "latent_dim", "encoder1", "decoder1", True, "prior")
 _Z2_LEARNED = Latent("z2", "latent_dim2", "encoder2", "decoder2", True, "prior")
 _Z2_FIXED = Latent("z2", "latent_dim2", "encoder2", "decoder2", False, "zero-mean")
 
+_KL_Z = (KLTerm("beta", "z", "KL(q(z|x) || N(0, eta_enc^2 I))", "eta_enc"),)
+_KL_ZC = (KLTerm("beta", "z", "KL(q(z|x,y) || N(0, eta_enc^2 I))", "eta_enc"),)
+_KL_H = (KLTerm("beta1", "z1", "log q(z1|x) - log p(z1|z2), p(z1|z2) = N(U2 z2, eta_dec^2 I)",
+                "eta_dec"),
+         KLTerm("beta2", "z2", "KL(q(z2|z1) || N(0, eta_enc^2 I))", "eta_enc"))
+_DEP_LEARN = dict(depends_on=("beta eta_dec^2",),
+                  depends_note="eta_enc only rescales the latent space (docs §3)")
+_DEP_FIXED = dict(depends_on=("beta eta_dec^2 / eta_enc^2", "sigma"),
+                  depends_note="= s^2: a dim is active iff theta_i > s sigma'_i (docs §2); "
+                               "beta eta_dec^2 also enters the optimal loss's constants")
+_DEP_THM3 = dict(depends_on=("beta1", "beta2 eta_dec^2", "sigma1"),
+                 depends_note="eta_enc only rescales z2 (docs §5.4)")
+_DEP_THM5 = dict(depends_on=("beta1", "beta2 eta_dec^2 / eta_enc^2", "sigma1", "sigma2"),
+                 depends_note="eta_enc changes the ranks through c = eta_dec / eta_enc (docs "
+                              "§5.4); beta2 eta_dec^2 also enters the optimal loss's constants")
+_DEP_OPEN = dict(depends_on=("beta1", "beta2", "eta_dec", "eta_enc"),
+                 depends_note="no closed form (docs §5.5)")
+
 _FLAT = ("W", "U", "log_var")
 _COND = ("W1", "W2", "U1", "U2", "log_var")
 _HIER = ("W1", "U1", "W2", "U2", "log_var1", "log_var2")
@@ -273,34 +309,35 @@ _RECORDS = (
     Setting("vae", "learnable", "standard VAE", "Theorem 4 (docs/theory.md §3)", "§3",
             (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"), "data",
             "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), water="water_learnable",
-            notes=(NONLINEAR_NOTE,)),
+            notes=(NONLINEAR_NOTE,), kl_terms=_KL_Z, **_DEP_LEARN),
     Setting("vae", "fixed", "standard VAE", "Theorem 1 (docs/theory.md §2)", "§2",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
             "data", "vae_fixed_sigma", "vae_loss", _FLAT, (), {"log_var": "sigma"},
-            water="water_fixed"),
+            water="water_fixed", kl_terms=_KL_Z, **_DEP_FIXED),
     Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 (docs/theory.md §4)",
             "§4", (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"),
             "residual", "cvae_learnable_sigma", "cvae_loss", _COND, ("log_var",),
-            water="water_learnable"),
+            water="water_learnable", kl_terms=_KL_ZC, **_DEP_LEARN),
     Setting("cvae", "fixed", "conditional VAE (y given x)",
             "docs/theory.md §4b (fixed-variance CVAE)", "§4b",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
             "residual", "cvae_fixed_sigma", "cvae_loss", _COND, (), {"log_var": "sigma"},
-            water="water_fixed"),
+            water="water_fixed", kl_terms=_KL_ZC, **_DEP_FIXED),
     Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE",
             "Theorem 3 (docs/theory.md §5.1)", "§5.1", (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1),
             (_Z1, _Z2_LEARNED), "z2", ("beta2", "eta_dec", "beta1"), "data",
             "mhvae_learnable_sigma2", "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"},
-            water="water_mhvae_learnable"),
+            water="water_mhvae_learnable", kl_terms=_KL_H, **_DEP_THM3),
     Setting("mhvae", "sigma2-fixed", "two-latent hierarchical VAE",
             "Theorem 5 (docs/theory.md §5.2, corrected branch threshold)", "§5.2",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1, _SIGMA2), (_Z1, _Z2_FIXED), "z2",
             ("beta2", "eta_dec", "beta1", "eta_enc"), "data", "mhvae_fixed_sigma2", "mhvae_loss",
             _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"},
-            water="water_mhvae_fixed"),
+            water="water_mhvae_fixed", kl_terms=_KL_H, **_DEP_THM5),
     Setting("mhvae", "both-learnable", "two-latent hierarchical VAE", None, "§5.5",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC), (_Z1_LEARNED, _Z2_LEARNED), "z2", (), "data",
-            None, "mhvae_loss", _HIER, ("log_var1", "log_var2"), {}, sigma1_entropy=True),
+            None, "mhvae_loss", _HIER, ("log_var1", "log_var2"), {}, sigma1_entropy=True,
+            kl_terms=_KL_H, **_DEP_OPEN),
 )
 
 #: every setting, by (model, variance)

@@ -315,6 +315,14 @@ class Point:
     def distortion(self) -> float:
         return float(self.value(self.solution.distortion))
 
+    def logged(self, delta=0.01):
+        """What a training log shows here: per-dim KL, ``Var_x E[z_j|x]``, posterior stds, the
+        rate, the distortion and the active-dim counts of each rule
+        (:func:`vaetheory.logged.logged`, docs/theory.md §7, §11)."""
+        from .logged import logged
+
+        return logged(self, delta)
+
     def mode(self, name) -> np.ndarray:
         """A per-mode array of the closed form (``theta``, ``omega``, ``lambda``, ...) here."""
         return np.asarray(self.vector(self.solution._modes[name]), dtype=float)
@@ -877,8 +885,7 @@ def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, si
         ee = hp["eta_enc"]
         var_fill = 0.0
         if fixed:  # an unpaired z2 dim keeps the fixed std: only the variance part of its KL
-            v2 = (hp["sigma2"] - ee) * (hp["sigma2"] + ee) / (ee * ee)
-            var_fill = 0.5 * (v2 - np.log1p(v2))
+            var_fill = cf.variance_part(hp["sigma2"], ee)
         omega, w2 = _pad_last(md["omega"], d2), _pad_last(md["w2"], d2)
         kl2 = _pad_last(np.where(np.arange(d1) < k, md["kl_z2"], 0.0), d2, var_fill)
         return {
