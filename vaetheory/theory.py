@@ -56,6 +56,11 @@ __all__ = [
     "water_learnable",
     "water_mhvae_fixed",
     "water_mhvae_learnable",
+    "water_learned_decoder",
+    "vae_learnable_sigma_learned_decoder",
+    "vae_fixed_sigma_learned_decoder",
+    "cvae_learnable_sigma_learned_decoder",
+    "cvae_fixed_sigma_learned_decoder",
 ]
 
 ROTATION_NOTE = (
@@ -432,6 +437,25 @@ def water_mhvae_fixed(point) -> WaterLine:
     h = point.hyper
     n2 = (h["eta_dec"] / h["eta_enc"]) ** 2 * h["sigma2"] ** 2
     return _water_mhvae(point, n2, "(beta2 c^2 sigma2^2)^2 / (beta1 sigma1^2)")
+
+
+def water_learned_decoder(point) -> WaterLine:
+    """Learned decoder variance (docs/theory.md §12): the level of :func:`water_learnable` or
+    :func:`water_fixed` at the learned ``u = eta_dec^2`` (``beta u``, or ``beta (u / eta_enc^2)
+    sigma'_i^2``); 0 where the loss is unbounded (the limit u -> 0)."""
+    sol = point.solution
+    latent = sol.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    u = float(point.value(sol.learned["u"]))
+    u = 0.0 if not np.isfinite(u) else u
+    if sol.setting.latent(latent).learned:
+        level, formula = np.full(d, h["beta"] * u), "beta u (u = learned eta_dec^2)"
+    else:
+        sig = np.sort(np.broadcast_to(np.asarray(h["sigma"], dtype=np.float64), (d,)))
+        level = h["beta"] * (u / h["eta_enc"] ** 2) * sig ** 2
+        formula = "beta (u / eta_enc^2) sigma'_i^2 (u = learned eta_dec^2)"
+    return WaterLine(latent, values, level, formula, sol.setting.section)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1332,7 +1356,7 @@ def cvae_fixed_sigma_learned_decoder(spectrum, latent_dim, sigma, *, beta=1.0,
 # dispatch
 
 
-def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
+def solve(model, variance, spectrum, latent_dim, *, decoder="fixed", **hyper) -> Solution:
     """The closed form of ``model/variance`` (its record in :mod:`vaetheory.settings`).
 
     Parameters
@@ -1343,6 +1367,8 @@ def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
         Of the kind the setting needs (``data``, or ``residual`` for the CVAE).
     latent_dim : int
         d1; the hierarchical VAE also takes ``latent_dim2`` as a keyword.
+    decoder : {"fixed", "learned"}
+        ``"learned"``: the decoder variance is learned (docs/theory.md §12; no ``eta_dec``).
     **hyper
         That function's keywords (``sigma`` for the fixed-variance VAE/CVAE too).
 
@@ -1350,6 +1376,6 @@ def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
     -------
     Solution
     """
-    setting = _settings.get(model, variance)
+    setting = _settings.get(model, variance, decoder)
     d2 = hyper.pop("latent_dim2", None)
     return setting.solve(spectrum, latent_dim, d2, **hyper)
