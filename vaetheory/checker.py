@@ -62,8 +62,8 @@ from ._numerics import (Adam, collapsed_to_prior, kl_per_dim, pad_sorted, psd_ei
                         sorted_singular_values, zero_mean)
 from ._validation import latent_dim as _latent_dim
 from .errors import ParameterError, Verdict
-from .losses import (_cvae_core, _mhvae_core, _residual, _vae_core, pack as _pack,
-                     unpack_shapes as _unpack)
+from .losses import (_cvae_core, _mhvae_core, _residual, _vae_core, mhvae_constant,
+                     neg_elbo, pack as _pack, unpack_shapes as _unpack, vae_constant)
 from .moments import Spectrum
 
 __all__ = ["CheckResult", "NumericalResult", "check", "check_claim", "check_points",
@@ -337,7 +337,7 @@ class _Problem:
             return (np.inf, {n: np.zeros(self.shapes[n]) for n in self.names}) if grad else np.inf
         out = self._core(p, grad=grad, ed=float(np.sqrt(u)))
         L, g = out if grad else (out, None)
-        f = (L + self._constant(p, u)) / (2.0 * u)
+        f = neg_elbo(L, self._constant(p, u), u)
         if not grad:
             return f
         return f, {k: v / (2.0 * u) for k, v in g.items()}
@@ -484,9 +484,7 @@ class _VAEProblem(_EigenProblem):
 
     def _constant(self, p, u):
         """The constant dropped from L at eta_dec^2 = u (docs/theory.md §1.4)."""
-        h = self.h
-        return (self._n_out() * u * np.log(2 * np.pi * u)
-                + h["beta"] * u * self.d1 * (2 * np.log(h["eta_enc"]) - 1.0))
+        return vae_constant(u, self._n_out(), self.d1, self.h["beta"], self.h["eta_enc"])
 
     def degenerate(self, delta):
         """A point of the family whose loss is unbounded below when ``u`` is learned and the
@@ -708,9 +706,8 @@ class _MHVAEProblem(_EigenProblem):
     def _constant(self, p, u):
         """docs/theory.md §1.4, hierarchical row, at eta_dec^2 = u (Sigma1 fixed)."""
         h = self.h
-        return (self.D * u * np.log(2 * np.pi * u) + h["beta1"] * self.d1 * u * (np.log(u) - 1.0)
-                + h["beta2"] * self.d2 * u * (2 * np.log(h["eta_enc"]) - 1.0)
-                - h["beta1"] * u * np.sum(p["log_var1"]))
+        return mhvae_constant(u, self.D, self.d1, self.d2, h["beta1"], h["beta2"], h["eta_enc"],
+                              p["log_var1"])
 
     def degenerate(self, delta):
         return None

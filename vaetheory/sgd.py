@@ -40,6 +40,7 @@ from . import settings as _settings
 from ._numerics import Adam, active_units, kl_per_dim, psd_sqrt, sorted_singular_values
 from ._validation import latent_dim as _latent_dim, positive
 from .errors import NotCoveredError, ParameterError
+from .losses import mhvae_constant, neg_elbo, vae_constant
 
 __all__ = ["SGDResult", "default_lr", "sampled_loss", "train_sgd"]
 
@@ -50,7 +51,7 @@ LABEL = "stochastic training (minibatch reparameterised beta-ELBO, Adam)"
 # sampled loss and its hand-derived gradient
 
 
-def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True):
+def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True, recon=False):
     """Mean over a minibatch of the sampled per-sample loss, and its gradient.
 
     Parameters
@@ -65,15 +66,26 @@ def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True):
     learned : names of the log-variance parameters that are trained (others are held fixed; the
         entropy term of q(z1|x) is included only when ``log_var1`` is learned).
 
+    recon : bool
+        Also return the sampled reconstruction part ``R`` of the loss (the term ``eta_dec^2``
+        multiplies: ``||x - U z||^2``; hierarchical ``||x - U1 z1||^2 + beta1 ||z1 - U2 z2||^2``),
+        averaged over the batch: what a learned decoder variance needs (docs/theory.md §12).
+
     Returns
     -------
-    float, or (float, dict of gradients) with ``grad=True`` (gradients only for ``params`` keys).
+    float, or (float, dict of gradients) with ``grad=True`` (gradients only for ``params`` keys);
+    with ``recon=True`` one more entry, ``R``.
     """
     try:
         fn = _SAMPLED[model]
     except KeyError:
         raise ParameterError(f"unknown model {model!r}; use {', '.join(_SAMPLED)}") from None
-    return fn(params, batch, eps, hyper, "log_var1" in learned, grad)
+    out = fn(params, batch, eps, hyper, "log_var1" in learned, grad)
+    rec = out[-1]
+    out = out[:-1]
+    if recon:
+        return (*out, rec)
+    return out if grad else out[0]
 
 
 def _vae_sampled(p, X, eps, h, _entropy1, grad):
@@ -85,14 +97,15 @@ def _vae_sampled(p, X, eps, h, _entropy1, grad):
     mu = X @ W.T                       # (n, d1)
     z = mu + eps * s
     r = X - z @ U.T                    # (n, D)
+    rec = float(np.sum(r * r) / n)
     loss = (np.sum(r * r) + bc2 * np.sum(mu * mu)) / n + bc2 * np.sum(s * s) - kappa * np.sum(lv)
     if not grad:
-        return float(loss)
+        return float(loss), rec
     gz = -2.0 * (r @ U) / n            # d loss / d z, per sample (already / n)
     gmu = gz + 2.0 * bc2 * mu / n
     g = {"W": gmu.T @ X, "U": -2.0 * (r.T @ z) / n,
          "log_var": 0.5 * s * np.sum(gz * eps, axis=0) + bc2 * s * s - kappa}
-    return float(loss), g
+    return float(loss), g, rec
 
 
 def _cvae_sampled(p, batch, eps, h, _entropy1, grad):
@@ -105,14 +118,15 @@ def _cvae_sampled(p, batch, eps, h, _entropy1, grad):
     mu = x @ W1.T + y @ W2.T
     z = mu + eps * s
     r = y - z @ U1.T - x @ U2.T
+    rec = float(np.sum(r * r) / n)
     loss = (np.sum(r * r) + bc2 * np.sum(mu * mu)) / n + bc2 * np.sum(s * s) - kappa * np.sum(lv)
     if not grad:
-        return float(loss)
+        return float(loss), rec
     gz = -2.0 * (r @ U1) / n
     gmu = gz + 2.0 * bc2 * mu / n
     g = {"W1": gmu.T @ x, "W2": gmu.T @ y, "U1": -2.0 * (r.T @ z) / n, "U2": -2.0 * (r.T @ x) / n,
          "log_var": 0.5 * s * np.sum(gz * eps, axis=0) + bc2 * s * s - kappa}
-    return float(loss), g
+    return float(loss), g, rec
 
 
 def _mhvae_sampled(p, X, eps, h, entropy1, grad):
@@ -132,8 +146,9 @@ def _mhvae_sampled(p, X, eps, h, entropy1, grad):
             + b2 * c2 * np.sum(s2 * s2) - b2 * ed ** 2 * np.sum(lv2))
     if entropy1:
         loss -= b1 * ed ** 2 * np.sum(lv1)
+    rec = float((np.sum(r1 * r1) + b1 * np.sum(r2 * r2)) / n)
     if not grad:
-        return float(loss)
+        return float(loss), rec
     gz2 = -2.0 * b1 * (r2 @ U2) / n
     gk = gz2 + 2.0 * b2 * c2 * k / n
     gz1 = -2.0 * (r1 @ U1) / n + 2.0 * b1 * r2 / n + gk @ W2
@@ -141,7 +156,7 @@ def _mhvae_sampled(p, X, eps, h, entropy1, grad):
          "W2": gk.T @ z1, "U2": -2.0 * b1 * (r2.T @ z2) / n,
          "log_var1": 0.5 * s1 * np.sum(gz1 * e1, axis=0) - (b1 * ed ** 2 if entropy1 else 0.0),
          "log_var2": 0.5 * s2 * np.sum(gz2 * e2, axis=0) + b2 * c2 * s2 * s2 - b2 * ed ** 2}
-    return float(loss), g
+    return float(loss), g, rec
 
 
 _SAMPLED = {"vae": _vae_sampled, "cvae": _cvae_sampled, "mhvae": _mhvae_sampled}
@@ -179,6 +194,9 @@ class SGDResult:
     seconds: float
     params: Dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     label: str = LABEL
+    learned: Dict[str, float] = field(default_factory=dict)
+    predicted_learned: Optional[Dict[str, object]] = None
+    decoder: str = "fixed"
 
     @property
     def singular_value_error(self):
@@ -207,6 +225,8 @@ class SGDResult:
             "loss_gap": (None if self.optimal_loss is None else
                          (self.exact_loss - self.optimal_loss) / max(1.0, abs(self.optimal_loss))),
             "epochs": self.epochs, "steps": self.steps, "seconds": self.seconds,
+            **({"decoder": self.decoder, "learned": dict(self.learned),
+                "predicted_learned": self.predicted_learned} if self.learned else {}),
         }
 
 
@@ -238,7 +258,7 @@ def default_lr(X, y=None, center=True, factor=0.02):
 def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epochs=200,
               batch_size=64, lr=0.03, lr_final=None, seed=0, center=True, kl_threshold=0.01,
               au_threshold=0.01, init_scale=0.1, progress: Optional[Callable[[int], None]] = None,
-              prediction=None, **hyper) -> SGDResult:
+              prediction=None, decoder="fixed", **hyper) -> SGDResult:
     """Train a linear model by minibatch Adam on the sampled beta-ELBO; compare with the theory.
 
     Parameters
@@ -268,11 +288,15 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     prediction : Point, optional
         The closed-form optimum to compare with (:meth:`Solution.at`); default: computed from
         the same data's spectrum.
+    decoder : {"fixed", "learned"}
+        ``"learned"``: the decoder variance is trained as ``log u`` too (no ``eta_dec``), on the
+        full sampled negative beta-ELBO in nats, log-normaliser included (docs/theory.md §12.1);
+        the result's ``learned`` holds the final ``eta_dec`` and ``u``.
     **hyper : beta, eta_enc, eta_dec, sigma (fixed VAE/CVAE); beta1, beta2, eta_enc, eta_dec,
         sigma1, sigma2 (hierarchical) -- scalars (sigma / sigma1 may be one value per latent dim).
     """
     t0 = time.perf_counter()
-    setting = _settings.get(model, variance)
+    setting = _settings.get(model, variance, decoder)
     d1 = _latent_dim("latent_dim", latent_dim)
     d2 = d1 if latent_dim2 is None else _latent_dim("latent_dim2", latent_dim2)
     h = _settings.point_hyper(setting, hyper, d1, d2 if setting.has_second_latent else None)
@@ -305,9 +329,17 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     M = data.T @ data / N  # second moments the exact loss and the whitening use
     M = 0.5 * (M + M.T)
 
+    learned_u = setting.learned_decoder
+    n_out = _N_OUT[setting.model](D, D0, d1, h)
+    if learned_u:  # u = eta_dec^2 learned as log u, from the data's variance per element
+        h = dict(h, eta_dec=np.sqrt(max(np.trace(M[D0:, D0:] if setting.spectrum_kind ==
+                                                 "residual" else M) / n_out, 1e-300)))
     params = _init_params(setting, M, D0, d1, d2, h, init_scale, rng)
     learned = setting.learned_log_vars
     trained = [k for k in params if not k.startswith("log_var")] + list(learned)
+    if learned_u:
+        params["log_u"] = np.array(2.0 * np.log(h["eta_dec"]))
+        trained.append("log_u")
 
     # ---- Adam with a geometrically decaying step
     opt = Adam()
@@ -329,9 +361,20 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
                 batch, eps = B, (rng.standard_normal((n, d1)), rng.standard_normal((n, d2)))
             else:
                 batch, eps = B, rng.standard_normal((n, d1))
-            loss, g = sampled_loss(model, params, batch, eps, h, learned=learned)
+            if learned_u:  # the full negative beta-ELBO in nats (docs/theory.md §12.1)
+                u = float(np.exp(params["log_u"]))
+                hu = dict(h, eta_dec=np.sqrt(u))
+                L, g, R = sampled_loss(model, params, batch, eps, hu, learned=learned, recon=True)
+                loss = neg_elbo(L, _constant(setting, u, D, D0, d1, d2, hu, params), u)
+                g = {k: v / (2.0 * u) for k, v in g.items()}
+                g["log_u"] = np.array(0.5 * n_out - R / (2.0 * u))   # d/d(log u)
+                step_lr = {k: lr * decay ** step for k in trained}
+                step_lr["log_u"] = LR_LOG_U * decay ** step
+            else:
+                loss, g = sampled_loss(model, params, batch, eps, h, learned=learned)
+                step_lr = lr * decay ** step
             acc += loss * n
-            params = opt.step(params, {k: g[k] for k in trained}, lr * decay ** step)
+            params = opt.step(params, {k: g[k] for k in trained}, step_lr)
             step += 1
         history[epoch] = acc / N
         if progress is not None:
@@ -339,6 +382,23 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
 
     return _summarise(setting, params, h, M, D0, d1, d2, raw, center, history, epochs,
                       step, kl_threshold, au_threshold, time.perf_counter() - t0, prediction)
+
+
+#: Adam's initial step for log u (a learned decoder variance), decayed with the others: log u is
+#: in log units whatever the data scale
+LR_LOG_U = 0.02
+
+#: n, the number of Gaussian outputs eta_dec is the std of (docs/theory.md §12.6)
+_N_OUT = {"vae": lambda D, D0, d1, h: float(D), "cvae": lambda D, D0, d1, h: float(D - D0),
+          "mhvae": lambda D, D0, d1, h: float(D + h["beta1"] * d1)}
+
+
+def _constant(setting, u, D, D0, d1, d2, h, p):
+    """The constant dropped from L at eta_dec^2 = u (docs/theory.md §1.4)."""
+    if setting.has_second_latent:
+        return mhvae_constant(u, D, d1, d2, h["beta1"], h["beta2"], h["eta_enc"], p["log_var1"])
+    return vae_constant(u, D - (D0 if setting.spectrum_kind == "residual" else 0), d1, h["beta"],
+                        h["eta_enc"])
 
 
 def _init_params(setting, M, D0, d1, d2, h, init_scale, rng):
@@ -412,13 +472,19 @@ def _measure_mhvae(p, M, D0, d1, d2, h):
 _MEASURES = {"vae": _measure_vae, "cvae": _measure_cvae, "mhvae": _measure_mhvae}
 
 
-def _exact_loss(setting, p, M, D0, h):
-    """The exact expected loss of the trained parameters (docs/theory.md §1)."""
+def _exact_loss(setting, p, M, D0, h, d1=None, d2=None):
+    """The exact expected loss of the trained parameters (docs/theory.md §1); with a learned
+    decoder variance the exact negative beta-ELBO in nats at the learned u (§12.1)."""
     kw = {k: h[k] for k in setting.axes}
     if setting.has_second_latent:
         kw["sigma1_entropy"] = setting.sigma1_entropy
     lead = (M, D0) if setting.spectrum_kind == "residual" else (M,)
-    return setting.loss_function(*lead, *[p[n] for n in setting.parameters], **kw)
+    if not setting.learned_decoder:
+        return setting.loss_function(*lead, *[p[n] for n in setting.parameters], **kw)
+    u = float(np.exp(p["log_u"]))
+    kw["eta_dec"] = np.sqrt(u)
+    L = setting.loss_function(*lead, *[p[n] for n in setting.parameters], **kw)
+    return neg_elbo(L, _constant(setting, u, M.shape[0], D0, d1, d2, h, p), u)
 
 
 def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps,
@@ -437,10 +503,10 @@ def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps
         # collapsed: posterior = prior (learned variance, the KL) or a zero mean (its KL part)
         rule = kl[z.name] if (z.learned and z.name in kl) else mean_part
         coll[z.name] = int(np.count_nonzero(rule < kl_threshold))
-    exact = _exact_loss(setting, p, M, D0, h)
+    exact = _exact_loss(setting, p, M, D0, h, d1, d2)
 
     # ---- prediction from the closed form on the same data's spectrum
-    pred_sv = pred_std = pred_coll = None
+    pred_sv = pred_std = pred_coll = pred_learned = None
     optimal = None
     point = prediction
     if point is None and setting.covered:
@@ -449,7 +515,8 @@ def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps
         else:
             spec = empirical_spectrum(raw, center=center)
         try:
-            point = setting.solve(spec, d1, d2, **h).at()
+            hh = {k: v for k, v in h.items() if k in setting.names}
+            point = setting.solve(spec, d1, d2, **hh).at()
         except NotCoveredError:  # e.g. per-dimension sigma1: no closed form
             point = None
     if point is not None:
@@ -457,9 +524,18 @@ def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps
         pred_std = point.posterior_std or None
         pred_coll = {k: point.collapsed_range(k) for k in point.latent_dims}
         optimal = point.optimal_loss
+        if point.solution.learned:
+            pred_learned = {"eta_dec": float(point.value(point.solution.learned["eta_dec"])),
+                            "u": float(point.value(point.solution.learned["u"])),
+                            "unbounded": bool(point.value(point.solution.learned["unbounded"]))}
+    learned = {}
+    if setting.learned_decoder:
+        u = float(np.exp(p["log_u"]))
+        learned = {"eta_dec": float(np.sqrt(u)), "u": u}
     return SGDResult(model=setting.model, variance=setting.variance, singular_values=sv,
                      predicted_singular_values=pred_sv, posterior_std=std,
                      predicted_posterior_std=pred_std, kl=kl, mean_second_moment=msq,
                      active_units=au, collapsed=coll, predicted_collapsed=pred_coll,
                      exact_loss=float(exact), optimal_loss=optimal, loss_history=history,
-                     epochs=epochs, steps=steps, seconds=seconds, params=p)
+                     epochs=epochs, steps=steps, seconds=seconds, params=p, learned=learned,
+                     predicted_learned=pred_learned, decoder=setting.decoder)
