@@ -147,9 +147,12 @@ class HyperValues(click.ParamType):
         self.parse, self.name = parse, name
 
     def convert(self, value, param, ctx):
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) or value is LEARNED:
             return value
         flag = param.opts[0] if param is not None else "value"
+        if (param is not None and param.name in LEARNABLE_OPTIONS
+                and str(value).strip().lower() == "learned"):
+            return LEARNED
         values = self.parse(value, flag)
         vs.check_value(param.name if param is not None else "beta", values, label=flag)
         return values
@@ -181,6 +184,15 @@ class ImageShapeType(click.ParamType):
             return value
         return vio.parse_image_shape(value)
 
+
+class _Learned(str):
+    """The value ``learned`` of ``--eta-dec``: the decoder variance is learned (docs §12)."""
+
+
+#: ``--eta-dec learned``
+LEARNED = _Learned("learned")
+#: options that take ``learned`` instead of values
+LEARNABLE_OPTIONS = ("eta_dec",)
 
 GRID = HyperValues(parse_values, "values")
 VECTOR = HyperValues(parse_vector, "vector")
@@ -249,8 +261,10 @@ def model_options(f):
                      help="mhvae: KL weight of z2, default 1. " + grid_help),
         click.option("--eta-enc", default=None, metavar="VALUES", type=GRID,
                      help="Prior std eta_enc, default 1. " + grid_help),
-        click.option("--eta-dec", default=None, metavar="VALUES", type=GRID,
-                     help="Decoder noise std eta_dec, default 1. " + grid_help),
+        click.option("--eta-dec", default=None, metavar="VALUES|learned", type=GRID,
+                     help="Decoder noise std eta_dec, default 1. " + grid_help + " 'learned': "
+                          "the decoder variance is learned with the model (sigma-VAE, "
+                          "probabilistic PCA at beta 1; docs/theory.md §12)."),
         click.option("--sigma", default=None, metavar="S", type=VECTOR,
                      help="vae/cvae fixed variance: encoder std, one value (isotropic) or a comma "
                           "list with one per latent dim."),
@@ -401,14 +415,15 @@ def _check_applicable(model, given):
         raise _usage(f"not an option of --model {model}: {listed}{hint}")
 
 
-def _resolve_variance(model, variance, given):
+def _resolve_variance(model, variance, given, decoder="fixed"):
     """The setting of --model/--variance and the variance options given (sigma, sigma1, sigma2)."""
     names = {v for v in vs.VARIANCES[model]} | set(vs._ALIASES.get(model, {}))
     if variance is not None and variance not in names:
         owner = next(m for m in vs.MODELS if variance in vs.VARIANCES[m])
         use = " or ".join(vs.VARIANCES[model])
         raise _usage(f"--variance {variance} is for --model {owner}; use {use}")
-    setting = vs.resolve(model, variance, given=[k for k in given if given[k] is not None])
+    setting = vs.resolve(model, variance, given=[k for k in given if given[k] is not None],
+                         decoder=decoder)
     if variance is None:
         return setting
     for spec in setting.hyperparameters:  # a required variance hyperparameter is missing
@@ -458,7 +473,14 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     opts = Options(model, selection, None, given)
     if data_only:
         return opts
-    setting = _resolve_variance(model, raw["variance"], raw)
+    decoder = "fixed"
+    if raw.get("eta_dec") is LEARNED:
+        decoder = "learned"
+        raw["eta_dec"] = None
+        if raw["variance"] == "both-learnable":
+            raise _usage("--eta-dec learned with --variance both-learnable is not supported "
+                         "(Sigma1, Sigma2 and eta_dec all learned); learn at most two of them")
+    setting = _resolve_variance(model, raw["variance"], raw, decoder)
     if raw["latent_dim"] is None:
         if default_latent is not None:
             dims = [int(default_latent)]
@@ -486,7 +508,7 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
                          f"{wrong[0]}: give one value (isotropic) or one per latent dim")
     opts.request = request
     if dims and not request.covered:
-        if setting.theory is None:
+        if setting.theory is None and not setting.learned_decoder:
             reason = (f"--variance {setting.variance} (Sigma1 learned as well) has no closed form "
                       "in the theory; `vaetheory check` reports its numerical optimum")
         else:
@@ -500,6 +522,8 @@ def _settings_doc(opts: Options) -> dict:
     """The options as given, for the JSON ``settings``."""
     req, sel = opts.request, opts.selection
     out = {"model": req.setting.model, "variance": req.setting.variance, "center": sel.center,
+           **({"decoder": "learned", "learned": list(req.setting.learned_hyperparameters)}
+              if req.setting.learned_decoder else {}),
            "grid": {k: v for k, v in req.axes.items()},
            "grid_shape": list(req.grid_shape), "latent_dims": list(req.latent_dims)}
     if req.latent_dims2 is not None:
@@ -589,6 +613,8 @@ def _grid_sentence(opts: Options) -> str:
         if v is not None:
             parts.append(f"{name} = " + (report.fmt(v[0]) + " (isotropic)" if v.size == 1
                                          else ",".join(report.fmt(x) for x in v)))
+    if req.setting.learned_decoder:
+        parts.append("eta_dec learned")
     dims = ", ".join(f"({a}, {b})" if b is not None else str(a) for a, b in req.latent_settings())
     two = req.setting.has_second_latent
     parts.append(("latent dims (z1, z2) = " if two else "latent dim = ") + dims)
@@ -596,7 +622,8 @@ def _grid_sentence(opts: Options) -> str:
 
 
 def _model_sentence(sol) -> str:
-    return f"model: {sol.setting.title}, {sol.variance} variance -- {sol.theorem}"
+    dec = ", decoder variance learned" if sol.setting.learned_decoder else ""
+    return f"model: {sol.setting.title}, {sol.variance} variance{dec} -- {sol.theorem}"
 
 
 def _print_notes(console, sols):
@@ -977,7 +1004,8 @@ def _run_sgd_checks(X, y, sols, opts, copts, show_progress, raw=None):
             res = train_sgd(pt.solution.model, pt.solution.variance, X, dims["latent_dim"],
                             dims.get("latent_dim2"), y=y, epochs=copts["epochs"],
                             batch_size=copts["batch_size"], lr=lr, seed=copts["seed"],
-                            center=center, progress=tick, prediction=pt, **pt.hyper)
+                            center=center, progress=tick, prediction=pt,
+                            decoder=pt.solution.decoder, **pt.hyper)
             out.append(report.check_dict(res, "sgd"))
             if raw is not None:
                 raw.append(res)
@@ -998,7 +1026,8 @@ def _check_open(data, opts, copts, as_json):
         for d1, d2, _, hyper in points:
             num = numerical_optimum(setting.model, setting.variance, spectrum, d1, d2,
                                     restarts=copts["restarts"], seed=copts["seed"],
-                                    max_iter=copts["max_iter"], progress=tick, **hyper)
+                                    max_iter=copts["max_iter"], progress=tick,
+                                    decoder=setting.decoder, **hyper)
             params = {**{k: (v.tolist() if isinstance(v, np.ndarray) else v)
                          for k, v in hyper.items()}, "latent_dim": d1}
             if d2 is not None:
@@ -1011,8 +1040,9 @@ def _check_open(data, opts, copts, as_json):
         return 0
     console = _console()
     _say(console, report.data_sentence(info))
-    _say(console, f"model: {setting.model}, {setting.variance} -- no closed form in the theory: "
-                  "numerical optimum only (not a prediction, nothing to confirm)")
+    dec = ", eta_dec learned" if setting.learned_decoder else ""
+    _say(console, f"model: {setting.model}, {setting.variance}{dec} -- no closed form in the "
+                  "theory: numerical optimum only (not a prediction, nothing to confirm)")
     req = opts.request
     console.print(report.numerical_table(results, req.swept or list(req.axes)[:1]))
     for params, num in results:
