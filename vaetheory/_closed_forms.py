@@ -401,9 +401,10 @@ def learned_u_learnable(t, t_full, D, b):
     """The learned decoder variance of the learnable-encoder VAE / CVAE (docs/theory.md §12.2).
 
     On the active set of the first ``k`` modes the profile is minimised at
-    ``u_k = S_k / (D - beta k)`` (``D > beta k``, ``S_k > 0``); the global minimiser is the
-    candidate with the lowest profile value, every candidate evaluated with the active count its
-    own ``u`` gives (so a rounding-perturbed candidate is never mistaken for another). Returns
+    ``u_k = S_k / (D - beta k)`` (``D > beta k``, ``S_k > 0``). The profile is convex in log u, so
+    exactly one candidate is self-consistent; it is found as the candidate with the lowest
+    profile value, every candidate evaluated with the active count its own ``u`` gives (robust to
+    rounding: a perturbed candidate is never mistaken for another). Returns
     ``(u, r, f, unbounded, flat)`` per grid point: ``u`` (NaN where unbounded), the active count
     ``r`` at ``u`` (``m`` in the unbounded limit ``u -> 0``), the minimum of
     :func:`learned_profile_learnable` (``-inf`` where unbounded), and where the minimum is
@@ -505,24 +506,17 @@ def fixed_learned_critical(t, t_full, D, sig, ee):
     return np.where(t > 0, bstar, np.nan)
 
 
-def bisect_float(active_at, shape, lo=np.finfo(np.float64).tiny, hi=None):
-    """Exact boundary by bisection over the ordered bit patterns of positive doubles: for each
-    entry, the smallest float ``c`` in ``(lo, hi]`` with ``active_at(c)`` false, given
-    ``active_at(lo)`` true and ``active_at(hi)`` false (NaN where that does not hold). At most 64
-    evaluations of ``active_at`` (arrays of ``shape``); the result obeys "active iff value < c"
-    at the float level by construction (docs/theory.md §9.3)."""
-    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), shape).copy()
-    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), shape).copy()
-    ok = active_at(lo) & ~active_at(hi)
-    a = lo.view(np.int64).copy()
-    z = hi.view(np.int64).copy()
-    while True:
-        todo = ok & (z - a > 1)
-        if not np.any(todo):
-            break
-        mid = a + (z - a) // 2
-        val = mid.view(np.float64)
-        act = active_at(np.where(todo, val, hi))
-        a = np.where(todo & act, mid, a)
-        z = np.where(todo & ~act, mid, z)
-    return np.where(ok, z.view(np.float64), np.nan)
+def learnable_learned_critical(t, t_full, D):
+    """Critical beta per mode with a learned decoder variance and a learnable encoder variance
+    (docs/theory.md §12.2): the profile is convex in log(beta u), so beta u* grows continuously
+    with beta and mode i (1-based) switches off where beta u* = t_i^2 with modes 1..i-1 active:
+
+        beta*_i = D / ( sum_{j>=i} (t_j / t_i)^2 + (i - 1) )
+
+    (the sum over every mode, those beyond the latent dim included). NaN for t_i = 0."""
+    t0 = _t0(t)
+    S = suffix((t_full / t0) * (t_full / t0))[:t.size]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (t / t0) * (t / t0)
+        out = D / (S / r + np.arange(t.size))
+    return np.where(t > 0, out, np.nan)

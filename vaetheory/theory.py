@@ -1154,15 +1154,13 @@ def _learnable_learned(spectrum, d1, beta, eta_enc, *, setting):
     finite_loss = np.where(unb, 0.0, loss)
 
     def critical():
-        m = int(np.count_nonzero(t > 0))
-
         def active_at(v):
             _, rr, _, _, _ = cf.learned_u_learnable(t, t_full, D, v)
             return np.arange(d1) < rr
 
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            crit = cf.bisect_float(active_at, shape + (d1,), hi=2.0 * D)
-        return {"beta": np.where(np.arange(d1) < m, crit, np.nan)}
+            crit = np.broadcast_to(cf.learnable_learned_critical(t, t_full, D), shape + (d1,))
+            return {"beta": cf.tighten(crit, active_at, "below")}
 
     sol = _learnable_solution(spectrum, d1, hp, setting=setting, r=r, loss=finite_loss,
                               notes=notes, critical=critical,
