@@ -120,6 +120,7 @@ def test_profile_minimum_matches_brute_force_over_u(kind):
         else:
             sol = vt.vae_fixed_sigma_learned_decoder(sp, d1, sigma, beta=beta, eta_enc=ee)
         pt = sol.at()
+        assert pt.critical["beta"].shape == (d1,)   # latent dims beyond the data dim too
         if pt.value(sol.learned["unbounded"]):
             unbounded += 1
             assert kind == "learnable" and pt.optimal_loss == -math.inf
@@ -410,3 +411,18 @@ def test_cli_check_and_refusals(data):
         assert r.stderr.count("\n") == 1
     r = _run("thresholds", data / "r.npy", "-d", "2", "--eta-dec", "learned", "--param", "eta_dec")
     assert r.exit_code == 2 and "choose from beta" in r.stderr
+
+
+def test_round_off_eigenvalues_are_not_data_for_a_learned_decoder():
+    """y an exact linear function of x: the residual's eigenvalues are round-off (~1e-15); a
+    learned u would be set by them. They count as 0, the loss is unbounded, and the checker
+    (which works on the joint matrix) agrees -- for both encoder variances."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 3))
+    y = x @ rng.normal(size=(3, 2))
+    rs = vt.empirical_residual_spectrum(x, y)
+    for sol in (vt.cvae_learnable_sigma_learned_decoder(rs, 2, beta=0.5),
+                vt.cvae_fixed_sigma_learned_decoder(rs, 2, 0.5, beta=0.5)):
+        assert bool(sol.learned["unbounded"]) and sol.optimal_loss == -np.inf
+        r = check(sol, restarts=2)
+        assert r.verdict == "CONFIRMED" and "exactly" in r.reason

@@ -497,7 +497,7 @@ def fixed_learned_critical(t, t_full, D, sig, ee):
     (the second sum over every mode, those beyond the latent dim included). NaN for t_i = 0."""
     sig = np.broadcast_to(np.asarray(sig, dtype=np.float64), np.broadcast_shapes(np.shape(sig),
                                                                                  t.shape))
-    S2 = suffix(t_full * t_full)[:t.size]
+    S2 = np.take(suffix(t_full * t_full), np.minimum(np.arange(t.size), t_full.size))
     P = prefix(sig * t)[..., :-1]                         # sum_{j<i} sigma'_j t_j
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = t / sig
@@ -515,7 +515,7 @@ def learnable_learned_critical(t, t_full, D):
 
     (the sum over every mode, those beyond the latent dim included). NaN for t_i = 0."""
     t0 = _t0(t)
-    S = suffix((t_full / t0) * (t_full / t0))[:t.size]
+    S = np.take(suffix((t_full / t0) * (t_full / t0)), np.minimum(np.arange(t.size), t_full.size))
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (t / t0) * (t / t0)
         out = D / (S / r + np.arange(t.size))

@@ -490,7 +490,9 @@ class _VAEProblem(_EigenProblem):
         """A point of the family whose loss is unbounded below when ``u`` is learned and the
         latent dims can carry every data mode (docs/theory.md §12.2): the top ``k`` whitened modes
         encoded with gain eta_enc and encoder std ``delta``; None if d1 < k or no learned Sigma."""
-        if "log_var" not in self.names or self.d1 < self.k:
+        if "log_var" not in self.names:  # fixed Sigma: only data without variance degenerate
+            return self.pack({"V": np.zeros((self.d1, self.k))}) if self.k == 0 else None
+        if self.d1 < self.k:
             return None
         ee = self.h["eta_enc"]
         V = np.zeros((self.d1, self.k))
@@ -597,8 +599,6 @@ class _CVAEProblem(_Problem):
     def degenerate(self, delta):
         """As :meth:`_VAEProblem.degenerate`: the encoder spans the part of y that x does not
         explain (the residual's directions in the factor's coordinates)."""
-        if "log_var" not in self.names:
-            return None
         Zx, Zy = self.Zx, self.Zy
         if Zx.size:
             Ux, sx, _ = np.linalg.svd(Zx.T, full_matrices=False)
@@ -607,8 +607,11 @@ class _CVAEProblem(_Problem):
         else:
             Ry = Zy
         _, sr, Vt = np.linalg.svd(Ry, full_matrices=False)
-        B = Vt[sr > sr.max(initial=0.0) * max(Ry.shape) * np.finfo(float).eps]
+        top = max(float(np.linalg.norm(Zy, 2)) if Zy.size else 0.0, sr.max(initial=0.0))
+        B = Vt[sr > top * max(Ry.shape) * np.finfo(float).eps * np.sqrt(_learned_floor(1.0))]
         m = B.shape[0]
+        if "log_var" not in self.names:  # fixed Sigma: only a y that x explains exactly
+            return self.pack({"Gt": np.zeros((self.d1, self.k))}) if m == 0 else None
         if self.d1 < m:
             return None
         ee = self.h["eta_enc"]
@@ -1011,12 +1014,19 @@ def _degenerate_witness(prob):
     ``(n - beta k) log delta`` (n outputs, k modes). Returns a message with the evaluated
     objective if it falls without bound along the family, else None."""
     ee = prob.h["eta_enc"]
-    vals = []
+    vals, us = [], []
     for j in (1, 3, 5):
         x = prob.degenerate(ee * 10.0 ** -j)
         if x is None:
             return None
+        with np.errstate(all="ignore"):
+            us.append(prob.learned_u(prob._complete(prob.unpack(x))))
         vals.append(prob.value(x))
+    scale = float(prob.rms) ** 2 if prob.rms > 0 else 1.0
+    if all(u <= (1e3 * np.finfo(float).eps) ** 2 * scale for u in us):
+        return ("the loss is unbounded below (eta_dec learned): the decoder reproduces the data "
+                "exactly (nothing is left for the decoder noise: u = 0 up to round-off, "
+                f"{max(us):.3g}), so the negative ELBO is -inf; there is no global minimum")
     if not np.all(np.isfinite(vals)):
         return None
     step = vals[1] - vals[0]
@@ -1046,8 +1056,8 @@ def _setting_factor(setting, spectrum):
             M[0, 0] = 1.0
             M[1:, 1:] = np.diag(e)
             x_dim = 1
-        w, Q, _ = psd_eigh(M)
-        keep = w > 0
+        w, Q, tol = psd_eigh(M)
+        keep = w > (_learned_floor(tol) if setting.learned_decoder else 0)
         return (Q[:, keep], np.sqrt(w[keep])), x_dim
     if spectrum.kind != "data":
         raise ParameterError(f"the {setting.model} needs a data spectrum, got a {spectrum.kind} "
@@ -1060,7 +1070,16 @@ def _setting_factor(setting, spectrum):
     else:
         theta = np.asarray(spectrum.theta, dtype=float)
         P = np.eye(theta.size)
-    return (theta[theta > 0], P), None
+    floor = _learned_floor(spectrum.tolerance) if setting.learned_decoder else 0.0
+    return (theta[theta * theta > floor], P), None
+
+
+def _learned_floor(tolerance):
+    """With a learned decoder variance, eigenvalues at or below ``RESOLUTION x tolerance`` are
+    round-off and count as 0, as in the closed forms (docs/theory.md §12.2)."""
+    from .theory import RESOLUTION
+
+    return RESOLUTION * tolerance
 
 
 def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, restarts=8,

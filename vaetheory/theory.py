@@ -1123,6 +1123,29 @@ NATS_NOTE = ("eta_dec learned: optimal_loss is the full negative beta-ELBO per s
              "(nothing dropped; docs/theory.md §12.1), not the 2 eta_dec^2 convention of §1")
 
 
+#: a learned decoder variance is set by the smallest eigenvalues: below this multiple of the rank
+#: tolerance they are round-off, not data, and count as 0 (docs/theory.md §12.2, "Resolution")
+RESOLUTION = 1e3
+
+
+def _resolved(spectrum, notes):
+    """The spectrum with eigenvalues at or below ``RESOLUTION x tolerance`` set to 0, and a note
+    when that changes anything (docs/theory.md §12.2)."""
+    import dataclasses
+
+    ev = np.asarray(spectrum.eigenvalues, dtype=np.float64)
+    floor = RESOLUTION * spectrum.tolerance
+    cut = (ev > 0) & (ev <= floor)
+    if not np.any(cut):
+        return spectrum
+    notes.append(f"eta_dec learned: {int(np.sum(cut))} eigenvalue(s) at or below {floor:.3g} "
+                 f"({RESOLUTION:g} x the rank tolerance) count as 0: a learned decoder variance "
+                 "is set by the smallest eigenvalues, and these are round-off (docs/theory.md "
+                 "§12.2)")
+    ev = np.where(cut, 0.0, ev)
+    return dataclasses.replace(spectrum, eigenvalues=ev, rank=int(np.sum(ev > 0)))
+
+
 def _learned_dict(eta, b, unbounded=None, flat=None):
     """The ``learned`` entries of a Solution (docs/theory.md §12): eta_dec, u, beta u, flags."""
     u = eta * eta
@@ -1136,6 +1159,8 @@ def _learned_dict(eta, b, unbounded=None, flat=None):
 def _learnable_learned(spectrum, d1, beta, eta_enc, *, setting):
     """Theorem 4 (§3) / Theorem 2 (§4) profiled over u = eta_dec^2 (docs/theory.md §12.2)."""
     shape, hp = _grid(beta=beta, eta_enc=eta_enc)
+    notes = [NATS_NOTE]
+    spectrum = _resolved(spectrum, notes)
     b = hp["beta"][..., 0]
     t, t_full = _theta(spectrum, d1)
     D = int(spectrum.dim)
@@ -1145,7 +1170,6 @@ def _learnable_learned(spectrum, d1, beta, eta_enc, *, setting):
         t0 = cf._t0(t)
         loss = np.where(unb, -np.inf, fmin + 0.5 * D * (np.log(2 * np.pi) + 2 * np.log(t0)))
     hp = dict(hp, eta_dec=np.where(unb, 0.0, eta)[..., None])   # the limit u -> 0 where unbounded
-    notes = [NATS_NOTE]
     if np.any(unb):
         notes.append(UNBOUNDED_NOTE.format(n=int(np.sum(unb)), D=D))
     if np.any(flat & ~unb):
@@ -1179,6 +1203,8 @@ def _fixed_learned(spectrum, d1, sigma, beta, eta_enc, *, setting):
     """Theorem 1 (§2) / §4b profiled over u = eta_dec^2 (docs/theory.md §12.3): the learned std is
     the root of one quadratic per active set, the unique self-consistent one."""
     shape, hp, sig, srt, isotropic = _fixed_grid(d1, sigma, beta=beta, eta_enc=eta_enc)
+    notes = [NATS_NOTE]
+    spectrum = _resolved(spectrum, notes)
     b, ee = hp["beta"], hp["eta_enc"]
     t, t_full = _theta(spectrum, d1)
     D = int(spectrum.dim)
@@ -1187,7 +1213,6 @@ def _fixed_learned(spectrum, d1, sigma, beta, eta_enc, *, setting):
         eta = cf.learned_eta_fixed(t, t_full, D, (np.sqrt(b) / ee) * srt_full)
     none = ~np.isfinite(eta)                       # no data variance: unbounded
     hp = dict(hp, eta_dec=np.where(none, 0.0, eta)[..., None])
-    notes = [NATS_NOTE]
     if np.any(none):
         notes.append(UNBOUNDED_NOTE.format(n=int(np.sum(none)), D=D).replace(
             "the latent dims can carry all of the data's variance (latent dim >= rank, no residual "
