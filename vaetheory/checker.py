@@ -115,7 +115,11 @@ class NumericalResult:
         Whether the best run stopped on its own tolerances (not on ``max_iter``).
     unbounded : bool
         The loss was shown to be unbounded below (hierarchical VAE with Sigma1 learned and
-        beta1 > beta2: see ``warnings``); then ``loss`` is merely where the optimiser stopped.
+        beta1 > beta2; a learned decoder variance with nothing left for the decoder noise,
+        docs/theory.md §12.2: see ``warnings``); then ``loss`` is merely where the optimiser
+        stopped.
+    learned : dict
+        With a learned decoder variance: the best run's ``eta_dec`` and ``u = eta_dec^2``.
     singular_value_spread : dict map -> float
         Largest difference of a sorted singular value between runs that reached the best loss
         (within 1e-9 relative). Large values mean the minimum does not determine the singular
