@@ -998,8 +998,7 @@ def _unbounded_witness(prob):
                                 lv1, lv2,
                                 h["beta1"], h["beta2"] * ed2 / ee ** 2, h["beta2"] * ed2,
                                 h["beta1"] * ed2))
-    step = vals[1] - vals[0]
-    if step < 0 and vals[2] - vals[1] < 0.5 * step:
+    if _falls_without_bound(vals):
         return (f"the loss is unbounded below (beta1 > beta2): with z1 variance t^2 in one dim "
                 f"passed through z2 exactly (U2 W2 = I there), the loss is {vals[0]:.6g}, "
                 f"{vals[1]:.6g}, {vals[2]:.6g} at t = 1e1, 1e3, 1e5 (slope "
@@ -1009,6 +1008,13 @@ def _unbounded_witness(prob):
 
 # --------------------------------------------------------------------------------------------
 # public: numerical optimum
+
+
+def _falls_without_bound(vals):
+    """Three losses along a family with a parameter spaced evenly in log: falling, and not
+    levelling off (the second step at least half the first) -- the mark of a log-linear descent."""
+    step = vals[1] - vals[0]
+    return step < 0 and vals[2] - vals[1] < 0.5 * step
 
 
 def _degenerate_witness(prob):
@@ -1031,10 +1037,7 @@ def _degenerate_witness(prob):
         return ("the loss is unbounded below (eta_dec learned): the decoder reproduces the data "
                 "exactly (nothing is left for the decoder noise: u = 0 up to round-off, "
                 f"{max(us):.3g}), so the negative ELBO is -inf; there is no global minimum")
-    if not np.all(np.isfinite(vals)):
-        return None
-    step = vals[1] - vals[0]
-    if step < 0 and vals[2] - vals[1] < 0.5 * step:
+    if np.all(np.isfinite(vals)) and _falls_without_bound(vals):
         return (f"the loss is unbounded below (eta_dec learned): with every data mode encoded and "
                 f"the encoder std delta -> 0 the learned decoder variance vanishes like delta^2 and "
                 f"the negative ELBO is {vals[0]:.6g}, {vals[1]:.6g}, {vals[2]:.6g} nats at "
