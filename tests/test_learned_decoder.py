@@ -426,3 +426,19 @@ def test_round_off_eigenvalues_are_not_data_for_a_learned_decoder():
         assert bool(sol.learned["unbounded"]) and sol.optimal_loss == -np.inf
         r = check(sol, restarts=2)
         assert r.verdict == "CONFIRMED" and "exactly" in r.reason
+
+
+def test_constructed_optimum_has_the_closed_form_loss_in_nats():
+    """The optimal matrices at the learned eta_dec, fed to the exact matrix loss of
+    vaetheory.losses and converted with the §1.4 constant, give optimal_loss."""
+    rng = np.random.default_rng(8)
+    A = _psd_with(rng, [5.0, 2.0, 1.0, 0.3], 6)
+    sp = spectrum_from_moments(A, with_basis=True)
+    for sol in (vt.vae_learnable_sigma_learned_decoder(sp, 3, beta=1.7, eta_enc=0.6),
+                vt.vae_fixed_sigma_learned_decoder(sp, 3, [0.4, 0.8, 0.6], beta=1.7)):
+        m = sol.matrices()
+        u = float(sol.at().value(sol.learned["u"]))
+        L = vt.losses.vae_loss(A, m["W"], m["U"], m["log_var"], beta=1.7,
+                               eta_enc=sol.at().hyper["eta_enc"], eta_dec=np.sqrt(u))
+        C = vt.losses.vae_constant(u, 6, 3, 1.7, sol.at().hyper["eta_enc"])
+        assert vt.losses.neg_elbo(L, C, u) == pytest.approx(sol.at().optimal_loss, rel=1e-12)

@@ -652,9 +652,12 @@ def _check_matrices_path(path, force, inputs):
 
 def _write_matrices(path, sol, force):
     mats = sol.matrices(tuple(0 for _ in sol.grid_shape))
-    meta = report.dumps({"model": sol.model, "variance": sol.variance, "theorem": sol.theorem,
-                         "params": report.point_params(sol, tuple(0 for _ in sol.grid_shape)),
-                         "notes": list(sol.notes)}, indent=None)
+    idx = tuple(0 for _ in sol.grid_shape)
+    meta = {"model": sol.model, "variance": sol.variance, "theorem": sol.theorem,
+            "params": report.point_params(sol, idx), "notes": list(sol.notes)}
+    if sol.learned:  # a learned decoder variance: the eta_dec these matrices go with
+        meta["learned"] = report.learned_point(sol, idx)
+    meta = report.dumps(meta, indent=None)
     with open(path, "wb" if force else "xb") as fh:
         np.savez(fh, **mats, meta=np.array(meta))
     return sorted(mats)
