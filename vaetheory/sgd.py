@@ -341,7 +341,10 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
         params["log_u"] = np.array(2.0 * np.log(h["eta_dec"]))
         trained.append("log_u")
 
-    # ---- Adam with a geometrically decaying step
+    # ---- Adam with a geometrically decaying step (log u: its own, in log units)
+    base = {k: lr for k in trained}
+    if learned_u:
+        base["log_u"] = LR_LOG_U
     opt = Adam()
     steps_per_epoch = max(1, -(-N // batch_size))
     total = epochs * steps_per_epoch
@@ -361,20 +364,11 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
                 batch, eps = B, (rng.standard_normal((n, d1)), rng.standard_normal((n, d2)))
             else:
                 batch, eps = B, rng.standard_normal((n, d1))
-            if learned_u:  # the full negative beta-ELBO in nats (docs/theory.md §12.1)
-                u = float(np.exp(params["log_u"]))
-                hu = dict(h, eta_dec=np.sqrt(u))
-                L, g, R = sampled_loss(model, params, batch, eps, hu, learned=learned, recon=True)
-                loss = neg_elbo(L, _constant(setting, u, D, D0, d1, d2, hu, params), u)
-                g = {k: v / (2.0 * u) for k, v in g.items()}
-                g["log_u"] = np.array(0.5 * n_out - R / (2.0 * u))   # d/d(log u)
-                step_lr = {k: lr * decay ** step for k in trained}
-                step_lr["log_u"] = LR_LOG_U * decay ** step
-            else:
-                loss, g = sampled_loss(model, params, batch, eps, h, learned=learned)
-                step_lr = lr * decay ** step
+            loss, g = _minibatch_loss(setting, params, batch, eps, h, (D, D0, d1, d2, n_out))
             acc += loss * n
-            params = opt.step(params, {k: g[k] for k in trained}, step_lr)
+            factor = decay ** step
+            params = opt.step(params, {k: g[k] for k in trained},
+                              {k: v * factor for k, v in base.items()})
             step += 1
         history[epoch] = acc / N
         if progress is not None:
@@ -382,6 +376,24 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
 
     return _summarise(setting, params, h, M, D0, d1, d2, raw, center, history, epochs,
                       step, kl_threshold, au_threshold, time.perf_counter() - t0, prediction)
+
+
+def _minibatch_loss(setting, params, batch, eps, h, dims):
+    """The sampled loss of a minibatch and its gradients: :func:`sampled_loss` (docs/theory.md §1
+    convention), or with a learned decoder variance the full negative beta-ELBO in nats at
+    ``u = exp(log_u)`` (§12.1): ``(L + C(u)) / (2u)``, the gradients of ``L`` divided by ``2u``,
+    and ``d / d log u = n/2 - R/(2u)`` with the sampled reconstruction part ``R``."""
+    learned = setting.learned_log_vars
+    if not setting.learned_decoder:
+        return sampled_loss(setting.model, params, batch, eps, h, learned=learned)
+    D, D0, d1, d2, n_out = dims
+    u = float(np.exp(params["log_u"]))
+    hu = dict(h, eta_dec=np.sqrt(u))
+    L, g, R = sampled_loss(setting.model, params, batch, eps, hu, learned=learned, recon=True)
+    loss = neg_elbo(L, _constant(setting, u, D, D0, d1, d2, hu, params), u)
+    g = {k: v / (2.0 * u) for k, v in g.items()}
+    g["log_u"] = np.array(0.5 * n_out - R / (2.0 * u))
+    return loss, g
 
 
 #: Adam's initial step for log u (a learned decoder variance), decayed with the others: log u is
