@@ -6,7 +6,11 @@ hyperparameters; the exact checker (vaetheory.checker.check) minimises the loss 
 Prints, per setting, the most negative loss gap (numerical below closed form would refute it), the
 largest |gap|, and the largest singular-value / std error; no asserts.
 
-    python bench/agreement.py [--instances 12] [--restarts 4]
+    python bench/agreement.py [--instances 12] [--restarts 4] [--learned-decoder]
+
+``--learned-decoder``: the settings with a learned decoder variance instead (docs/theory.md §12):
+the same instances without eta_dec; also the worst relative error of the learned u and how many
+instances the closed form declared unbounded (and the checker confirmed so).
 """
 
 import argparse
@@ -27,7 +31,7 @@ def psd(rng, D, rank, ties):
     return (P * phi) @ P.T
 
 
-def instance(rng, i):
+def instance(rng, i, learned=False):
     D = int(rng.integers(2, 7))
     rank = int(rng.integers(1, D + 1)) if i % 3 else D
     d1 = int(rng.integers(1, D + 3))
@@ -44,6 +48,14 @@ def instance(rng, i):
     mh = dict(beta1=float(np.exp(rng.uniform(-1, 1.5))), beta2=hp["beta"], eta_enc=hp["eta_enc"],
               eta_dec=hp["eta_dec"], sigma1=float(np.exp(rng.uniform(-1, 0.3))))
     sp, rs = spectrum_from_moments(A, with_basis=True), residual_spectrum(J, D, with_basis=True)
+    if learned:
+        hl = {k: hp[k] for k in ("beta", "eta_enc")}
+        return {
+            "vae / learnable / learned u": vt.vae_learnable_sigma_learned_decoder(sp, d1, **hl),
+            "vae / fixed / learned u": vt.vae_fixed_sigma_learned_decoder(sp, d1, sig, **hl),
+            "cvae / learnable / learned u": vt.cvae_learnable_sigma_learned_decoder(rs, d1, **hl),
+            "cvae / fixed / learned u": vt.cvae_fixed_sigma_learned_decoder(rs, d1, sig, **hl),
+        }
     return {
         "vae / learnable": vt.vae_learnable_sigma(sp, d1, **hp),
         "vae / fixed": vt.vae_fixed_sigma(sp, d1, sig, **hp),
@@ -59,27 +71,35 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--instances", type=int, default=12)
     ap.add_argument("--restarts", type=int, default=4)
+    ap.add_argument("--learned-decoder", action="store_true")
     args = ap.parse_args()
     rng = np.random.default_rng(2024)
     stats = {}
     t0 = time.perf_counter()
     for i in range(args.instances):
-        for name, sol in instance(rng, i).items():
+        for name, sol in instance(rng, i, args.learned_decoder).items():
             r = check(sol, restarts=args.restarts, seed=i).to_dict()
             s = stats.setdefault(name, {"min_gap": np.inf, "max_abs_gap": 0.0, "sv": 0.0,
-                                        "std": 0.0, "verdicts": {}})
-            s["min_gap"] = min(s["min_gap"], r["loss_gap"])
-            s["max_abs_gap"] = max(s["max_abs_gap"], abs(r["loss_gap"]))
+                                        "std": 0.0, "u": 0.0, "unbounded": 0, "verdicts": {}})
+            dv = r.get("decoder_variance") or {}
+            if dv.get("unbounded"):
+                s["unbounded"] += 1
+            else:
+                s["min_gap"] = min(s["min_gap"], r["loss_gap"])
+                s["max_abs_gap"] = max(s["max_abs_gap"], abs(r["loss_gap"]))
+                s["u"] = max(s["u"], dv.get("error") or 0.0)
             s["sv"] = max(s["sv"], r["max_singular_value_error"] or 0.0)
             s["std"] = max(s["std"], r.get("max_variance_error") or 0.0)
             s["verdicts"][r["verdict"]] = s["verdicts"].get(r["verdict"], 0) + 1
     print(f"{args.instances} random instances per setting, {args.restarts} restarts, "
           f"{time.perf_counter() - t0:.0f} s")
     print(f"{'setting':26s} {'min gap':>10s} {'max |gap|':>10s} {'max sv err':>11s} "
-          f"{'max std err':>11s}  verdicts")
+          f"{'max std err':>11s}" + (f" {'max u err':>10s} {'unbounded':>9s}"
+                                      if args.learned_decoder else "") + "  verdicts")
     for name, s in stats.items():
+        extra = f" {s['u']:10.1e} {s['unbounded']:9d}" if args.learned_decoder else ""
         print(f"{name:26s} {s['min_gap']:10.1e} {s['max_abs_gap']:10.1e} {s['sv']:11.1e} "
-              f"{s['std']:11.1e}  {s['verdicts']}")
+              f"{s['std']:11.1e}{extra}  {s['verdicts']}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ predicted, never with hard-coded values, so a change in the library or the data 
 example's agreement fails here.
 """
 
+import numpy as np
 import pytest
 
 from _examples import load
@@ -108,3 +109,22 @@ def test_cvae_quadrant_claim_verdict_follows_the_measured_correlation(quadrant):
     # the prediction itself: lower summed residual spectrum, at least as much collapse
     rows = sorted(quadrant["rows"], key=lambda r: r["top_sum"])
     assert rho["predicted"] < 0 and rows[0]["predicted"] >= rows[-1]["predicted"]
+
+
+@pytest.fixture(scope="module")
+def learned_decoder():
+    return load("learned_decoder_variance").main(fast=True, verbose=False)
+
+
+def test_learned_decoder_variance_checker_and_sgd_follow_the_prediction(learned_decoder):
+    ex = learned_decoder
+    assert ex["held_checker"] and ex["earlier"]
+    for r in ex["rows"]:
+        assert r["learned_verdict"] == r["fixed_verdict"] == "CONFIRMED"
+        assert r["u_checker"] == pytest.approx(r["u_pred"], rel=1e-6)
+        if "learned_sgd" in r:   # training lands near the predicted u and active count
+            assert abs(r["learned_sgd"] - r["learned_pred"]) <= 1
+            assert r["fixed_sgd"] == r["fixed_pred"]
+    assert ex["u_err_sgd"] <= 0.12
+    # the learned critical values are below the fixed-eta_dec ones: u > 1 on the raw digits
+    assert np.all(ex["crit_learned"] < ex["crit_fixed"])

@@ -128,3 +128,13 @@ def test_documented_command_runs_with_an_empty_stderr(workdir, cmd):
 def test_the_documented_commands_were_found():
     assert len(COMMANDS) >= 15
     assert any(c.startswith("vaetheory check") for c in COMMANDS)
+
+
+def test_no_merge_conflict_markers_were_committed():
+    """A merge once left ``<<<<<<< HEAD`` in README.md (the blocks test does not read prose)."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "vaetheory").glob("*.py")), *sorted((ROOT / "tests").glob("*.py"))]
+    marked = [f"{f.name}:{i + 1}" for f in files for i, line in
+              enumerate(f.read_text(encoding="utf-8").splitlines())
+              if line.startswith(("<<<<<<< ", ">>>>>>> "))]
+    assert marked == []

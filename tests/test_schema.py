@@ -49,6 +49,9 @@ PREDICT = [
     ["--model", "cvae", "--y", "{d}/y.npy", "-d", "2", "--sigma", "0.7"],
     ["--model", "mhvae", "-d", "3", "--latent-dim2", "4", "--beta2", "1,5", "--sigma1", "0.5"],
     ["--model", "mhvae", "-d", "3", "--sigma2", "0.6"],
+    ["-d", "3", "--eta-dec", "learned", "--beta", "0.5,2"],            # docs §12
+    ["-d", "3", "--eta-dec", "learned", "--sigma", "0.5"],
+    ["-d", "3", "--recon", "mse", "--kl-weight", "0.01,0.1"],          # docs §10
 ]
 
 

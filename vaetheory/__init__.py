@@ -33,12 +33,16 @@ from .theory import (
     Point,
     Solution,
     cvae_fixed_sigma,
+    cvae_fixed_sigma_learned_decoder,
     cvae_learnable_sigma,
+    cvae_learnable_sigma_learned_decoder,
     mhvae_fixed_sigma2,
     mhvae_learnable_sigma2,
     solve,
     vae_fixed_sigma,
+    vae_fixed_sigma_learned_decoder,
     vae_learnable_sigma,
+    vae_learnable_sigma_learned_decoder,
 )
 
 __version__ = "0.1.0"
@@ -50,4 +54,6 @@ __all__ = [
     "residual_spectrum", "spectrum_from_eigenvalues", "spectrum_from_moments",
     "vae_fixed_sigma", "vae_learnable_sigma", "cvae_fixed_sigma", "cvae_learnable_sigma",
     "mhvae_learnable_sigma2", "mhvae_fixed_sigma2", "solve",
+    "vae_learnable_sigma_learned_decoder", "vae_fixed_sigma_learned_decoder",
+    "cvae_learnable_sigma_learned_decoder", "cvae_fixed_sigma_learned_decoder",
 ]

@@ -377,3 +377,155 @@ def hierarchical_z2_active(t, hp, fixed, paired):
     ``t``): noise, or branch and high (the same predicates as the counts)."""
     h = Hierarchical(hp, fixed)
     return paired & (h.noise | (h.branch(t) & h.high(t)))
+
+
+# ------------------------------------------------------------------------------------------
+# learned decoder variance u = eta_dec^2 (docs/theory.md §12)
+
+
+def _t0(t):
+    """The scale the profile is evaluated relative to (the largest spectral value, or 1)."""
+    return float(t[0]) if t.size and t[0] > 0 else 1.0
+
+
+def learned_profile_learnable(t, t_full, D, b, u):
+    """The profile f(u) of docs/theory.md §12.2 (learnable encoder variance, Theorem 4 at
+    eta_dec^2 = u), minus ``(D/2) log(2 pi t0^2)``, and the active count there.
+
+    ``f(u) = S_c/(2u) + c beta/2 + beta sum_{i<c} log(t_i/sqrt(beta u)) + (D/2) log(2 pi u)``
+    with ``c = #{t_i > sqrt(beta u)}`` (the basic predicate of §9.1) and ``S_c`` the sum of
+    ``t_i^2`` over every mode after the first ``c`` (those beyond the latent dim included).
+    Written relative to ``t0`` so it is scale-free. ``b`` and ``u`` broadcast."""
+    t0 = _t0(t)
+    sk = sqrt_kappa(b, np.sqrt(u))
+    c = learnable_rank(t, sk)
+    S2 = suffix(t_full * t_full)
+    PL = prefix(np.log(np.where(t > 0, t / t0, 1.0)))
+    logs = np.take(PL, c) + c * np.log(t0 / sk)        # sum_{i<c} log(t_i / sqrt(beta u)) >= 0
+    f = 0.5 * np.take(S2, c) / u + 0.5 * b * c + b * logs + 0.5 * D * (np.log(u) - 2 * np.log(t0))
+    return f, c
+
+
+def learned_u_learnable(t, t_full, D, b):
+    """The learned decoder variance of the learnable-encoder VAE / CVAE (docs/theory.md §12.2).
+
+    On the active set of the first ``k`` modes the profile is minimised at
+    ``u_k = S_k / (D - beta k)`` (``D > beta k``, ``S_k > 0``). The profile is convex in log u, so
+    exactly one candidate is self-consistent; it is found as the candidate with the lowest
+    profile value, every candidate evaluated with the active count its own ``u`` gives (robust to
+    rounding: a perturbed candidate is never mistaken for another). Returns
+    ``(u, r, f, unbounded, flat)`` per grid point: ``u`` (NaN where unbounded), the active count
+    ``r`` at ``u`` (``m`` in the unbounded limit ``u -> 0``), the minimum of
+    :func:`learned_profile_learnable` (``-inf`` where unbounded), and where the minimum is
+    unbounded below (``S_m = 0`` and ``D > beta m``: the latent dims carry all of the data's
+    variance) or attained on a whole interval ``(0, u]`` (``S_m = 0`` and ``D = beta m``).
+    ``t`` has the latent dim's length, ``m = #{t_i > 0}``.
+    """
+    b = np.asarray(b, dtype=np.float64)
+    m = int(np.count_nonzero(t > 0))
+    S2 = suffix(t_full * t_full)
+    k = np.arange(m + 1)
+    Sk = np.take(S2, k)
+    den = D - b[..., None] * k
+    valid = (den > 0) & (Sk > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        uk = np.where(valid, Sk / np.where(valid, den, 1.0), 1.0)
+        f, c = learned_profile_learnable(t, t_full, D, b[..., None], uk)
+    f = np.where(valid, f, np.inf)
+    best = np.argmin(f, axis=-1)
+    u = np.take_along_axis(uk, best[..., None], axis=-1)[..., 0]
+    r = np.take_along_axis(c, best[..., None], axis=-1)[..., 0]
+    fmin = np.take_along_axis(f, best[..., None], axis=-1)[..., 0]
+    tail_zero = S2[m] == 0
+    unbounded = tail_zero & (D > b * m)
+    flat = tail_zero & (D == b * m) & (m >= 1)
+    u = np.where(unbounded, np.nan, u)
+    r = np.where(unbounded, m, r)
+    fmin = np.where(unbounded, -np.inf, fmin)
+    return u, r, fmin, unbounded, flat
+
+
+def learned_eta_fixed(t, t_full, D, bsig):
+    """The learned decoder std of the fixed-encoder-variance VAE / CVAE (docs/theory.md §12.3).
+
+    With ``w = 1/eta_dec`` the profile is strictly convex, and its stationarity condition on the
+    active set of the first ``k`` modes is the quadratic ``S_k w^2 + P_k w = D`` with
+    ``P_k = sum_{i<k} a_i t_i``, ``a_i = sqrt(beta) sigma'_i / eta_enc`` (``bsig``, ascending):
+
+        eta_dec_k = (P_k + sqrt(P_k^2 + 4 D S_k)) / (2 D)        (no cancellation)
+
+    The unique minimiser is the candidate whose own active count (``t_i > eta_dec a_i``, the
+    predicate of Theorem 1) is ``k``; each candidate is scored by the profile with its own count
+    (robust to rounding). Returns ``eta_dec`` per grid point (``bsig``'s leading axes), NaN where
+    the data have no variance (then the loss is unbounded below). ``bsig``: (*grid, d1), ascending.
+    """
+    bsig = np.broadcast_to(np.asarray(bsig, dtype=np.float64),
+                           np.broadcast_shapes(np.shape(bsig), t.shape))
+    t0 = _t0(t)
+    tt = t / t0
+    m = int(np.count_nonzero(t > 0))
+    S2 = suffix((t_full / t0) * (t_full / t0))
+    P = prefix(bsig[..., :m] * tt[:m])                  # (*grid, m + 1)
+    Sk = S2[:m + 1]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        e_k = (P + np.sqrt(P * P + 4.0 * D * Sk)) / (2.0 * D)   # eta_k / t0, (*grid, m + 1)
+        f = learned_profile_fixed(t, t_full, D, bsig, e_k * t0)
+    f = np.where(np.isfinite(f) & (e_k > 0), f, np.inf)
+    best = np.argmin(f, axis=-1)
+    e = np.take_along_axis(e_k, best[..., None], axis=-1)[..., 0]
+    return np.where(S2[0] == 0, np.nan, e * t0)
+
+
+def learned_profile_fixed(t, t_full, D, bsig, eta):
+    """Profile of docs/theory.md §12.3 at ``eta_dec = eta`` (*grid, K), with ``bsig`` (*grid, d1)
+    ascending, up to its eta-free constant and relative to ``t0`` (scale-free):
+    ``L*_1(eta) / (2 eta^2) + D log(eta / t0)``, Theorem 1's per-mode loss being ``2 thr t``
+    (active: ``t > thr``) or ``t^2 + thr^2`` with ``thr = eta a_i``; from prefix sums."""
+    t0 = _t0(t)
+    tt = t / t0
+    e = np.asarray(eta, dtype=np.float64) / t0
+    bsig = np.broadcast_to(bsig, np.shape(e)[:-1] + t.shape)
+    P1 = prefix(bsig * tt)
+    Q = suffix(bsig * bsig)
+    S2 = suffix((t_full / t0) * (t_full / t0))
+    def pred(i):
+        return tt[i] > e * np.take_along_axis(bsig, i, axis=-1)
+
+    c = count_prefix(pred, t.size, np.shape(e))
+    take = np.take_along_axis
+    return (take(P1, c, axis=-1) / e + np.take(S2, c) / (2.0 * e * e) + 0.5 * take(Q, c, axis=-1)
+            + D * np.log(e))
+
+
+def fixed_learned_critical(t, t_full, D, sig, ee):
+    """Critical ``b = sqrt(beta) / eta_enc`` per mode with a learned decoder variance and a fixed
+    encoder variance (docs/theory.md §12.3): mode i is active iff ``b < b*_i`` with
+
+        b*_i^2 = D (t_i / sigma'_i)^2 / H_i,   H_i = (t_i / sigma'_i) sum_{j<i} sigma'_j t_j + sum_{j>=i} t_j^2
+
+    (the second sum over every mode, those beyond the latent dim included). NaN for t_i = 0."""
+    sig = np.broadcast_to(np.asarray(sig, dtype=np.float64), np.broadcast_shapes(np.shape(sig),
+                                                                                 t.shape))
+    S2 = np.take(suffix(t_full * t_full), np.minimum(np.arange(t.size), t_full.size))
+    P = prefix(sig * t)[..., :-1]                         # sum_{j<i} sigma'_j t_j
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = t / sig
+        H = q * P + S2
+        bstar = np.sqrt(D / H) * q
+    return np.where(t > 0, bstar, np.nan)
+
+
+def learnable_learned_critical(t, t_full, D):
+    """Critical beta per mode with a learned decoder variance and a learnable encoder variance
+    (docs/theory.md §12.2): the profile is convex in log(beta u), so beta u* grows continuously
+    with beta and mode i (1-based) switches off where beta u* = t_i^2 with modes 1..i-1 active:
+
+        beta*_i = D / ( sum_{j>=i} (t_j / t_i)^2 + (i - 1) )
+
+    (the sum over every mode, those beyond the latent dim included). NaN for t_i = 0."""
+    t0 = _t0(t)
+    S = np.take(suffix((t_full / t0) * (t_full / t0)), np.minimum(np.arange(t.size), t_full.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (t / t0) * (t / t0)
+        out = D / (S / r + np.arange(t.size))
+    return np.where(t > 0, out, np.nan)

@@ -61,7 +61,8 @@ from ._numerics import (Adam, collapsed_to_prior, kl_per_dim, pad_sorted, psd_ei
                         rank_tolerance, sorted_singular_values, zero_mean)
 from ._validation import latent_dim as _latent_dim
 from .errors import ParameterError, Verdict
-from .losses import _cvae_core, _mhvae_core, _vae_core, pack as _pack, unpack_shapes as _unpack
+from .losses import (_cvae_core, _mhvae_core, _residual, _vae_core, mhvae_constant,
+                     neg_elbo, pack as _pack, unpack_shapes as _unpack, vae_constant)
 from .moments import Spectrum
 
 __all__ = ["CheckResult", "NumericalResult", "check", "check_claim", "check_points",
@@ -113,7 +114,11 @@ class NumericalResult:
         Whether the best run stopped on its own tolerances (not on ``max_iter``).
     unbounded : bool
         The loss was shown to be unbounded below (hierarchical VAE with Sigma1 learned and
-        beta1 > beta2: see ``warnings``); then ``loss`` is merely where the optimiser stopped.
+        beta1 > beta2; a learned decoder variance with nothing left for the decoder noise,
+        docs/theory.md §12.2: see ``warnings``); then ``loss`` is merely where the optimiser
+        stopped.
+    learned : dict
+        With a learned decoder variance: the best run's ``eta_dec`` and ``u = eta_dec^2``.
     singular_value_spread : dict map -> float
         Largest difference of a sorted singular value between runs that reached the best loss
         (within 1e-9 relative). Large values mean the minimum does not determine the singular
@@ -146,6 +151,8 @@ class NumericalResult:
     loss_scale: float = 1.0
     natural_scales: Dict[str, float] = field(default_factory=dict, repr=False)
     conditioning: float = 1.0
+    learned: Dict[str, float] = field(default_factory=dict)
+    decoder: str = "fixed"
 
     @property
     def run_losses(self):
@@ -154,6 +161,7 @@ class NumericalResult:
     def to_dict(self):
         return {
             "label": self.label, "model": self.model, "variance": self.variance,
+            **({"decoder": self.decoder} if self.decoder != "fixed" else {}),
             "covered_by_theory": self.covered, "latent_dims": dict(self.latent_dims),
             "hyper": {k: _jsonable(v) for k, v in self.hyper.items()},
             "loss": self.loss, "run_losses": self.run_losses.tolist(),
@@ -166,6 +174,7 @@ class NumericalResult:
             "converged": self.converged, "unbounded": self.unbounded,
             "singular_value_spread": dict(self.singular_value_spread),
             "warnings": list(self.warnings),
+            **({"learned": dict(self.learned)} if self.learned else {}),
         }
 
 
@@ -192,6 +201,7 @@ class CheckResult:
     iterations: int
     seconds: float
     learned: dict
+    decoder_variance: Optional[dict] = None
     claimed: dict = field(default_factory=dict, repr=False)
     numerical: Optional[NumericalResult] = field(default=None, repr=False)
     reason: str = ""
@@ -208,6 +218,8 @@ class CheckResult:
             "iterations": self.iterations,
             "seconds": self.seconds,
             "learned": self.learned,
+            **({"decoder_variance": self.decoder_variance}
+               if self.decoder_variance is not None else {}),
         }
 
 
@@ -251,6 +263,11 @@ class _Problem:
         self.d1, self.d2 = d1, d2
         self.h = hyper
         self.shapes, self.scale = self._blocks(factor, x_dim)
+        self.learned_decoder = setting.learned_decoder
+        if self.learned_decoder and "eta_dec" not in self.h:
+            # u = eta_dec^2 is learned (profiled out exactly, docs/theory.md §12.6): this value
+            # only sets the units of the optimisation and the start of the variances
+            self.h = dict(self.h, eta_dec=float(self.rms) if self.rms > 0 else 1.0)
         self.fixed = {}
         dims = {"log_var": d1, "log_var1": d1, "log_var2": d2}
         for name in setting.learned_log_vars:
@@ -288,7 +305,7 @@ class _Problem:
     def fun(self, x):
         with np.errstate(all="ignore"):  # a step into overflow is rejected by its inf loss
             p = self._complete(self.unpack(x))
-            f, g = self._core(p, grad=True)
+            f, g = self._objective(p, grad=True)
             g = self.pack(g)
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             return np.inf, np.zeros_like(x)
@@ -296,8 +313,37 @@ class _Problem:
 
     def value(self, x):
         with np.errstate(all="ignore"):
-            f = float(self._core(self._complete(self.unpack(x)), grad=False))
+            f = float(self._objective(self._complete(self.unpack(x)), grad=False))
         return f if np.isfinite(f) else np.inf
+
+    # -- the learned decoder variance, eliminated exactly (docs/theory.md §12.6)
+    def learned_u(self, p):
+        """The optimal ``u = eta_dec^2`` for the other parameters: the (weighted) reconstruction
+        error per output element, ``R / n`` (``n = D``, the CVAE's output dim, or ``D + beta1 d1``
+        for the hierarchical VAE, whose eta_dec is also the std of z1 given z2)."""
+        return self._recon(p) / self._n_out()
+
+    def _eta(self, p):
+        if not self.learned_decoder:
+            return self.h["eta_dec"]
+        u = self.learned_u(p)
+        return float(np.sqrt(u)) if u > 0 else self.h["eta_dec"]
+
+    def _objective(self, p, grad):
+        """The loss the optimiser minimises: L of docs/theory.md §1 (fixed eta_dec), or with
+        ``u`` learned the full negative beta-ELBO in nats at the optimal ``u = R / n``,
+        ``(L_u + C(u)) / (2u)``; by the envelope theorem its gradient is ``grad L_u / (2u)``."""
+        if not self.learned_decoder:
+            return self._core(p, grad=grad)
+        u = self.learned_u(p)
+        if not u > 0:  # a perfect reconstruction: -inf (unbounded), rejected as a step
+            return (np.inf, {n: np.zeros(self.shapes[n]) for n in self.names}) if grad else np.inf
+        out = self._core(p, grad=grad, ed=float(np.sqrt(u)))
+        L, g = out if grad else (out, None)
+        f = neg_elbo(L, self._constant(p, u), u)
+        if not grad:
+            return f
+        return f, {k: v / (2.0 * u) for k, v in g.items()}
 
     def init(self, rng):
         """Random encoders at their natural scale; learned log-variances from a few exact
@@ -335,10 +381,16 @@ class _Problem:
         ee = self.h["eta_enc"]
         collapsed = {z: zero_mean(v, ee, collapse_tol) for z, v in m["mean_second_moment"].items()}
         collapsed_prior = {z: collapsed_to_prior(v, collapse_tol) for z, v in m["kl"].items()}
+        learned, log_part = {}, float(self._log_part(p))
+        if self.learned_decoder:
+            u = self.learned_u(p)
+            learned = {"eta_dec": float(np.sqrt(u)), "u": float(u)}
+            with np.errstate(all="ignore"):   # the log-like parts of the nats objective
+                log_part = float((self._log_part(p, np.sqrt(u)) + self._constant(p, u)) / (2 * u))
         return dict(singular_values=sv, posterior_std=m["posterior_std"],
                     mean_second_moment=m["mean_second_moment"], kl=m["kl"], ranks=ranks,
                     collapsed=collapsed, collapsed_prior=collapsed_prior,
-                    log_part=float(self._log_part(p)))
+                    log_part=log_part, learned=learned)
 
     # -- units: the exact symmetry x -> x / s, eta_dec -> eta_dec / s (docs/theory.md §13)
     def rescaled(self, s):
@@ -399,16 +451,17 @@ class _VAEProblem(_EigenProblem):
         self._eigen(factor)
         return {"V": (self.d1, self.k)}, {"V": self.h["eta_enc"]}
 
-    def _kappas(self):
+    def _kappas(self, ed=None):
         h = self.h
-        return h["beta"] * (h["eta_dec"] / h["eta_enc"]) ** 2, h["beta"] * h["eta_dec"] ** 2
+        ed = h["eta_dec"] if ed is None else ed
+        return h["beta"] * (ed / h["eta_enc"]) ** 2, h["beta"] * ed ** 2
 
     def _complete(self, p):
         lv = self.log_var(p, "log_var")
         return {**p, "log_var": lv, "U": self._ridge_decoder(p["V"], np.exp(lv))}
 
-    def _core(self, p, grad):
-        bc2, kappa = self._kappas()
+    def _core(self, p, grad, ed=None):
+        bc2, kappa = self._kappas(ed)
         out = _vae_core(self.theta, p["V"], p["U"], p["log_var"], bc2, kappa, grad=grad)
         if not grad:
             return out
@@ -416,13 +469,40 @@ class _VAEProblem(_EigenProblem):
         return f, {n: g[n] for n in self.names}
 
     def _optimal_log_vars(self, p):
-        bc2, kappa = self._kappas()
+        bc2, kappa = self._kappas(self._eta(p))
         if "log_var" not in self.names:
             return {}
         return {"log_var": np.log(kappa / (np.einsum("ij,ij->j", p["U"], p["U"]) + bc2))}
 
-    def _log_part(self, p):
-        return -self._kappas()[1] * np.sum(p["log_var"])
+    def _log_part(self, p, ed=None):
+        return -self._kappas(ed)[1] * np.sum(p["log_var"])
+
+    def _recon(self, p):
+        """The reconstruction part of L (what ``u`` multiplies): ``||U V - Z||^2 + tr(U Sigma U^T)``."""
+        R = _residual(p["U"] @ p["V"], self.theta)
+        return float(np.sum(R * R) + np.einsum("ij,ij->j", p["U"], p["U"]) @ np.exp(p["log_var"]))
+
+    def _n_out(self):
+        return float(self.D)
+
+    def _constant(self, p, u):
+        """The constant dropped from L at eta_dec^2 = u (docs/theory.md §1.4)."""
+        return vae_constant(u, self._n_out(), self.d1, self.h["beta"], self.h["eta_enc"])
+
+    def degenerate(self, delta):
+        """A point of the family whose loss is unbounded below when ``u`` is learned and the
+        latent dims can carry every data mode (docs/theory.md §12.2): the top ``k`` whitened modes
+        encoded with gain eta_enc and encoder std ``delta``; None if d1 < k or no learned Sigma."""
+        if "log_var" not in self.names:  # fixed Sigma: only data without variance degenerate
+            return self.pack({"V": np.zeros((self.d1, self.k))}) if self.k == 0 else None
+        if self.d1 < self.k:
+            return None
+        ee = self.h["eta_enc"]
+        V = np.zeros((self.d1, self.k))
+        V[np.arange(self.k), np.arange(self.k)] = ee
+        lv = np.full(self.d1, 2 * np.log(ee))
+        lv[:self.k] = 2 * np.log(delta)
+        return self.pack({"V": V, "log_var": lv})
 
     def natural_scales(self):
         ee = self.h["eta_enc"]
@@ -503,8 +583,8 @@ class _CVAEProblem(_Problem):
         UU = _spd_solve_right(self.Zy @ H.T, M)
         return {**p, "log_var": lv, "U1": UU[:, :d1], "U2": UU[:, d1:] @ self._x_back}
 
-    def _core(self, p, grad):
-        bc2, kappa = self._kappas()
+    def _core(self, p, grad, ed=None):
+        bc2, kappa = self._kappas(ed)
         out = _cvae_core(self.Zx, self.Zy, p["Gt"], p["U1"], p["U2"], p["log_var"], bc2, kappa,
                          grad=grad)
         if not grad:
@@ -516,9 +596,42 @@ class _CVAEProblem(_Problem):
     def _optimal_log_vars(self, p):
         if "log_var" not in self.names:
             return {}
-        bc2, kappa = self._kappas()
+        bc2, kappa = self._kappas(self._eta(p))
         return {"log_var": np.log(kappa / (np.einsum("ij,ij->j", p["U1"], p["U1"]) + bc2))}
 
+    def _recon(self, p):
+        R = p["U1"] @ p["Gt"] + (p["U2"] @ self.Zx - self.Zy)
+        return float(np.sum(R * R) + np.einsum("ij,ij->j", p["U1"], p["U1"]) @ np.exp(p["log_var"]))
+
+    def _n_out(self):
+        return float(self.Zy.shape[0])
+
+    _constant = _VAEProblem._constant
+
+    def degenerate(self, delta):
+        """As :meth:`_VAEProblem.degenerate`: the encoder spans the part of y that x does not
+        explain (the residual's directions in the factor's coordinates)."""
+        Zx, Zy = self.Zx, self.Zy
+        if Zx.size:
+            Ux, sx, _ = np.linalg.svd(Zx.T, full_matrices=False)
+            Ux = Ux[:, sx > sx.max(initial=0.0) * max(Zx.shape) * np.finfo(float).eps]
+            Ry = Zy - (Zy @ Ux) @ Ux.T
+        else:
+            Ry = Zy
+        _, sr, Vt = np.linalg.svd(Ry, full_matrices=False)
+        top = max(float(np.linalg.norm(Zy, 2)) if Zy.size else 0.0, sr.max(initial=0.0))
+        B = Vt[sr > top * max(Ry.shape) * np.finfo(float).eps * np.sqrt(_learned_floor(1.0))]
+        m = B.shape[0]
+        if "log_var" not in self.names:  # fixed Sigma: only a y that x explains exactly
+            return self.pack({"Gt": np.zeros((self.d1, self.k))}) if m == 0 else None
+        if self.d1 < m:
+            return None
+        ee = self.h["eta_enc"]
+        G = np.zeros((self.d1, self.k))
+        G[:m] = ee * B
+        lv = np.full(self.d1, 2 * np.log(ee))
+        lv[:m] = 2 * np.log(delta)
+        return self.pack({"Gt": G, "log_var": lv})
     def data_params(self, x):
         p = self._complete(self.unpack(x))
         G = (p["Gt"] / self.s) @ self.Q.T
@@ -546,9 +659,9 @@ class _MHVAEProblem(_EigenProblem):
         d1, d2, ee = self.d1, self.d2, self.h["eta_enc"]
         return {"V1": (d1, self.k), "W2": (d2, d1)}, {"V1": ee, "W2": 1.0}
 
-    def _weights(self):
+    def _weights(self, ed=None):
         h = self.h
-        ed2 = h["eta_dec"] ** 2
+        ed2 = (h["eta_dec"] if ed is None else ed) ** 2
         return (h["beta1"], h["beta2"] * ed2 / h["eta_enc"] ** 2, h["beta2"] * ed2,
                 h["beta1"] * ed2 if self.setting.sigma1_entropy else 0.0)
 
@@ -564,8 +677,8 @@ class _MHVAEProblem(_EigenProblem):
         U2 = _spd_solve_right(Q @ W2.T, M)              # argmin b1 E||z1 - U2 z2||^2 given W2
         return {**p, "log_var1": lv1, "log_var2": lv2, "U1": U1, "U2": U2}
 
-    def _core(self, p, grad):
-        b1, b2c2, b2ed2, b1ed2 = self._weights()
+    def _core(self, p, grad, ed=None):
+        b1, b2c2, b2ed2, b1ed2 = self._weights(ed)
         out = _mhvae_core(self.theta, p["V1"], p["U1"], p["W2"], p["U2"], p["log_var1"],
                           p["log_var2"], b1, b2c2, b2ed2, b1ed2, grad=grad)
         if not grad:
@@ -574,7 +687,7 @@ class _MHVAEProblem(_EigenProblem):
         return f, {n: g[n] for n in self.names}
 
     def _optimal_log_vars(self, p):
-        b1, b2c2, b2ed2, b1ed2 = self._weights()
+        b1, b2c2, b2ed2, b1ed2 = self._weights(self._eta(p))
         out = {}
         if "log_var2" in self.names:
             cu2 = np.einsum("ij,ij->j", p["U2"], p["U2"])
@@ -587,9 +700,32 @@ class _MHVAEProblem(_EigenProblem):
             out["log_var1"] = np.log(b1ed2 / c)
         return out
 
-    def _log_part(self, p):
-        _, _, b2ed2, b1ed2 = self._weights()
+    def _log_part(self, p, ed=None):
+        _, _, b2ed2, b1ed2 = self._weights(ed)
         return -b2ed2 * np.sum(p["log_var2"]) - b1ed2 * np.sum(p["log_var1"])
+
+    def _recon(self, p):
+        """What u multiplies in L: ``E||x - U1 z1||^2 + beta1 E||z1 - U2 z2||^2`` (docs §1.3)."""
+        var1, var2 = np.exp(p["log_var1"]), np.exp(p["log_var2"])
+        R1 = _residual(p["U1"] @ p["V1"], self.theta)
+        R2 = p["U2"] @ p["W2"]
+        R2[np.diag_indices_from(R2)] -= 1.0
+        RV = R2 @ p["V1"]
+        cs = lambda M: np.einsum("ij,ij->j", M, M)  # noqa: E731
+        return float(np.sum(R1 * R1) + cs(p["U1"]) @ var1
+                     + self.h["beta1"] * (np.sum(RV * RV) + cs(R2) @ var1 + cs(p["U2"]) @ var2))
+
+    def _n_out(self):
+        return float(self.D + self.h["beta1"] * self.d1)
+
+    def _constant(self, p, u):
+        """docs/theory.md §1.4, hierarchical row, at eta_dec^2 = u (Sigma1 fixed)."""
+        h = self.h
+        return mhvae_constant(u, self.D, self.d1, self.d2, h["beta1"], h["beta2"], h["eta_enc"],
+                              p["log_var1"])
+
+    def degenerate(self, delta):
+        return None
 
     def natural_scales(self):
         ee = self.h["eta_enc"]
@@ -869,8 +1005,7 @@ def _unbounded_witness(prob):
                                 lv1, lv2,
                                 h["beta1"], h["beta2"] * ed2 / ee ** 2, h["beta2"] * ed2,
                                 h["beta1"] * ed2))
-    step = vals[1] - vals[0]
-    if step < 0 and vals[2] - vals[1] < 0.5 * step:
+    if _falls_without_bound(vals):
         return (f"the loss is unbounded below (beta1 > beta2): with z1 variance t^2 in one dim "
                 f"passed through z2 exactly (U2 W2 = I there), the loss is {vals[0]:.6g}, "
                 f"{vals[1]:.6g}, {vals[2]:.6g} at t = 1e1, 1e3, 1e5 (slope "
@@ -880,6 +1015,41 @@ def _unbounded_witness(prob):
 
 # --------------------------------------------------------------------------------------------
 # public: numerical optimum
+
+
+def _falls_without_bound(vals):
+    """Three losses along a family with a parameter spaced evenly in log: falling, and not
+    levelling off (the second step at least half the first) -- the mark of a log-linear descent."""
+    step = vals[1] - vals[0]
+    return step < 0 and vals[2] - vals[1] < 0.5 * step
+
+
+def _degenerate_witness(prob):
+    """Learned decoder variance (docs/theory.md §12.2): if the latent dims can carry every data
+    mode, encode them with a vanishing encoder std ``delta``; the reconstruction error, hence the
+    learned u, then vanishes like ``delta^2`` and the negative ELBO changes by
+    ``(n - beta k) log delta`` (n outputs, k modes). Returns a message with the evaluated
+    objective if it falls without bound along the family, else None."""
+    ee = prob.h["eta_enc"]
+    vals, us = [], []
+    for j in (1, 3, 5):
+        x = prob.degenerate(ee * 10.0 ** -j)
+        if x is None:
+            return None
+        with np.errstate(all="ignore"):
+            us.append(prob.learned_u(prob._complete(prob.unpack(x))))
+        vals.append(prob.value(x))
+    scale = float(prob.rms) ** 2 if prob.rms > 0 else 1.0
+    if all(u <= (1e3 * np.finfo(float).eps) ** 2 * scale for u in us):
+        return ("the loss is unbounded below (eta_dec learned): the decoder reproduces the data "
+                "exactly (nothing is left for the decoder noise: u = 0 up to round-off, "
+                f"{max(us):.3g}), so the negative ELBO is -inf; there is no global minimum")
+    if np.all(np.isfinite(vals)) and _falls_without_bound(vals):
+        return (f"the loss is unbounded below (eta_dec learned): with every data mode encoded and "
+                f"the encoder std delta -> 0 the learned decoder variance vanishes like delta^2 and "
+                f"the negative ELBO is {vals[0]:.6g}, {vals[1]:.6g}, {vals[2]:.6g} nats at "
+                f"delta = 1e-1, 1e-3, 1e-5 eta_enc; there is no global minimum")
+    return None
 
 
 def _setting_factor(setting, spectrum):
@@ -900,8 +1070,8 @@ def _setting_factor(setting, spectrum):
             M[0, 0] = 1.0
             M[1:, 1:] = np.diag(e)
             x_dim = 1
-        w, Q, _ = psd_eigh(M)
-        keep = w > 0
+        w, Q, tol = psd_eigh(M)
+        keep = w > (_learned_floor(tol) if setting.learned_decoder else 0)
         return (Q[:, keep], np.sqrt(w[keep])), x_dim
     if spectrum.kind != "data":
         raise ParameterError(f"the {setting.model} needs a data spectrum, got a {spectrum.kind} "
@@ -914,13 +1084,22 @@ def _setting_factor(setting, spectrum):
     else:
         theta = np.asarray(spectrum.theta, dtype=float)
         P = np.eye(theta.size)
-    return (theta[theta > 0], P), None
+    floor = _learned_floor(spectrum.tolerance) if setting.learned_decoder else 0.0
+    return (theta[theta * theta > floor], P), None
+
+
+def _learned_floor(tolerance):
+    """With a learned decoder variance, eigenvalues at or below ``RESOLUTION x tolerance`` are
+    round-off and count as 0, as in the closed forms (docs/theory.md §12.2)."""
+    from .theory import RESOLUTION
+
+    return RESOLUTION * tolerance
 
 
 def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, restarts=8,
                       seed=0, *, max_iter=20000, adam_steps=100, adam_lr=0.05, gtol=1e-11,
                       rank_tol=1e-4, collapse_tol=1e-6, n_jobs=None,
-                      progress: Optional[Callable[[int], None]] = None,
+                      progress: Optional[Callable[[int], None]] = None, decoder="fixed",
                       **hyper) -> NumericalResult:
     """Minimise the exact loss of a setting over all parameter matrices (best of ``restarts``).
 
@@ -942,6 +1121,11 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, r
         not what makes the optimisation converge.
     gtol : L-BFGS-B projected-gradient tolerance.
     rank_tol, collapse_tol : thresholds for ranks and collapsed counts (see :class:`NumericalResult`).
+    decoder : {"fixed", "learned"}
+        ``"learned"``: the decoder variance ``u = eta_dec^2`` is learned too (no ``eta_dec``
+        argument); it is eliminated exactly (``u = R / n``, docs/theory.md §12.6) and the loss
+        minimised is the full negative beta-ELBO in nats. The result's ``learned`` holds the
+        best run's ``eta_dec`` and ``u``; a loss unbounded below is detected and reported.
     n_jobs : int, optional
         Worker processes for the restarts (default: the available cores, serial for tiny
         problems). Results do not depend on it: the starts are drawn up front from ``seed``.
@@ -953,14 +1137,14 @@ def numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2=None, r
     with _one_blas_thread():
         return _numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2, restarts,
                                   seed, max_iter, adam_steps, adam_lr, gtol, rank_tol,
-                                  collapse_tol, n_jobs, progress, hyper)
+                                  collapse_tol, n_jobs, progress, decoder, hyper)
 
 
 def _numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2, restarts, seed,
                        max_iter, adam_steps, adam_lr, gtol, rank_tol, collapse_tol, n_jobs,
-                       progress, hyper):
+                       progress, decoder, hyper):
     t0 = time.perf_counter()
-    setting = _settings.get(model, variance)
+    setting = _settings.get(model, variance, decoder)
     d1 = _latent_dim("latent_dim", latent_dim)
     d2 = d1 if latent_dim2 is None else _latent_dim("latent_dim2", latent_dim2)
     if not setting.has_second_latent:
@@ -970,10 +1154,12 @@ def _numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2, resta
     prob = _problem(setting, factor, x_dim, d1, d2, h)
     # optimise in units where eta_dec ~ 1 (the exact symmetry x -> x/s, eta_dec -> eta_dec/s,
     # s a power of two: bitwise exact), report in the user's units (docs/theory.md §13)
-    s = 2.0 ** np.round(np.log2(h["eta_dec"]))
+    s = 2.0 ** np.round(np.log2(prob.h["eta_dec"]))
     work = prob.rescaled(s) if s != 1.0 else prob
     warnings = []
     witness = _unbounded_witness(prob) if setting.sigma1_entropy else None
+    if witness is None and setting.learned_decoder:
+        witness = _degenerate_witness(prob)
     if witness is not None:
         warnings.append(witness)
         max_iter = min(max_iter, 2000)  # no minimum to converge to: report where it got
@@ -990,7 +1176,8 @@ def _numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2, resta
         meas = prob.measures(x, rank_tol, collapse_tol)
         runs.append({"loss": f, "iterations": it, "converged": conv,
                      "singular_values": meas["singular_values"],
-                     "posterior_std": meas["posterior_std"], "measures": meas, "x": x})
+                     "posterior_std": meas["posterior_std"], "learned": meas["learned"],
+                     "measures": meas, "x": x})
         if best is None or f < best["loss"]:
             best = runs[-1]
     meas = best["measures"]
@@ -1002,19 +1189,19 @@ def _numerical_optimum(model, variance, spectrum, latent_dim, latent_dim2, resta
         warnings.extend(_spread_warnings(spread, meas["singular_values"], n_same,
                                          prob.natural_scales()))
     return NumericalResult(
-        model=model, variance=variance, latent_dims=latent_dims, hyper=h, loss=best["loss"],
+        model=model, variance=variance, decoder=decoder, latent_dims=latent_dims, hyper=h, loss=best["loss"],
         singular_values=meas["singular_values"], posterior_std=meas["posterior_std"],
         ranks=meas["ranks"], mean_second_moment=meas["mean_second_moment"], kl=meas["kl"],
         collapsed=meas["collapsed"], collapsed_prior=meas["collapsed_prior"],
         runs=[{k: r[k] for k in ("loss", "iterations", "converged", "singular_values",
-                                 "posterior_std", "measures")} for r in runs],
+                                 "posterior_std", "learned", "measures")} for r in runs],
         converged=bool(best["converged"]) and witness is None, unbounded=witness is not None,
         singular_value_spread=spread,
         warnings=tuple(warnings + _convergence_warnings(runs, best, max_iter)),
         iterations=total_iter, seconds=time.perf_counter() - t0,
         covered=setting.covers(h), params=prob.data_params(best["x"]),
         loss_scale=loss_scale, natural_scales=prob.natural_scales(),
-        conditioning=prob.conditioning(),
+        conditioning=prob.conditioning(), learned=dict(meas["learned"]),
     )
 
 
@@ -1026,6 +1213,9 @@ def _solution_setting(sol, index):
     point = sol.at(index)
     claimed = {"optimal_loss": point.optimal_loss, "singular_values": point.singular_values,
                "posterior_std": point.posterior_std}
+    if sol.learned:  # a learned decoder variance (docs/theory.md §12): u, or no minimum at all
+        claimed["unbounded"] = bool(point.value(sol.learned["unbounded"]))
+        claimed["decoder_variance"] = float(point.value(sol.learned["u"]))
     dims = {z.dim_arg: sol.latent_dims[z.name] for z in sol.setting.latents}
     return point.hyper, claimed, dims["latent_dim"], dims.get("latent_dim2")
 
@@ -1085,6 +1275,7 @@ def check_claim(target, claimed=None, *, index=(), model=None, variance=None, la
         base.update(claimed)
         claimed = base
         model, variance, spectrum = target.model, target.variance, target.spectrum
+        options.setdefault("decoder", target.decoder)
     elif isinstance(target, Spectrum):
         if model is None or variance is None or latent_dim is None:
             raise ParameterError("check_claim on a Spectrum needs model, variance and latent_dim")
@@ -1128,7 +1319,41 @@ def _compare_values(sv, std, claimed, ee, natural, worst=None):
     return per_map, rel_sv, rel_std
 
 
+def _u_error(run, claimed):
+    """Relative error of the learned decoder variance u of a run against the claim (0 if none)."""
+    want = claimed.get("decoder_variance")
+    got = (run.get("learned") or {}).get("u")
+    if want is None or got is None or not np.isfinite(want):
+        return 0.0
+    return abs(got - want) / want if want > 0 else abs(got)
+
+
+def _unbounded_verdict(num, claimed):
+    """A claim that the loss has no minimum (learned decoder variance, docs/theory.md §12.2)."""
+    best = int(np.argmin([r["loss"] for r in num.runs]))
+    meas = num.runs[best]["measures"]
+    learned = {"loss": num.runs[best]["loss"], "singular_values": _lists(meas["singular_values"]),
+               "posterior_std": _lists(meas["posterior_std"]), "ranks": dict(meas["ranks"]),
+               "collapsed": dict(meas["collapsed"]),
+               "collapsed_prior": dict(meas["collapsed_prior"])}
+    if num.unbounded:
+        verdict, reason = Verdict.CONFIRMED, "unbounded below, as claimed: " + num.warnings[0]
+    else:
+        verdict = Verdict.INCONCLUSIVE
+        reason = ("the closed form says the loss is unbounded below, but the degenerate family "
+                  "did not lower it without bound here")
+    dv = {"claimed": None, "learned": (num.runs[best].get("learned") or {}).get("u"),
+          "error": None, "unbounded": True}
+    return CheckResult(verdict=verdict, loss_gap=None, max_singular_value_error=0.0,
+                       max_variance_error=0.0, per_map={}, restarts_matching=0,
+                       restarts=len(num.runs), iterations=num.iterations, seconds=num.seconds,
+                       learned=learned, decoder_variance=dv, claimed=claimed, numerical=num,
+                       reason=reason)
+
+
 def _verdict(num, claimed, tol_loss, tol_sv):
+    if claimed.get("unbounded"):
+        return _unbounded_verdict(num, claimed)
     ee = num.hyper["eta_enc"]
     nat = num.natural_scales
     L = claimed.get("optimal_loss")
@@ -1142,7 +1367,8 @@ def _verdict(num, claimed, tol_loss, tol_sv):
     matching = 0
     for r, g in zip(runs, gaps):
         _, rs, rv = _compare_values(r["singular_values"], r["posterior_std"], claimed, ee, nat)
-        if (g is None or abs(g) <= tol_loss) and rs <= tol_sv and rv <= tol_sv:
+        if (g is None or abs(g) <= tol_loss) and rs <= tol_sv and rv <= tol_sv \
+                and _u_error(r, claimed) <= tol_sv:
             matching += 1
     best = int(np.argmin([r["loss"] for r in runs]))
     worst = {}
@@ -1150,11 +1376,16 @@ def _verdict(num, claimed, tol_loss, tol_sv):
                                                runs[best]["posterior_std"], claimed, ee, nat,
                                                worst)
     gap = gaps[best]
-    if gap is not None and gap < -tol_loss:
+    u_err = _u_error(runs[best], claimed)
+    if num.unbounded and L is not None:
+        verdict = Verdict.REFUTED
+        reason = f"the claimed minimum {L:.12g} does not exist: {num.warnings[0]}"
+    elif gap is not None and gap < -tol_loss:
         verdict = Verdict.REFUTED
         reason = (f"a run reached a loss {-gap:.3g} (relative) below the claimed minimum "
                   f"{L:.12g}: the learned point is a counterexample")
-    elif (gap is None or abs(gap) <= tol_loss) and rel_sv <= tol_sv and rel_std <= tol_sv:
+    elif ((gap is None or abs(gap) <= tol_loss) and rel_sv <= tol_sv and rel_std <= tol_sv
+          and u_err <= tol_sv):
         verdict = Verdict.CONFIRMED
         reason = "best run matches the claimed loss and singular values"
     else:
@@ -1180,6 +1411,8 @@ def _verdict(num, claimed, tol_loss, tol_sv):
                             "claim but not a confirmation (a looser tol_sv would confirm)")
         if rel_std > tol_sv:
             bits.append(f"posterior stds differ by {rel_std:.3g} (relative)")
+        if u_err > tol_sv:
+            bits.append(f"the learned decoder variance u differs by {u_err:.3g} (relative)")
         if not num.converged:
             bits.append("the best run stopped at max_iter before converging (raise max_iter)")
         if num.conditioning > FLOAT64_CONDITIONING:
@@ -1198,9 +1431,14 @@ def _verdict(num, claimed, tol_loss, tol_sv):
         "collapsed": dict(meas["collapsed"]),
         "collapsed_prior": dict(meas["collapsed_prior"]),
     }
+    dv = None
+    if "decoder_variance" in claimed:
+        dv = {"claimed": claimed["decoder_variance"],
+              "learned": (runs[best].get("learned") or {}).get("u"), "error": u_err,
+              "unbounded": False}
     return CheckResult(
         verdict=verdict, loss_gap=gap, max_singular_value_error=rel_sv,
         max_variance_error=rel_std, per_map=per_map, restarts_matching=matching,
         restarts=len(runs), iterations=num.iterations, seconds=num.seconds, learned=learned,
-        claimed=claimed, numerical=num, reason=reason,
+        decoder_variance=dv, claimed=claimed, numerical=num, reason=reason,
     )

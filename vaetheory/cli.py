@@ -243,9 +243,12 @@ class HyperValues(click.ParamType):
         self.parse, self.name = parse, name
 
     def convert(self, value, param, ctx):
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) or value is LEARNED:
             return value
         flag = param.opts[0] if param is not None else "value"
+        if (param is not None and param.name in LEARNABLE_OPTIONS
+                and str(value).strip().lower() == "learned"):
+            return LEARNED
         values = self.parse(value, flag)
         vs.check_value(param.name if param is not None else "beta", values, label=flag)
         return values
@@ -306,6 +309,15 @@ class ReconType(click.ParamType):
     def convert(self, value, param, ctx):
         return vconv.recon_kind(value)
 
+
+class _Learned(str):
+    """The value ``learned`` of ``--eta-dec``: the decoder variance is learned (docs §12)."""
+
+
+#: ``--eta-dec learned``
+LEARNED = _Learned("learned")
+#: options that take ``learned`` instead of values
+LEARNABLE_OPTIONS = ("eta_dec",)
 
 GRID = HyperValues(parse_values, "values")
 VECTOR = HyperValues(parse_vector, "vector")
@@ -420,8 +432,10 @@ def model_options(f=None, *, latent_required=True, open_settings=False):
                      help="mhvae: KL weight of z2, default 1. " + grid_help),
         click.option("--eta-enc", default=None, metavar="VALUES", type=GRID,
                      help="Prior std eta_enc, default 1. " + grid_help),
-        click.option("--eta-dec", default=None, metavar="VALUES", type=GRID,
-                     help="Decoder noise std eta_dec, default 1. " + grid_help),
+        click.option("--eta-dec", default=None, metavar="VALUES|learned", type=GRID,
+                     help="Decoder noise std eta_dec, default 1. " + grid_help + " 'learned': "
+                          "the decoder variance is learned with the model (sigma-VAE, "
+                          "probabilistic PCA at beta 1; docs/theory.md §12)."),
         click.option("--sigma", default=None, metavar="S", type=VECTOR,
                      help="vae/cvae fixed variance: encoder std, one value (isotropic) or a comma "
                           "list with one per latent dim."),
@@ -616,14 +630,15 @@ def _check_applicable(model, given):
         raise _usage(f"not an option of --model {model}: {listed}{hint}")
 
 
-def _resolve_variance(model, variance, given):
+def _resolve_variance(model, variance, given, decoder="fixed"):
     """The setting of --model/--variance and the variance options given (sigma, sigma1, sigma2)."""
     names = {v for v in vs.VARIANCES[model]} | set(vs._ALIASES.get(model, {}))
     if variance is not None and variance not in names:
         owner = next(m for m in vs.MODELS if variance in vs.VARIANCES[m])
         use = " or ".join(vs.VARIANCES[model])
         raise _usage(f"--variance {variance} is for --model {owner}; use {use}")
-    setting = vs.resolve(model, variance, given=[k for k in given if given[k] is not None])
+    setting = vs.resolve(model, variance, given=[k for k in given if given[k] is not None],
+                         decoder=decoder)
     if variance is None:
         return setting
     for spec in setting.hyperparameters:  # a required variance hyperparameter is missing
@@ -736,7 +751,14 @@ def _finish_options(opts, raw, conv, need_latent, default_latent, data_only, ope
     model = opts.model
     if data_only:
         return opts
-    setting = _resolve_variance(model, raw["variance"], raw)
+    decoder = "fixed"
+    if raw.get("eta_dec") is LEARNED:
+        decoder = "learned"
+        raw["eta_dec"] = None
+        if raw["variance"] == "both-learnable":
+            raise _usage("--eta-dec learned with --variance both-learnable is not supported "
+                         "(Sigma1, Sigma2 and eta_dec all learned); learn at most two of them")
+    setting = _resolve_variance(model, raw["variance"], raw, decoder)
     if raw["latent_dim"] is None:
         if default_latent is not None:
             dims = [int(default_latent)]
@@ -770,7 +792,7 @@ def _finish_options(opts, raw, conv, need_latent, default_latent, data_only, ope
                          f"{wrong[0]}: give one value (isotropic) or one per latent dim")
     opts.request = request
     if dims and not request.covered:
-        if setting.theory is None:
+        if setting.theory is None and not setting.learned_decoder:
             reason = (f"--variance {setting.variance} (Sigma1 learned as well) has no closed form "
                       "in the theory; `vaetheory check` reports its numerical optimum")
         else:
@@ -786,6 +808,8 @@ def _settings_doc(opts: Options) -> dict:
     out = {"model": req.setting.model, "variance": req.setting.variance, "center": sel.center,
            **({"variance_given": opts.given["variance"]}
               if opts.given.get("variance") not in (None, req.setting.variance) else {}),
+           **({"decoder": "learned", "learned": list(req.setting.learned_hyperparameters)}
+              if req.setting.learned_decoder else {}),
            "grid": {k: v for k, v in req.axes.items()},
            "grid_shape": list(req.grid_shape), "latent_dims": list(req.latent_dims)}
     if req.latent_dims2 is not None:
@@ -994,6 +1018,8 @@ def _grid_sentence(opts: Options) -> str:
         if v is not None:
             parts.append(f"{name} = " + (report.fmt(v[0]) + " (isotropic)" if v.size == 1
                                          else ",".join(report.fmt(x) for x in v)))
+    if req.setting.learned_decoder:
+        parts.append("eta_dec learned")
     dims = ", ".join(f"({a}, {b})" if b is not None else str(a) for a, b in req.latent_settings())
     two = req.setting.has_second_latent
     parts.append(("latent dims (z1, z2) = " if two else "latent dim = ") + dims)
@@ -1001,7 +1027,8 @@ def _grid_sentence(opts: Options) -> str:
 
 
 def _model_sentence(sol) -> str:
-    return f"model: {sol.setting.title}, {sol.variance} variance -- {sol.theorem}"
+    dec = ", decoder variance learned" if sol.setting.learned_decoder else ""
+    return f"model: {sol.setting.title}, {sol.variance} variance{dec} -- {sol.theorem}"
 
 
 def _say_conversion(console, opts):
@@ -1084,9 +1111,12 @@ def _check_matrices_path(path, force, inputs):
 
 def _write_matrices(path, sol, force):
     mats = sol.matrices(tuple(0 for _ in sol.grid_shape))
-    meta = report.dumps({"model": sol.model, "variance": sol.variance, "theorem": sol.theorem,
-                         "params": report.point_params(sol, tuple(0 for _ in sol.grid_shape)),
-                         "notes": list(sol.notes)}, indent=None)
+    idx = tuple(0 for _ in sol.grid_shape)
+    meta = {"model": sol.model, "variance": sol.variance, "theorem": sol.theorem,
+            "params": report.point_params(sol, idx), "notes": list(sol.notes)}
+    if sol.learned:  # a learned decoder variance: the eta_dec these matrices go with
+        meta["learned"] = report.learned_point(sol, idx)
+    meta = report.dumps(meta, indent=None)
     existed = os.path.exists(path)
     try:
         with open(path, "wb" if force else "xb") as fh:
@@ -1555,7 +1585,7 @@ def _run_sgd_checks(X, y, sols, opts, copts, show_progress, raw=None):
                             dims.get("latent_dim2"), y=y, epochs=copts["epochs"],
                             batch_size=copts["batch_size"], lr=lr, encoder_lr=elr,
                             seed=copts["seed"], center=center, progress=tick, prediction=pt,
-                            **pt.hyper)
+                            decoder=pt.solution.decoder, **pt.hyper)
             out.append(report.check_dict(res, "sgd"))
             if raw is not None:
                 raw.append(res)
@@ -1577,7 +1607,8 @@ def _check_open(data, opts, copts, as_json):
         for d1, d2, _, hyper in points:
             num = numerical_optimum(setting.model, setting.variance, spectrum, d1, d2,
                                     restarts=copts["restarts"], seed=copts["seed"],
-                                    max_iter=copts["max_iter"], progress=tick, **hyper)
+                                    max_iter=copts["max_iter"], progress=tick,
+                                    decoder=setting.decoder, **hyper)
             params = {**{k: (v.tolist() if isinstance(v, np.ndarray) else v)
                          for k, v in hyper.items()}, "latent_dim": d1}
             if d2 is not None:
@@ -1590,8 +1621,9 @@ def _check_open(data, opts, copts, as_json):
         return 0
     console = _console()
     _say(console, report.data_sentence(info))
-    _say(console, f"model: {setting.model}, {setting.variance} -- no closed form in the theory: "
-                  "numerical optimum only (not a prediction, nothing to confirm)")
+    dec = ", eta_dec learned" if setting.learned_decoder else ""
+    _say(console, f"model: {setting.model}, {setting.variance}{dec} -- no closed form in the "
+                  "theory: numerical optimum only (not a prediction, nothing to confirm)")
     req = opts.request
     _print_table(console, report.numerical_table(results, req.swept or list(req.axes)[:1]))
     for params, num in results:

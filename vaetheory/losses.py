@@ -36,7 +36,8 @@ import numpy as np
 from .errors import ParameterError
 from .settings import check_value
 
-__all__ = ["cvae_loss", "mhvae_loss", "pack", "unpack", "unpack_shapes", "vae_loss"]
+__all__ = ["cvae_loss", "mhvae_loss", "pack", "unpack", "unpack_shapes", "vae_loss",
+           "vae_constant", "mhvae_constant", "neg_elbo"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -365,6 +366,29 @@ def _mhvae_core(Z, V1, U1, W2, U2, lv1, lv2, beta1, b2c2, b2ed2, b1ed2, grad=Fal
         "log_var2": var2 * (beta1 * cU2 + b2c2) - b2ed2,
     }
     return float(value), g
+
+
+# ----------------------------------------------------------------------------- constants
+def vae_constant(u, D, d1, beta, eta_enc):
+    """The constant dropped from the VAE's (CVAE's: ``D`` = the output dim) ``L`` at
+    ``eta_dec^2 = u`` (docs/theory.md §1.4): ``D u log(2 pi u) + beta u d1 (log eta_enc^2 - 1)``.
+    With a learned decoder variance it is no longer a constant: ``(L + C(u)) / (2u)`` is the full
+    negative beta-ELBO per sample in nats (§12.1, :func:`neg_elbo`)."""
+    return D * u * np.log(2 * np.pi * u) + beta * u * d1 * (2 * np.log(eta_enc) - 1.0)
+
+
+def mhvae_constant(u, D, d1, d2, beta1, beta2, eta_enc, log_var1):
+    """The hierarchical row of docs/theory.md §1.4 at ``eta_dec^2 = u`` with a fixed Sigma1
+    (``log_var1`` its log-variances): ``D u log(2 pi u) + beta1 d1 u (log u - 1)
+    + beta2 d2 u (log eta_enc^2 - 1) - beta1 u log|Sigma1|``."""
+    return (D * u * np.log(2 * np.pi * u) + beta1 * d1 * u * (np.log(u) - 1.0)
+            + beta2 * d2 * u * (2 * np.log(eta_enc) - 1.0) - beta1 * u * np.sum(log_var1))
+
+
+def neg_elbo(L, C, u):
+    """The per-sample negative beta-ELBO in nats from a loss ``L`` of this module evaluated at
+    ``eta_dec^2 = u`` and its dropped constant ``C`` (docs/theory.md §12.1): ``(L + C) / (2u)``."""
+    return (L + C) / (2.0 * u)
 
 
 # ----------------------------------------------------------------------------- flattening

@@ -252,12 +252,41 @@ def point_params(sol, idx) -> dict:
     return sol.at(idx).params
 
 
+def learned_point(sol, idx) -> Optional[dict]:
+    """The learned hyperparameters at a point (docs/theory.md §12): ``eta_dec`` (the learned
+    decoder std), ``decoder_variance`` (u = eta_dec^2), ``beta_u`` (the effective beta eta_dec^2),
+    ``unbounded`` (no minimum: those are null) and ``flat``; None for a fixed decoder."""
+    if not sol.learned:
+        return None
+    pt = sol.at(idx)
+    v = {k: pt.value(a) for k, a in sol.learned.items()}
+    out = {"eta_dec": float(v["eta_dec"]), "decoder_variance": float(v["u"]),
+           "beta_u": float(v["kappa"]), "unbounded": bool(v["unbounded"]),
+           "flat": bool(v["flat"])}
+    if out["unbounded"]:
+        out["reason"] = ("unbounded below as eta_dec -> 0: the latent dims carry all of the "
+                         "data's variance and D > beta x (number of data modes) (docs/theory.md "
+                         "§12.2)" if sol.setting.latent(sol.setting.critical_latent).learned else
+                         "unbounded below as eta_dec -> 0: the data have no variance")
+    return out
+
+
+def _learned_doc(sol) -> dict:
+    """Top-level JSON keys of a learned-decoder document (nothing for a fixed decoder)."""
+    if not sol.setting.learned_decoder:
+        return {}
+    return {"decoder": "learned", "learned_hyperparameters": list(sol.setting.learned_hyperparameters),
+            "loss_units": "nats: the full negative beta-ELBO per sample (docs/theory.md §12.1)"}
+
+
 def point_dict(sol, idx, delta: Optional[float] = None) -> dict:
     """One entry of ``points`` in the JSON document (with ``logged`` when ``delta`` is given:
-    what a training log shows at the optimum, :func:`vaetheory.logged.logged`)."""
+    what a training log shows at the optimum, :func:`vaetheory.logged.logged`; with ``learned``
+    first for a learned decoder variance)."""
     pt = sol.at(idx)
+    learned = learned_point(sol, idx)
     extra = {} if delta is None else {"logged": pt.logged(delta).to_dict()}
-    return {**_point_core(pt), **extra}
+    return {**({"learned": learned} if learned is not None else {}), **_point_core(pt), **extra}
 
 
 def _point_core(pt) -> dict:
@@ -336,6 +365,7 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "settings": dict(settings or {}),
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
+        **_learned_doc(first),
         "notes": document_notes(info, prediction_notes(solutions)),
         "points": (_with_checks([point_dict(sol, idx, delta) for sol in solutions
                                  for idx in grid_indices(sol)], checks) if points else []),
@@ -479,6 +509,10 @@ def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
         return
     shape = sol.grid_shape
     n = int(np.prod(shape))
+    if sol.learned:  # a learned decoder's point has a per-point structure (reason iff unbounded)
+        for idx in grid_indices(sol):
+            yield _indent(dumps(point_dict(sol, idx)), 4)
+        return
     try:
         fmt_text, cols = _template(_point_columns(sol))
     except (KeyError, ValueError, TypeError):
@@ -635,6 +669,11 @@ def point_summary(sol, idx, label_params: Sequence[str] = (), param: Optional[st
     """One line in words, e.g. ``beta=100: 12 of 16 latent dims collapse; dims 5-16 need beta < 69.47``."""
     param = param or _default_param(sol)
     words = [_latent_words(sol, idx, latent, param) for latent in sol.latent_dims]
+    lp = learned_point(sol, idx)
+    if lp is not None:
+        words.append("no optimum: the loss is unbounded below as eta_dec -> 0" if lp["unbounded"]
+                     else f"learned eta_dec = {fmt(lp['eta_dec'], 6)} (u = "
+                          f"{fmt(lp['decoder_variance'], 6)}, beta u = {fmt(lp['beta_u'], 6)})")
     return f"{point_label(sol, idx, label_params, show_dims)}: " + "; ".join(words)
 
 
@@ -714,7 +753,12 @@ def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str
     maps = first.setting.maps
     table.add_column("ranks " + ", ".join(
         (f"{l} " if len(maps) > 1 else "") + "enc/dec" for l in maps), justify="right", overflow="fold")
-    table.add_column("optimal loss", justify="right", overflow="fold")
+    learned_dec = first.setting.learned_decoder
+    if learned_dec:
+        table.add_column("learned eta_dec", justify="right", overflow="fold")
+        table.add_column("beta u", justify="right", overflow="fold")
+    table.add_column("optimal loss (nats)" if learned_dec else "optimal loss", justify="right",
+                     overflow="fold")
     if rows is None:
         rows = [(sol, idx) for sol in solutions for idx in grid_indices(sol)]
     for sol, idx in rows:
@@ -731,6 +775,10 @@ def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str
         ranks = sol.at(idx).ranks
         row.append(", ".join("/".join(str(ranks[m]) for m in ms)
                              for ms in maps.values()))
+        if learned_dec:
+            lp = learned_point(sol, idx)
+            row += (["none (unbounded)", "-"] if lp["unbounded"] else
+                    [fmt(lp["eta_dec"], 6), fmt(lp["beta_u"], 6)])
         row.append(fmt(sol.at(idx).optimal_loss, 7))
         table.add_row(*row)
     return table
@@ -837,8 +885,10 @@ def thresholds_point(sol, idx) -> dict:
     vals = spectrum_values(sol.spectrum)
     padded = np.zeros(d)
     padded[:min(d, vals.size)] = vals[:d]
+    learned = learned_point(sol, idx)
     return {
         "params": point_params(sol, idx),
+        **({"learned": learned} if learned is not None else {}),
         "latent": latent,
         "spectrum": padded,
         "critical": {name: [float(x) for x in v] for name, v in sol.at(idx).critical.items()},
@@ -861,6 +911,7 @@ def thresholds_document(solutions: Sequence, info: dict, settings: dict, points:
             "data": _data(info), "settings": settings,
             "critical_latent": critical_latent(first),
             "critical_direction": dict(first.critical_direction),
+            **_learned_doc(first),
             "notes": document_notes(info, notes_of(solutions)), "points": points}
 
 
@@ -1042,6 +1093,9 @@ def check_table(solutions: Sequence, swept: Sequence[str], checks: Sequence[dict
     latents = list(first.latent_dims)
     for latent in latents:
         table.add_column(f"collapsed {latent} pred/found", justify="right", overflow="fold")
+    learned_dec = first.setting.learned_decoder
+    if learned_dec:
+        table.add_column("u pred/found", justify="right", overflow="fold")
     if mode == "exact":
         for name in ("loss gap", "sv error", "runs at optimum", "seconds"):
             table.add_column(name, justify="right", overflow="fold")
@@ -1059,6 +1113,12 @@ def check_table(solutions: Sequence, swept: Sequence[str], checks: Sequence[dict
         for latent in latents:
             f = found.get(latent, found_mean.get(latent))
             row.append(f"{_range_text(_collapsed(sol, idx, latent))}/{'-' if f is None else f}")
+        if learned_dec:
+            lp = learned_point(sol, idx)
+            found = ((chk.get("decoder_variance") or {}).get("learned") if mode == "exact"
+                     else (chk.get("learned") or {}).get("u"))
+            pred = "unbounded" if lp["unbounded"] else fmt(lp["decoder_variance"], 6)
+            row.append(f"{pred}/{fmt(found, 6)}")
         if mode == "exact":
             row += [fmt(chk["loss_gap"], 2), fmt(chk["max_singular_value_error"], 2),
                     f"{chk['restarts_matching']}/{chk['restarts']}", fmt(chk["seconds"], 3)]
@@ -1122,6 +1182,8 @@ def numerical_document(results: Sequence[Tuple[dict, object]], info: dict, setti
     first = results[0][1]
     return {
         "model": first.model, "variance": first.variance, "label": first.label,
+        **({"decoder": first.decoder, "learned_hyperparameters": ["eta_dec"]}
+           if first.decoder != "fixed" else {}),
         "covered_by_theory": False, "centered": spectrum.centered,
         "n_samples": spectrum.n_samples, "spectrum": spectrum_values(spectrum),
         "spectrum_units": spectrum_units(spectrum), "spectrum_kind": spectrum.kind,
@@ -1142,6 +1204,8 @@ def numerical_table(results: Sequence[Tuple[dict, object]], label_params: Sequen
     for latent in first.latent_dims:
         table.add_column(f"collapsed {latent}", justify="right", overflow="fold")
     table.add_column("ranks", justify="right", overflow="fold")
+    if first.learned:
+        table.add_column("learned eta_dec", justify="right", overflow="fold")
     table.add_column("converged", overflow="fold")
     for params, num in results:
         label = ", ".join(f"{k}={fmt(params[k]) if not isinstance(params[k], list) else params[k]}"
@@ -1151,6 +1215,8 @@ def numerical_table(results: Sequence[Tuple[dict, object]], label_params: Sequen
             c = num.collapsed_prior.get(latent, num.collapsed.get(latent))
             row.append("-" if c is None else str(c))
         row.append(", ".join(f"{k} {v}" for k, v in num.ranks.items()))
+        if first.learned:
+            row.append(fmt(num.learned.get("eta_dec"), 6))
         row.append("no (unbounded below)" if num.unbounded else ("yes" if num.converged else "no"))
         table.add_row(*row)
     return table

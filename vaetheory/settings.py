@@ -18,6 +18,26 @@ mhvae/sigma2-fixed     :func:`~vaetheory.theory.mhvae_fixed_sigma2`     Theorem 
 mhvae/both-learnable   none (numerical optimum only)                     §5.5
 =====================  =====================================  ===============================
 
+A second axis says whether the decoder noise variance ``u = eta_dec^2`` is a hyperparameter
+(``decoder="fixed"``, the paper's setting and the default) or learned with the other parameters
+(``decoder="learned"``: sigma-VAE, probabilistic PCA; docs/theory.md §12). A learned-decoder record
+has no ``eta_dec`` hyperparameter; its theory function reports the learned ``eta_dec`` (and
+``u``, ``beta u``) at the optimum, and its objective is the full negative beta-ELBO in nats.
+:data:`SETTINGS` holds the fixed-decoder records by ``(model, variance)`` as before;
+:data:`LEARNED_DECODER` the learned-decoder ones by ``(model, variance)``; :func:`get` and
+:func:`resolve` take ``decoder=`` (default ``"fixed"``):
+
+=================================  ==========================================  ==========
+``model/variance/decoder``         theory function                             docs
+=================================  ==========================================  ==========
+vae/learnable/learned              ``vae_learnable_sigma_learned_decoder``     §12.2
+vae/fixed/learned                  ``vae_fixed_sigma_learned_decoder``         §12.3
+cvae/learnable/learned             ``cvae_learnable_sigma_learned_decoder``    §12.4
+cvae/fixed/learned                 ``cvae_fixed_sigma_learned_decoder``        §12.4
+mhvae/sigma2-learnable/learned     none (numerical optimum only)               §12.5
+mhvae/sigma2-fixed/learned         none (numerical optimum only)               §12.5
+=================================  ==========================================  ==========
+
 Adding a setting is one record here plus its theory and loss functions. Hyperparameters are
 validated at the boundary with one rule table (:data:`CONSTRAINTS`), in the style of
 scikit-learn's ``_parameter_constraints``: :func:`check_value` for one value, :func:`point_hyper`
@@ -38,8 +58,9 @@ from ._validation import latent_dim as check_latent_dim  # noqa: F401  (one rule
 from ._validation import positive
 from .errors import NotCoveredError, ParameterError
 
-__all__ = ["Hyperparameter", "Latent", "KLTerm", "Setting", "SETTINGS", "MODELS", "CONSTRAINTS",
-           "get", "resolve", "check_value", "point_hyper", "Request"]
+__all__ = ["Hyperparameter", "Latent", "KLTerm", "Setting", "SETTINGS", "LEARNED_DECODER",
+           "RECORDS", "DECODERS", "MODELS", "CONSTRAINTS", "get", "resolve", "check_value",
+           "point_hyper", "Request"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -139,15 +160,31 @@ class Setting:
     depends_on: Tuple[str, ...] = ()    # the combinations of hyperparameters the optimum
     #                                     depends on (docs §10): all a training loss can fix
     depends_note: str = ""              # what the others do
+    decoder: str = "fixed"         # "fixed": eta_dec is a hyperparameter; "learned": u = eta_dec^2
+    #                                is learned (docs/theory.md §12)
 
     # ---- identity
     @property
-    def key(self) -> Tuple[str, str]:
-        return (self.model, self.variance)
+    def key(self) -> Tuple[str, ...]:
+        """``(model, variance)``; ``(model, variance, "learned")`` for a learned decoder variance."""
+        if self.decoder == "fixed":
+            return (self.model, self.variance)
+        return (self.model, self.variance, self.decoder)
 
     @property
     def name(self) -> str:
-        return f"{self.model}/{self.variance}"
+        base = f"{self.model}/{self.variance}"
+        return base if self.decoder == "fixed" else f"{base}/{self.decoder}-decoder"
+
+    @property
+    def learned_decoder(self) -> bool:
+        """Whether the decoder variance ``u = eta_dec^2`` is learned (docs/theory.md §12)."""
+        return self.decoder == "learned"
+
+    @property
+    def learned_hyperparameters(self) -> Tuple[str, ...]:
+        """Hyperparameters of the paper that this setting learns instead (``("eta_dec",)``)."""
+        return ("eta_dec",) if self.learned_decoder else ()
 
     @property
     def covered(self) -> bool:
@@ -227,6 +264,9 @@ class Setting:
     def not_covered(self, hyper: Mapping = None) -> Optional[str]:
         """Why these hyperparameter values have no closed form (None if they have one)."""
         if self.theory is None:
+            if self.learned_decoder:
+                return (f"{self.name} (eta_dec learned) has no verified closed form "
+                        "(docs/theory.md §12.5); `vaetheory check` reports its numerical optimum")
             return f"{self.name} has no closed form in the theory"
         for h in self.hyperparameters:
             if h.kind == "isotropic" and (hyper or {}).get(h.name) is not None:
@@ -247,6 +287,8 @@ class Setting:
         if fn is None:
             raise NotCoveredError(f"{self.name} has no closed form in the theory; "
                                   "vaetheory.checker.numerical_optimum gives its numerical optimum")
+        if self.learned_decoder and hyper.get("eta_dec") is not None:
+            raise ParameterError(f"{self.name} learns eta_dec: do not give a value for it")
         for spec in self.hyperparameters:
             if spec.default is None and hyper.get(spec.name) is None:
                 raise ParameterError(f"{spec.name} is required with a fixed encoder variance")
@@ -300,6 +342,13 @@ _DEP_THM5 = dict(depends_on=("beta1", "beta2 eta_dec^2 / eta_enc^2", "sigma1", "
                               "§5.4); beta2 eta_dec^2 also enters the optimal loss's constants")
 _DEP_OPEN = dict(depends_on=("beta1", "beta2", "eta_dec", "eta_enc"),
                  depends_note="no closed form (docs §5.5)")
+_DEP_LEARN_U = dict(depends_on=("beta",),
+                    depends_note="eta_dec is learned (docs §12.2); eta_enc only rescales the "
+                                 "latent space")
+_DEP_FIXED_U = dict(depends_on=("beta / eta_enc^2", "sigma"),
+                    depends_note="eta_dec is learned (docs §12.3): s^2 = beta u / eta_enc^2")
+_DEP_OPEN_U = dict(depends_on=("beta1", "beta2", "eta_enc", "sigma1"),
+                   depends_note="eta_dec is learned; no closed form (docs §12.5)")
 
 _FLAT = ("W", "U", "log_var")
 _COND = ("W1", "W2", "U1", "U2", "log_var")
@@ -340,8 +389,47 @@ _RECORDS = (
             kl_terms=_KL_H, **_DEP_OPEN),
 )
 
-#: every setting, by (model, variance)
+_LEARNED_RECORDS = (
+    Setting("vae", "learnable", "standard VAE", "Theorem 4 profiled over the learned decoder "
+            "variance (docs/theory.md §12.2)", "§12.2", (_BETA, _ETA_ENC), (_Z_LEARNED,), "z",
+            ("beta",), "data", "vae_learnable_sigma_learned_decoder", "vae_loss", _FLAT,
+            ("log_var",), water="water_learned_decoder", decoder="learned", kl_terms=_KL_Z,
+            **_DEP_LEARN_U),
+    Setting("vae", "fixed", "standard VAE", "Theorem 1 profiled over the learned decoder "
+            "variance (docs/theory.md §12.3)", "§12.3", (_BETA, _ETA_ENC, _SIGMA), (_Z_FIXED,),
+            "z", ("beta", "eta_enc"), "data", "vae_fixed_sigma_learned_decoder", "vae_loss", _FLAT,
+            (), {"log_var": "sigma"}, water="water_learned_decoder", decoder="learned",
+            kl_terms=_KL_Z, **_DEP_FIXED_U),
+    Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 profiled over the "
+            "learned decoder variance (docs/theory.md §12.4)", "§12.4", (_BETA, _ETA_ENC),
+            (_Z_LEARNED,), "z", ("beta",), "residual", "cvae_learnable_sigma_learned_decoder",
+            "cvae_loss", _COND, ("log_var",), water="water_learned_decoder", decoder="learned",
+            kl_terms=_KL_ZC, **_DEP_LEARN_U),
+    Setting("cvae", "fixed", "conditional VAE (y given x)", "§4b profiled over the learned "
+            "decoder variance (docs/theory.md §12.4)", "§12.4", (_BETA, _ETA_ENC, _SIGMA),
+            (_Z_FIXED,), "z", ("beta", "eta_enc"), "residual", "cvae_fixed_sigma_learned_decoder",
+            "cvae_loss", _COND, (), {"log_var": "sigma"}, water="water_learned_decoder",
+            decoder="learned", kl_terms=_KL_ZC, **_DEP_FIXED_U),
+    Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE", None, "§12.5",
+            (_BETA1, _BETA2, _ETA_ENC, _SIGMA1), (_Z1, _Z2_LEARNED), "z2", (), "data", None,
+            "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"}, decoder="learned",
+            kl_terms=_KL_H, **_DEP_OPEN_U),
+    Setting("mhvae", "sigma2-fixed", "two-latent hierarchical VAE", None, "§12.5",
+            (_BETA1, _BETA2, _ETA_ENC, _SIGMA1, _SIGMA2), (_Z1, _Z2_FIXED), "z2", (), "data",
+            None, "mhvae_loss", _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"},
+            decoder="learned", kl_terms=_KL_H, **_DEP_OPEN_U),
+)
+
+#: every setting with a fixed decoder variance (eta_dec a hyperparameter), by (model, variance)
 SETTINGS: Dict[Tuple[str, str], Setting] = {s.key: s for s in _RECORDS}
+#: every setting with a learned decoder variance (u = eta_dec^2 learned), by (model, variance)
+LEARNED_DECODER: Dict[Tuple[str, str], Setting] = {(s.model, s.variance): s
+                                                   for s in _LEARNED_RECORDS}
+#: every record, fixed decoders first
+RECORDS: Tuple[Setting, ...] = _RECORDS + _LEARNED_RECORDS
+#: the decoder-variance axis: "fixed" (eta_dec given) or "learned"
+DECODERS: Tuple[str, ...] = ("fixed", "learned")
+_BY_DECODER = {"fixed": SETTINGS, "learned": LEARNED_DECODER}
 #: the models, in order
 MODELS: Tuple[str, ...] = tuple(dict.fromkeys(s.model for s in _RECORDS))
 #: the variances of each model, in order
@@ -351,31 +439,39 @@ VARIANCES: Dict[str, Tuple[str, ...]] = {m: tuple(s.variance for s in _RECORDS i
 ALL_VARIANCES: Tuple[str, ...] = tuple(dict.fromkeys(s.variance for s in _RECORDS))
 
 
-def get(model, variance) -> Setting:
-    """The record of ``model/variance``; ParameterError naming the known ones otherwise."""
+def get(model, variance, decoder="fixed") -> Setting:
+    """The record of ``model/variance`` with a ``decoder`` variance that is ``"fixed"`` (eta_dec a
+    hyperparameter, the default) or ``"learned"``; ParameterError naming the known ones otherwise."""
+    table = _BY_DECODER.get(decoder)
+    if table is None:
+        raise ParameterError(f"unknown decoder variance {decoder!r}; use fixed or learned")
     try:
-        return SETTINGS[(model, variance)]
+        return table[(model, variance)]
     except KeyError:
-        known = ", ".join(s.name for s in _RECORDS)
-        raise ParameterError(f"unknown model/variance {model}/{variance}; known: {known}") from None
+        known = ", ".join(s.name for s in table.values())
+        what = f"{model}/{variance}" + ("" if decoder == "fixed" else f" with a {decoder} decoder "
+                                        "variance")
+        raise ParameterError(f"unknown model/variance {what}; known: {known}") from None
 
 
 def of(obj) -> Setting:
-    """The record of anything with ``model`` and ``variance`` attributes (a Solution, a result)."""
-    return get(obj.model, obj.variance)
+    """The record of anything with ``model`` and ``variance`` (and optionally ``decoder``)
+    attributes (a Solution, a result)."""
+    return get(obj.model, obj.variance, getattr(obj, "decoder", "fixed"))
 
 
 # the variance names users may give for the hierarchical VAE (learnable/fixed refer to Sigma2)
 _ALIASES = {"mhvae": {"learnable": "sigma2-learnable", "fixed": "sigma2-fixed"}}
 
 
-def resolve(model, variance=None, *, given=()) -> Setting:
+def resolve(model, variance=None, *, given=(), decoder="fixed") -> Setting:
     """The setting meant by a model, an optional variance and the hyperparameters ``given``.
 
     Without ``variance``: the first variant of the model whose required hyperparameters are all
     given (vae/cvae: ``fixed`` iff ``sigma`` is given; the hierarchical VAE: ``sigma2-fixed`` iff
     ``sigma2`` is given), else the model's first variant (``learnable``, ``sigma2-learnable``).
     For the hierarchical VAE ``learnable``/``fixed`` mean ``sigma2-learnable``/``sigma2-fixed``.
+    ``decoder="learned"`` picks the record of the same variance with a learned decoder variance.
     """
     if model not in VARIANCES:
         raise ParameterError(f"unknown model {model!r}; use {', '.join(MODELS)}")
@@ -388,7 +484,7 @@ def resolve(model, variance=None, *, given=()) -> Setting:
                 variance = v
                 break
     variance = _ALIASES.get(model, {}).get(variance, variance)
-    return get(model, variance)
+    return get(model, variance, decoder)
 
 
 # ------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from . import settings as _settings
 from ._numerics import Adam, active_units, kl_per_dim, psd_sqrt, sorted_singular_values
 from ._validation import latent_dim as _latent_dim, positive
 from .errors import NotCoveredError, ParameterError
+from .losses import mhvae_constant, neg_elbo, vae_constant
 
 __all__ = ["SGDResult", "default_lr", "default_encoder_lr", "sampled_loss", "train_sgd",
            "NOT_CONVERGED_GAP"]
@@ -60,7 +61,7 @@ _DATA_ENCODERS = {"vae": ("W",), "cvae": (), "mhvae": ("W1",)}
 # sampled loss and its hand-derived gradient
 
 
-def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True):
+def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True, recon=False):
     """Mean over a minibatch of the sampled per-sample loss, and its gradient.
 
     Parameters
@@ -75,15 +76,26 @@ def sampled_loss(model, params, batch, eps, hyper, *, learned=(), grad=True):
     learned : names of the log-variance parameters that are trained (others are held fixed; the
         entropy term of q(z1|x) is included only when ``log_var1`` is learned).
 
+    recon : bool
+        Also return the sampled reconstruction part ``R`` of the loss (the term ``eta_dec^2``
+        multiplies: ``||x - U z||^2``; hierarchical ``||x - U1 z1||^2 + beta1 ||z1 - U2 z2||^2``),
+        averaged over the batch: what a learned decoder variance needs (docs/theory.md §12).
+
     Returns
     -------
-    float, or (float, dict of gradients) with ``grad=True`` (gradients only for ``params`` keys).
+    float, or (float, dict of gradients) with ``grad=True`` (gradients only for ``params`` keys);
+    with ``recon=True`` one more entry, ``R``.
     """
     try:
         fn = _SAMPLED[model]
     except KeyError:
         raise ParameterError(f"unknown model {model!r}; use {', '.join(_SAMPLED)}") from None
-    return fn(params, batch, eps, hyper, "log_var1" in learned, grad)
+    out = fn(params, batch, eps, hyper, "log_var1" in learned, grad)
+    rec = out[-1]
+    out = out[:-1]
+    if recon:
+        return (*out, rec)
+    return out if grad else out[0]
 
 
 def _vae_sampled(p, X, eps, h, _entropy1, grad):
@@ -95,14 +107,15 @@ def _vae_sampled(p, X, eps, h, _entropy1, grad):
     mu = X @ W.T                       # (n, d1)
     z = mu + eps * s
     r = X - z @ U.T                    # (n, D)
+    rec = float(np.sum(r * r) / n)
     loss = (np.sum(r * r) + bc2 * np.sum(mu * mu)) / n + bc2 * np.sum(s * s) - kappa * np.sum(lv)
     if not grad:
-        return float(loss)
+        return float(loss), rec
     gz = -2.0 * (r @ U) / n            # d loss / d z, per sample (already / n)
     gmu = gz + 2.0 * bc2 * mu / n
     g = {"W": gmu.T @ X, "U": -2.0 * (r.T @ z) / n,
          "log_var": 0.5 * s * np.sum(gz * eps, axis=0) + bc2 * s * s - kappa}
-    return float(loss), g
+    return float(loss), g, rec
 
 
 def _cvae_sampled(p, batch, eps, h, _entropy1, grad):
@@ -115,14 +128,15 @@ def _cvae_sampled(p, batch, eps, h, _entropy1, grad):
     mu = x @ W1.T + y @ W2.T
     z = mu + eps * s
     r = y - z @ U1.T - x @ U2.T
+    rec = float(np.sum(r * r) / n)
     loss = (np.sum(r * r) + bc2 * np.sum(mu * mu)) / n + bc2 * np.sum(s * s) - kappa * np.sum(lv)
     if not grad:
-        return float(loss)
+        return float(loss), rec
     gz = -2.0 * (r @ U1) / n
     gmu = gz + 2.0 * bc2 * mu / n
     g = {"W1": gmu.T @ x, "W2": gmu.T @ y, "U1": -2.0 * (r.T @ z) / n, "U2": -2.0 * (r.T @ x) / n,
          "log_var": 0.5 * s * np.sum(gz * eps, axis=0) + bc2 * s * s - kappa}
-    return float(loss), g
+    return float(loss), g, rec
 
 
 def _mhvae_sampled(p, X, eps, h, entropy1, grad):
@@ -142,8 +156,9 @@ def _mhvae_sampled(p, X, eps, h, entropy1, grad):
             + b2 * c2 * np.sum(s2 * s2) - b2 * ed ** 2 * np.sum(lv2))
     if entropy1:
         loss -= b1 * ed ** 2 * np.sum(lv1)
+    rec = float((np.sum(r1 * r1) + b1 * np.sum(r2 * r2)) / n)
     if not grad:
-        return float(loss)
+        return float(loss), rec
     gz2 = -2.0 * b1 * (r2 @ U2) / n
     gk = gz2 + 2.0 * b2 * c2 * k / n
     gz1 = -2.0 * (r1 @ U1) / n + 2.0 * b1 * r2 / n + gk @ W2
@@ -151,7 +166,7 @@ def _mhvae_sampled(p, X, eps, h, entropy1, grad):
          "W2": gk.T @ z1, "U2": -2.0 * b1 * (r2.T @ z2) / n,
          "log_var1": 0.5 * s1 * np.sum(gz1 * e1, axis=0) - (b1 * ed ** 2 if entropy1 else 0.0),
          "log_var2": 0.5 * s2 * np.sum(gz2 * e2, axis=0) + b2 * c2 * s2 * s2 - b2 * ed ** 2}
-    return float(loss), g
+    return float(loss), g, rec
 
 
 _SAMPLED = {"vae": _vae_sampled, "cvae": _cvae_sampled, "mhvae": _mhvae_sampled}
@@ -215,6 +230,9 @@ class SGDResult:
             return False
         gap = self.loss_gap
         return None if gap is None else bool(gap <= NOT_CONVERGED_GAP)
+    learned: Dict[str, float] = field(default_factory=dict)
+    predicted_learned: Optional[Dict[str, object]] = None
+    decoder: str = "fixed"
 
     @property
     def singular_value_error(self):
@@ -245,6 +263,8 @@ class SGDResult:
             "lr": self.lr, "encoder_lr": self.encoder_lr,
             "diverged": self.diverged, "diverged_at_epoch": self.diverged_at_epoch,
             "converged": self.converged,
+            **({"decoder": self.decoder, "learned": dict(self.learned),
+                "predicted_learned": self.predicted_learned} if self.learned else {}),
         }
 
 
@@ -294,7 +314,7 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
               batch_size=64, lr=0.03, lr_final=None, encoder_lr=None, seed=0, center=True,
               kl_threshold=0.01,
               au_threshold=0.01, init_scale=0.1, progress: Optional[Callable[[int], None]] = None,
-              prediction=None, **hyper) -> SGDResult:
+              prediction=None, decoder="fixed", **hyper) -> SGDResult:
     """Train a linear model by minibatch Adam on the sampled beta-ELBO; compare with the theory.
 
     Parameters
@@ -329,11 +349,15 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     prediction : Point, optional
         The closed-form optimum to compare with (:meth:`Solution.at`); default: computed from
         the same data's spectrum.
+    decoder : {"fixed", "learned"}
+        ``"learned"``: the decoder variance is trained as ``log u`` too (no ``eta_dec``), on the
+        full sampled negative beta-ELBO in nats, log-normaliser included (docs/theory.md §12.1);
+        the result's ``learned`` holds the final ``eta_dec`` and ``u``.
     **hyper : beta, eta_enc, eta_dec, sigma (fixed VAE/CVAE); beta1, beta2, eta_enc, eta_dec,
         sigma1, sigma2 (hierarchical) -- scalars (sigma / sigma1 may be one value per latent dim).
     """
     t0 = time.perf_counter()
-    setting = _settings.get(model, variance)
+    setting = _settings.get(model, variance, decoder)
     d1 = _latent_dim("latent_dim", latent_dim)
     d2 = d1 if latent_dim2 is None else _latent_dim("latent_dim2", latent_dim2)
     h = _settings.point_hyper(setting, hyper, d1, d2 if setting.has_second_latent else None)
@@ -368,11 +392,19 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     M = data.T @ data / N  # second moments the exact loss and the whitening use
     M = 0.5 * (M + M.T)
 
+    learned_u = setting.learned_decoder
+    n_out = _N_OUT[setting.model](D, D0, d1, h)
+    if learned_u:  # u = eta_dec^2 learned as log u, from the data's variance per element
+        h = dict(h, eta_dec=np.sqrt(max(np.trace(M[D0:, D0:] if setting.spectrum_kind ==
+                                                 "residual" else M) / n_out, 1e-300)))
     params = _init_params(setting, M, D0, d1, d2, h, init_scale, rng)
     learned = setting.learned_log_vars
     trained = [k for k in params if not k.startswith("log_var")] + list(learned)
+    if learned_u:
+        params["log_u"] = np.array(2.0 * np.log(h["eta_dec"]))
+        trained.append("log_u")
 
-    # ---- Adam with a geometrically decaying step
+    # ---- Adam with a geometrically decaying step (log u: its own, in log units)
     opt = Adam()
     steps_per_epoch = max(1, -(-N // batch_size))
     total = epochs * steps_per_epoch
@@ -382,6 +414,8 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     diverged = None
     enc = set(_DATA_ENCODERS.get(model, ())) if encoder_lr is not None else set()
     base = {k: (encoder_lr if k in enc else lr) for k in trained}
+    if learned_u:
+        base["log_u"] = LR_LOG_U
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(epochs):
             perm = rng.permutation(N)
@@ -396,7 +430,8 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
                     batch, eps = B, (rng.standard_normal((n, d1)), rng.standard_normal((n, d2)))
                 else:
                     batch, eps = B, rng.standard_normal((n, d1))
-                loss, g = sampled_loss(model, params, batch, eps, h, learned=learned)
+                loss, g = _minibatch_loss(setting, params, batch, eps, h,
+                                          (D, D0, d1, d2, n_out))
                 if not (math.isfinite(loss) and all(np.all(np.isfinite(g[k])) for k in trained)):
                     diverged = epoch
                     break
@@ -422,6 +457,41 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
                          step, kl_threshold, au_threshold, time.perf_counter() - t0, prediction)
     out.lr, out.encoder_lr, out.diverged_at_epoch = lr, encoder_lr, diverged
     return out
+
+
+def _minibatch_loss(setting, params, batch, eps, h, dims):
+    """The sampled loss of a minibatch and its gradients: :func:`sampled_loss` (docs/theory.md §1
+    convention), or with a learned decoder variance the full negative beta-ELBO in nats at
+    ``u = exp(log_u)`` (§12.1): ``(L + C(u)) / (2u)``, the gradients of ``L`` divided by ``2u``,
+    and ``d / d log u = n/2 - R/(2u)`` with the sampled reconstruction part ``R``."""
+    learned = setting.learned_log_vars
+    if not setting.learned_decoder:
+        return sampled_loss(setting.model, params, batch, eps, h, learned=learned)
+    D, D0, d1, d2, n_out = dims
+    u = float(np.exp(params["log_u"]))
+    hu = dict(h, eta_dec=np.sqrt(u))
+    L, g, R = sampled_loss(setting.model, params, batch, eps, hu, learned=learned, recon=True)
+    loss = neg_elbo(L, _constant(setting, u, D, D0, d1, d2, hu, params), u)
+    g = {k: v / (2.0 * u) for k, v in g.items()}
+    g["log_u"] = np.array(0.5 * n_out - R / (2.0 * u))
+    return loss, g
+
+
+#: Adam's initial step for log u (a learned decoder variance), decayed with the others: log u is
+#: in log units whatever the data scale
+LR_LOG_U = 0.02
+
+#: n, the number of Gaussian outputs eta_dec is the std of (docs/theory.md §12.6)
+_N_OUT = {"vae": lambda D, D0, d1, h: float(D), "cvae": lambda D, D0, d1, h: float(D - D0),
+          "mhvae": lambda D, D0, d1, h: float(D + h["beta1"] * d1)}
+
+
+def _constant(setting, u, D, D0, d1, d2, h, p):
+    """The constant dropped from L at eta_dec^2 = u (docs/theory.md §1.4)."""
+    if setting.has_second_latent:
+        return mhvae_constant(u, D, d1, d2, h["beta1"], h["beta2"], h["eta_enc"], p["log_var1"])
+    return vae_constant(u, D - (D0 if setting.spectrum_kind == "residual" else 0), d1, h["beta"],
+                        h["eta_enc"])
 
 
 def _init_params(setting, M, D0, d1, d2, h, init_scale, rng):
@@ -495,13 +565,19 @@ def _measure_mhvae(p, M, D0, d1, d2, h):
 _MEASURES = {"vae": _measure_vae, "cvae": _measure_cvae, "mhvae": _measure_mhvae}
 
 
-def _exact_loss(setting, p, M, D0, h):
-    """The exact expected loss of the trained parameters (docs/theory.md §1)."""
+def _exact_loss(setting, p, M, D0, h, d1=None, d2=None):
+    """The exact expected loss of the trained parameters (docs/theory.md §1); with a learned
+    decoder variance the exact negative beta-ELBO in nats at the learned u (§12.1)."""
     kw = {k: h[k] for k in setting.axes}
     if setting.has_second_latent:
         kw["sigma1_entropy"] = setting.sigma1_entropy
     lead = (M, D0) if setting.spectrum_kind == "residual" else (M,)
-    return setting.loss_function(*lead, *[p[n] for n in setting.parameters], **kw)
+    if not setting.learned_decoder:
+        return setting.loss_function(*lead, *[p[n] for n in setting.parameters], **kw)
+    u = float(np.exp(p["log_u"]))
+    kw["eta_dec"] = np.sqrt(u)
+    L = setting.loss_function(*lead, *[p[n] for n in setting.parameters], **kw)
+    return neg_elbo(L, _constant(setting, u, M.shape[0], D0, d1, d2, h, p), u)
 
 
 def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps,
@@ -518,22 +594,27 @@ def _summarise(setting, p, h, M, D0, d1, d2, raw, center, history, epochs, steps
         # collapsed: posterior = prior (learned variance, the KL) or a zero mean (its KL part)
         rule = kl[z.name] if (z.learned and z.name in kl) else mean_part
         coll[z.name] = int(np.count_nonzero(rule < kl_threshold))
-    exact = _exact_loss(setting, p, M, D0, h)
-    pred_sv, pred_std, pred_coll, optimal = _prediction(setting, d1, d2, h, raw, D0, center,
-                                                        prediction)
+    exact = _exact_loss(setting, p, M, D0, h, d1, d2)
+    pred_sv, pred_std, pred_coll, optimal, pred_learned = _prediction(
+        setting, d1, d2, h, raw, D0, center, prediction)
+    learned = {}
+    if setting.learned_decoder:
+        u = float(np.exp(p["log_u"]))
+        learned = {"eta_dec": float(np.sqrt(u)), "u": u}
     return SGDResult(model=setting.model, variance=setting.variance, singular_values=sv,
                      predicted_singular_values=pred_sv, posterior_std=std,
                      predicted_posterior_std=pred_std, kl=kl, mean_second_moment=msq,
                      active_units=au, collapsed=coll, predicted_collapsed=pred_coll,
                      exact_loss=float(exact), optimal_loss=optimal, loss_history=history,
-                     epochs=epochs, steps=steps, seconds=seconds, params=p)
+                     epochs=epochs, steps=steps, seconds=seconds, params=p, learned=learned,
+                     predicted_learned=pred_learned, decoder=setting.decoder)
 
 
 def _diverged(setting, d1, d2, h, M, D0, raw, center, history, epochs, steps, seconds,
               prediction):
     """The result of a run that diverged: nothing learned to measure (NaN), the prediction."""
-    pred_sv, pred_std, pred_coll, optimal = _prediction(setting, d1, d2, h, raw, D0, center,
-                                                        prediction)
+    pred_sv, pred_std, pred_coll, optimal, pred_learned = _prediction(
+        setting, d1, d2, h, raw, D0, center, prediction)
     dims = {z.name: (d1 if z.dim_arg == "latent_dim" else d2) for z in setting.latents}
     nan = {z.name: np.full(dims[z.name], np.nan) for z in setting.latents}
     maps = {m: np.full(dims[z.name], np.nan) for z in setting.latents
@@ -545,14 +626,16 @@ def _diverged(setting, d1, d2, h, M, D0, raw, center, history, epochs, steps, se
                      kl={k: v for k, v in nan.items() if k != "z1"}, mean_second_moment=nan,
                      active_units={}, collapsed={}, predicted_collapsed=pred_coll,
                      exact_loss=float("nan"), optimal_loss=optimal, loss_history=history,
-                     epochs=epochs, steps=steps, seconds=seconds, params={})
+                     epochs=epochs, steps=steps, seconds=seconds, params={},
+                     predicted_learned=pred_learned, decoder=setting.decoder)
 
 
 def _prediction(setting, d1, d2, h, raw, D0, center, prediction):
-    """(singular values, stds, collapsed ranges, optimal loss) of the closed form, or Nones."""
+    """(singular values, stds, collapsed ranges, optimal loss, learned decoder variance) of the
+    closed form, or Nones."""
     from .moments import empirical_residual_spectrum, empirical_spectrum
 
-    pred_sv = pred_std = pred_coll = None
+    pred_sv = pred_std = pred_coll = pred_learned = None
     optimal = None
     point = prediction
     if point is None and setting.covered:
@@ -561,7 +644,8 @@ def _prediction(setting, d1, d2, h, raw, D0, center, prediction):
         else:
             spec = empirical_spectrum(raw, center=center)
         try:
-            point = setting.solve(spec, d1, d2, **h).at()
+            hh = {k: v for k, v in h.items() if k in setting.names}
+            point = setting.solve(spec, d1, d2, **hh).at()
         except NotCoveredError:  # e.g. per-dimension sigma1: no closed form
             point = None
     if point is not None:
@@ -569,4 +653,8 @@ def _prediction(setting, d1, d2, h, raw, D0, center, prediction):
         pred_std = point.posterior_std or None
         pred_coll = {k: point.collapsed_range(k) for k in point.latent_dims}
         optimal = point.optimal_loss
-    return pred_sv, pred_std, pred_coll, optimal
+        if point.solution.learned:
+            pred_learned = {"eta_dec": float(point.value(point.solution.learned["eta_dec"])),
+                            "u": float(point.value(point.solution.learned["u"])),
+                            "unbounded": bool(point.value(point.solution.learned["unbounded"]))}
+    return pred_sv, pred_std, pred_coll, optimal, pred_learned

@@ -56,6 +56,11 @@ __all__ = [
     "water_learnable",
     "water_mhvae_fixed",
     "water_mhvae_learnable",
+    "water_learned_decoder",
+    "vae_learnable_sigma_learned_decoder",
+    "vae_fixed_sigma_learned_decoder",
+    "cvae_learnable_sigma_learned_decoder",
+    "cvae_fixed_sigma_learned_decoder",
 ]
 
 ROTATION_NOTE = (
@@ -104,6 +109,15 @@ class Solution:
         it is not representable in float64 (a note says so).
     notes : tuple of str
         Caveats a reader must see (rotation freedom, what "collapse" means with fixed variances).
+    decoder : {"fixed", "learned"}
+        Whether eta_dec was given (``"fixed"``) or learned (docs/theory.md §12). With a learned
+        decoder variance ``optimal_loss`` is the full per-sample negative beta-ELBO in nats
+        (nothing dropped), and eta_dec is not in ``params`` but in ``learned``.
+    learned : dict of str -> ndarray (*grid)
+        Learned-decoder settings only: ``eta_dec`` (the learned decoder std), ``u`` (its variance
+        ``eta_dec^2``), ``kappa`` (the effective ``beta u``), ``unbounded`` (bool: the loss has no
+        minimum there; the other entries are NaN) and ``flat`` (bool: every u in ``(0, u]``
+        attains the minimum). Empty otherwise.
 
     Also (computed on first use): :attr:`kl` (per-dim KL of the posterior from the prior, nats),
     :attr:`mean_sq` (per-dim ``E[mu_j(x)^2]``), :attr:`rate` (total KL) and :attr:`distortion`
@@ -126,6 +140,8 @@ class Solution:
     critical_direction: Dict[str, str]
     optimal_loss: np.ndarray
     notes: Tuple[str, ...] = ()
+    decoder: str = "fixed"
+    learned: Dict[str, np.ndarray] = field(default_factory=dict)
     _modes: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _extra: Dict[str, object] = field(default_factory=dict, repr=False)
 
@@ -158,7 +174,7 @@ class Solution:
     @property
     def setting(self):
         """The record of this solution's setting (:mod:`vaetheory.settings`)."""
-        return _settings.get(self.model, self.variance)
+        return _settings.get(self.model, self.variance, self.decoder)
 
     def at(self, index=()) -> "Point":
         """The grid point ``index`` (a tuple with one entry per grid axis; ``()`` for a grid of
@@ -434,6 +450,25 @@ def water_mhvae_fixed(point) -> WaterLine:
     return _water_mhvae(point, n2, "(beta2 c^2 sigma2^2)^2 / (beta1 sigma1^2)")
 
 
+def water_learned_decoder(point) -> WaterLine:
+    """Learned decoder variance (docs/theory.md §12): the level of :func:`water_learnable` or
+    :func:`water_fixed` at the learned ``u = eta_dec^2`` (``beta u``, or ``beta (u / eta_enc^2)
+    sigma'_i^2``); 0 where the loss is unbounded (the limit u -> 0)."""
+    sol = point.solution
+    latent = sol.setting.critical_latent
+    d, values = _water_values(point, latent)
+    h = point.hyper
+    u = float(point.value(sol.learned["u"]))
+    u = 0.0 if not np.isfinite(u) else u
+    if sol.setting.latent(latent).learned:
+        level, formula = np.full(d, h["beta"] * u), "beta u (u = learned eta_dec^2)"
+    else:
+        sig = np.sort(np.broadcast_to(np.asarray(h["sigma"], dtype=np.float64), (d,)))
+        level = h["beta"] * (u / h["eta_enc"] ** 2) * sig ** 2
+        formula = "beta (u / eta_enc^2) sigma'_i^2 (u = learned eta_dec^2)"
+    return WaterLine(latent, values, level, formula, sol.setting.section)
+
+
 # --------------------------------------------------------------------------------------------
 # helpers
 
@@ -586,6 +621,14 @@ _DOCS = {
     eta_enc, eta_dec : float or array, default 1
         Prior std of z2 and decoder noise std (of x and of z1 given z2); arrays broadcast into
         a grid. Finite and > 0.""",
+    "learned": """
+
+    The decoder noise variance ``u = eta_dec^2`` is learned with the other parameters
+    (sigma-VAE; at beta = 1 the learnable-variance VAE is probabilistic PCA), so ``eta_dec`` is
+    not an argument: the Solution's ``learned`` dict holds the learned ``eta_dec``, ``u`` and the
+    effective ``kappa = beta u`` per grid point, and ``optimal_loss`` is the full negative
+    beta-ELBO per sample in nats (docs/theory.md §12.1). Critical values of beta account for u
+    moving with beta.""",
     "returns": """Returns
     -------
     Solution
@@ -667,17 +710,32 @@ def vae_learnable_sigma(spectrum, latent_dim, *, beta=1.0, eta_enc=1.0, eta_dec=
     return _learnable(spectrum, d1, beta, eta_enc, eta_dec, setting=_settings.get("vae", "learnable"))
 
 
-def _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, *, setting):
-    """Theorem 1 (§2) / §4b: mode i (i-th largest t) is carried by the dim with the i-th smallest
-    sigma and is active iff t_i > s sigma'_i (:func:`_closed_forms.fixed_threshold`)."""
-    shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+def _fixed_grid(d1, sigma, **named):
+    """The (*grid, 1) hyperparameters broadcast with the per-dim sigma: ``(shape, hp, sig, srt,
+    isotropic)`` with ``srt`` the stds sorted ascending (mode i <-> the i-th smallest)."""
+    shape, hp = _grid(**named)
     raw = _settings.check_value("sigma", sigma)
     isotropic = raw.ndim == 0 or raw.shape[-1] == 1
     sig, shape = _sigma_vector("sigma", sigma, d1, shape)
     hp = {k: np.broadcast_to(v, shape + (1,)) for k, v in hp.items()}
+    srt = sig[..., :1] if isotropic else np.sort(sig, axis=-1)  # sigma'_1 <= ... <= sigma'_d1
+    return shape, hp, sig, srt, isotropic
+
+
+def _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, *, setting):
+    """Theorem 1 (§2) / §4b: mode i (i-th largest t) is carried by the dim with the i-th smallest
+    sigma and is active iff t_i > s sigma'_i (:func:`_closed_forms.fixed_threshold`)."""
+    grid = _fixed_grid(d1, sigma, beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    return _fixed_solution(spectrum, d1, *grid, setting=setting)
+
+
+def _fixed_solution(spectrum, d1, shape, hp, sig, srt, isotropic, *, setting, loss_of=None,
+                    notes=(), critical=None, params=None, learned=None):
+    """The Theorem-1 optimum at the (*grid, 1) hyperparameters ``hp``; a learned-decoder caller
+    (docs/theory.md §12.3) passes ``loss_of(r, thr)`` (its objective from the active counts and
+    thresholds decided here), ``critical`` (a function), ``params`` and ``learned``."""
     b, ee, ed = hp["beta"], hp["eta_enc"], hp["eta_dec"]
     t, t_full = _theta(spectrum, d1)
-    srt = sig[..., :1] if isotropic else np.sort(sig, axis=-1)  # sigma'_1 <= ... <= sigma'_d1
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         thr = cf.fixed_threshold(b, ee, ed, srt)                  # (*grid, 1) or (*grid, d1)
         if isotropic:
@@ -702,13 +760,16 @@ def _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, *, setting):
             group_start = np.maximum.accumulate(np.where(new_group, np.arange(d1), 0), axis=-1)
             cmin = np.count_nonzero(group_start >= r[..., None], axis=-1)
             tied = bool(np.any(~new_group[..., 1:])) if d1 > 1 else False
+        if loss_of is not None:
+            loss = loss_of(r, thr)
     notes = ["fixed encoder variance: a collapsed dim has a zero posterior mean; it equals the "
-             "prior only if its sigma equals eta_enc"]
+             "prior only if its sigma equals eta_enc"] + list(notes)
     if tied:
         notes.append(ROTATION_NOTE.format(latent="z"))
     loss = _unrepresentable(loss, notes)
-    params = {k: v[..., 0] for k, v in hp.items()}
-    params["sigma"] = sig
+    if params is None:
+        params = {k: v[..., 0] for k, v in hp.items()}
+        params["sigma"] = sig
 
     def detail():
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
@@ -717,7 +778,7 @@ def _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, *, setting):
             active = cf.modes_below(r, d1)
             s_ = np.sqrt(b) * ed / ee
             md = cf.fixed_modes(t, thr_m, s_, sig_m, ee, active)
-            crit = cf.fixed_critical(t, b, ee, ed, sig_m)
+            crit = cf.fixed_critical(t, b, ee, ed, sig_m) if critical is None else critical()
         return {
             "singular_values": {"encoder": md["lambda"], "decoder": md["omega"]},
             "posterior_std": {},
@@ -731,7 +792,7 @@ def _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, *, setting):
         }
 
     lazy = _lazy(_Memo(detail), {"singular_values": ("encoder", "decoder"), "posterior_std": (),
-                                 "critical": ("beta", "eta_dec", "eta_enc"),
+                                 "critical": setting.critical,
                                  "modes": ("theta", "omega", "lambda", "sigma_sorted"),
                                  "kl": ("z",), "mean_sq": ("z",),
                                  "summary": ("rate", "distortion")})
@@ -743,28 +804,39 @@ def _fixed(spectrum, d1, sigma, beta, eta_enc, eta_dec, *, setting):
         collapsed_min={"z": cmin}, collapsed_max={"z": d1 - r}, exact={"z": not tied},
         critical=lazy["critical"],
         critical_direction={n: setting.direction(n) for n in setting.critical},
-        optimal_loss=loss, notes=tuple(notes), _modes=lazy["modes"],
-        _extra={k: lazy[k] for k in ("kl", "mean_sq", "summary")},
+        optimal_loss=loss, notes=tuple(notes), decoder=setting.decoder, learned=learned or {},
+        _modes=lazy["modes"], _extra={k: lazy[k] for k in ("kl", "mean_sq", "summary")},
     )
 
 
 def _learnable(spectrum, d1, beta, eta_enc, eta_dec, *, setting):
     """Theorem 4 (§3) / Theorem 2 (§4): mode i is active iff t_i > sqrt(beta) eta_dec."""
     shape, hp = _grid(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    return _learnable_solution(spectrum, d1, hp, setting=setting)
+
+
+def _learnable_solution(spectrum, d1, hp, *, setting, r=None, loss=None, notes=(),
+                        critical=None, params=None, learned=None):
+    """The Theorem-4 optimum at the (*grid, 1) hyperparameters ``hp`` (``eta_dec`` may be 0: the
+    limit u -> 0 of an unbounded learned-decoder problem, §12). A learned-decoder caller passes its
+    own active counts ``r`` (decided with the same predicate), ``loss``, ``critical`` (a function
+    returning the critical values), ``params`` and ``learned`` (docs/theory.md §12)."""
     b, ee, ed = hp["beta"], hp["eta_enc"], hp["eta_dec"]
     t, t_full = _theta(spectrum, d1)
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         sk = cf.sqrt_kappa(b, ed)                               # (*grid, 1)
-        r = cf.learnable_rank(t, sk[..., 0])
-        loss = cf.learnable_loss(t, t_full, d1, r, sk[..., 0], ee[..., 0])
-    notes = []
+        if r is None:
+            r = cf.learnable_rank(t, sk[..., 0])
+        if loss is None:
+            loss = cf.learnable_loss(t, t_full, d1, r, sk[..., 0], ee[..., 0])
+    notes = list(notes)
     loss = _unrepresentable(loss, notes)
 
     def detail():
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             active = cf.modes_below(r, d1)
             md = cf.learnable_modes(t, sk, ee, active)
-            crit = cf.learnable_critical(t, b, ed)
+            crit = cf.learnable_critical(t, b, ed) if critical is None else critical()
             tail = cf.suffix(t_full * t_full)[min(d1, t_full.size)]
         return {
             "singular_values": {"encoder": md["lambda"], "decoder": md["omega"]},
@@ -778,21 +850,22 @@ def _learnable(spectrum, d1, beta, eta_enc, eta_dec, *, setting):
         }
 
     lazy = _lazy(_Memo(detail), {"singular_values": ("encoder", "decoder"),
-                                 "posterior_std": ("z",), "critical": ("beta", "eta_dec"),
+                                 "posterior_std": ("z",), "critical": setting.critical,
                                  "modes": ("theta", "e", "omega", "lambda", "sigma"),
                                  "kl": ("z",), "mean_sq": ("z",),
                                  "summary": ("rate", "distortion")})
     return Solution(
         model=setting.model, variance=setting.variance, theorem=setting.theorem,
         spectrum=spectrum,
-        params={k: v[..., 0] for k, v in hp.items()}, latent_dims={"z": d1},
+        params={k: v[..., 0] for k, v in hp.items()} if params is None else params,
+        latent_dims={"z": d1},
         singular_values=lazy["singular_values"], posterior_std=lazy["posterior_std"],
         ranks={"encoder": r, "decoder": r},
         collapsed_min={"z": d1 - r}, collapsed_max={"z": d1 - r}, exact={"z": True},
         critical=lazy["critical"],
         critical_direction={n: setting.direction(n) for n in setting.critical},
-        optimal_loss=loss, notes=tuple(notes), _modes=lazy["modes"],
-        _extra={k: lazy[k] for k in ("kl", "mean_sq", "summary")},
+        optimal_loss=loss, notes=tuple(notes), decoder=setting.decoder, learned=learned or {},
+        _modes=lazy["modes"], _extra={k: lazy[k] for k in ("kl", "mean_sq", "summary")},
     )
 
 
@@ -1043,10 +1116,280 @@ def mhvae_fixed_sigma2(spectrum, latent_dim, latent_dim2=None, *, beta1=1.0, bet
 
 
 # --------------------------------------------------------------------------------------------
+# learned decoder variance (sigma-VAE, probabilistic PCA): docs/theory.md §12
+
+UNBOUNDED_NOTE = (
+    "eta_dec learned: at {n} grid point(s) the loss has no minimum -- the latent dims can carry "
+    "all of the data's variance (latent dim >= rank, no residual left for the decoder noise) and "
+    "D = {D} > beta x (number of data modes), so the negative ELBO falls without bound as "
+    "eta_dec -> 0 (the likelihood degenerates; implementations that clip the log-variance stop "
+    "at their clip). Shown there: eta_dec and the loss null, the counts and maps of the limit "
+    "eta_dec -> 0 (docs/theory.md §12.2)")
+FLAT_NOTE = (
+    "eta_dec learned: at {n} grid point(s) beta x (number of data modes) equals D with no "
+    "residual variance: every eta_dec^2 in (0, u] attains the same minimum (a flat family); the "
+    "largest, u, is shown (docs/theory.md §12.2)")
+NATS_NOTE = ("eta_dec learned: optimal_loss is the full negative beta-ELBO per sample in nats "
+             "(nothing dropped; docs/theory.md §12.1), not the 2 eta_dec^2 convention of §1")
+
+
+#: a learned decoder variance is set by the smallest eigenvalues: below this multiple of the rank
+#: tolerance they are round-off, not data, and count as 0 (docs/theory.md §12.2, "Resolution")
+RESOLUTION = 1e3
+
+
+def _resolved(spectrum, notes):
+    """The spectrum with eigenvalues at or below ``RESOLUTION x tolerance`` set to 0, and a note
+    when that changes anything (docs/theory.md §12.2)."""
+    import dataclasses
+
+    ev = np.asarray(spectrum.eigenvalues, dtype=np.float64)
+    floor = RESOLUTION * spectrum.tolerance
+    cut = (ev > 0) & (ev <= floor)
+    if not np.any(cut):
+        return spectrum
+    notes.append(f"eta_dec learned: {int(np.sum(cut))} eigenvalue(s) at or below {floor:.3g} "
+                 f"({RESOLUTION:g} x the rank tolerance) count as 0: a learned decoder variance "
+                 "is set by the smallest eigenvalues, and these are round-off (docs/theory.md "
+                 "§12.2)")
+    ev = np.where(cut, 0.0, ev)
+    return dataclasses.replace(spectrum, eigenvalues=ev, rank=int(np.sum(ev > 0)))
+
+
+def _learned_dict(eta, b, unbounded=None, flat=None):
+    """The ``learned`` entries of a Solution (docs/theory.md §12): eta_dec, u, beta u, flags."""
+    u = eta * eta
+    out = {"eta_dec": eta, "u": u, "kappa": b * u}
+    shape = np.shape(eta)
+    out["unbounded"] = np.zeros(shape, bool) if unbounded is None else np.asarray(unbounded)
+    out["flat"] = np.zeros(shape, bool) if flat is None else np.asarray(flat)
+    return out
+
+
+def _learnable_learned(spectrum, d1, beta, eta_enc, *, setting):
+    """Theorem 4 (§3) / Theorem 2 (§4) profiled over u = eta_dec^2 (docs/theory.md §12.2)."""
+    shape, hp = _grid(beta=beta, eta_enc=eta_enc)
+    notes = [NATS_NOTE]
+    spectrum = _resolved(spectrum, notes)
+    b = hp["beta"][..., 0]
+    t, t_full = _theta(spectrum, d1)
+    D = int(spectrum.dim)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        u, r, fmin, unb, flat = cf.learned_u_learnable(t, t_full, D, b)
+        eta = np.sqrt(u)
+        t0 = cf._t0(t)
+        loss = np.where(unb, -np.inf, fmin + 0.5 * D * (np.log(2 * np.pi) + 2 * np.log(t0)))
+    hp = dict(hp, eta_dec=np.where(unb, 0.0, eta)[..., None])   # the limit u -> 0 where unbounded
+    if np.any(unb):
+        notes.append(UNBOUNDED_NOTE.format(n=int(np.sum(unb)), D=D))
+    if np.any(flat & ~unb):
+        notes.append(FLAT_NOTE.format(n=int(np.sum(flat & ~unb))))
+    # the loss is -inf where unbounded (not a float64 overflow): keep it out of that note
+    finite_loss = np.where(unb, 0.0, loss)
+
+    def critical():
+        def active_at(v):
+            _, rr, _, _, _ = cf.learned_u_learnable(t, t_full, D, v)
+            return np.arange(d1) < rr
+
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            crit = np.broadcast_to(cf.learnable_learned_critical(t, t_full, D), shape + (d1,))
+            return {"beta": cf.tighten(crit, active_at, "below")}
+
+    sol = _learnable_solution(spectrum, d1, hp, setting=setting, r=r, loss=finite_loss,
+                              notes=notes, critical=critical,
+                              params={"beta": hp["beta"][..., 0], "eta_enc": hp["eta_enc"][..., 0]},
+                              learned=_learned_dict(np.where(unb, np.nan, eta), b, unb, flat))
+    return _with_loss(sol, np.where(unb, -np.inf, sol.optimal_loss))
+
+
+def _with_loss(sol, loss):
+    import dataclasses
+
+    return dataclasses.replace(sol, optimal_loss=np.asarray(loss, dtype=np.float64))
+
+
+def _fixed_learned(spectrum, d1, sigma, beta, eta_enc, *, setting):
+    """Theorem 1 (§2) / §4b profiled over u = eta_dec^2 (docs/theory.md §12.3): the learned std is
+    the root of one quadratic per active set, the unique self-consistent one."""
+    shape, hp, sig, srt, isotropic = _fixed_grid(d1, sigma, beta=beta, eta_enc=eta_enc)
+    notes = [NATS_NOTE]
+    spectrum = _resolved(spectrum, notes)
+    b, ee = hp["beta"], hp["eta_enc"]
+    t, t_full = _theta(spectrum, d1)
+    D = int(spectrum.dim)
+    srt_full = np.broadcast_to(srt, shape + (d1,))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        eta = cf.learned_eta_fixed(t, t_full, D, (np.sqrt(b) / ee) * srt_full)
+    none = ~np.isfinite(eta)                       # no data variance: unbounded
+    hp = dict(hp, eta_dec=np.where(none, 0.0, eta)[..., None])
+    if np.any(none):
+        notes.append(UNBOUNDED_NOTE.format(n=int(np.sum(none)), D=D).replace(
+            "the latent dims can carry all of the data's variance (latent dim >= rank, no residual "
+            "left for the decoder noise) and D = {0} > beta x (number of data modes)".format(D),
+            "the data have no variance"))
+    b0, ee0 = b[..., 0], ee[..., 0]
+    logsig = np.log(np.broadcast_to(sig, shape + (d1,)) / ee)   # log(sigma_j / eta_enc)
+
+    def loss_of(r, thr):
+        # [sum of Theorem 1's mode losses + tail] / (2 eta^2) + (D/2) log(2 pi eta^2) + the KL's
+        # variance constants; every term as a ratio to eta (scale-free)
+        e = hp["eta_dec"][..., 0]
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            te = t / e[..., None]
+            th = np.broadcast_to(thr, shape + (d1,)) / e[..., None]
+            active = cf.modes_below(r, d1)
+            modes = np.where(active, 2.0 * th * te, te * te + th * th)
+            tail = cf.suffix(t_full * t_full)[min(d1, t_full.size)] / e / e
+            val = (0.5 * (np.sum(modes, axis=-1) + tail) + 0.5 * D * np.log(2 * np.pi)
+                   + D * np.log(e) - b0 * np.sum(logsig, axis=-1) - 0.5 * b0 * d1)
+        return np.where(none, 0.0, val)
+
+    def critical():
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            bstar = cf.fixed_learned_critical(t, t_full, D, srt_full, ee)
+            beta_c = (bstar * ee) ** 2
+            ee_c = np.sqrt(b) / bstar
+
+            def active(bv, ev):
+                bsig = ((np.sqrt(bv) / ev)[..., None]) * srt_full[..., None, :]
+                et = cf.learned_eta_fixed(t, t_full, D, bsig)
+                return t > cf.fixed_threshold(bv, ev, et, srt_full)
+
+            out = {"beta": cf.tighten(beta_c, lambda v: active(v, np.broadcast_to(ee, v.shape)),
+                                      "below"),
+                   "eta_enc": cf.tighten(ee_c, lambda v: active(np.broadcast_to(b, v.shape), v),
+                                         "above")}
+        return out
+
+    params = {"beta": b0, "eta_enc": ee0, "sigma": sig}
+    sol = _fixed_solution(spectrum, d1, shape, hp, sig, srt, isotropic, setting=setting,
+                          loss_of=loss_of, notes=notes, critical=critical, params=params,
+                          learned=_learned_dict(np.where(none, np.nan, eta), b0, none))
+    return _with_loss(sol, np.where(none, -np.inf, sol.optimal_loss))
+
+
+
+
+
+@_doc
+def vae_learnable_sigma_learned_decoder(spectrum, latent_dim, *, beta=1.0,
+                                        eta_enc=1.0) -> Solution:
+    r"""Standard linear VAE, learnable encoder variance, learned decoder variance
+    (docs/theory.md §12.2).
+
+    Profiling Theorem 4 over :math:`u = \eta_{dec}^2` gives the per-sample negative beta-ELBO
+
+    .. math::
+
+        f(u) = \frac{S_{in}}{2u} + \frac{k\beta}{2} + \frac{\beta}{2}\sum_{i\,active}
+               \log\frac{\theta_i^2}{\beta u} + \frac{D}{2}\log(2\pi u)
+
+    with mode i active iff :math:`\theta_i^2 > \beta u`; on the active set of the first k modes it
+    is minimised at :math:`u_k = S_k/(D - \beta k)`; the optimum is the candidate with the lowest
+    f. At beta = 1 this is probabilistic PCA (u = the mean of the discarded eigenvalues). With
+    latent dim >= rank and :math:`D > \beta\,\mathrm{rank}` the loss is unbounded below
+    (reported, with its reason: ``learned["unbounded"]``).%(learned)s
+
+    Parameters
+    ----------
+    %(spectrum_data)s
+    %(latent_dim)s
+    beta, eta_enc : float or array, default 1
+        KL weight and prior std; arrays broadcast into a grid.
+
+    %(returns)s
+    """
+    spectrum = _spectrum(spectrum, "data")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _learnable_learned(spectrum, d1, beta, eta_enc,
+                              setting=_settings.get("vae", "learnable", "learned"))
+
+
+@_doc
+def vae_fixed_sigma_learned_decoder(spectrum, latent_dim, sigma, *, beta=1.0,
+                                    eta_enc=1.0) -> Solution:
+    r"""Standard linear VAE, fixed encoder variance, learned decoder variance
+    (docs/theory.md §12.3).
+
+    Theorem 1 profiled over the decoder std: with :math:`a_i = \sqrt\beta\sigma'_i/\eta_{enc}`
+    (stds sorted ascending) the profile is strictly convex in :math:`1/\eta_{dec}`, so the optimum
+    is unique and always exists when the data have variance:
+
+    .. math::
+
+        \eta_{dec} = \frac{P_k + \sqrt{P_k^2 + 4DS_k}}{2D},\quad
+        P_k = \sum_{i\le k} a_i\theta_i,\quad S_k = \sum_{i>k}\theta_i^2
+
+    for the unique k with exactly k modes active (:math:`\theta_i > \eta_{dec} a_i`). The critical
+    values :math:`\beta^*_i = D\eta_{enc}^2(\theta_i/\sigma'_i)^2/H_i` with
+    :math:`H_i = (\theta_i/\sigma'_i)\sum_{j<i}\sigma'_j\theta_j + \sum_{j\ge i}\theta_j^2`
+    are closed forms too.%(learned)s
+
+    Parameters
+    ----------
+    %(spectrum_data)s
+    %(latent_dim)s
+    %(sigma)s
+    beta, eta_enc : float or array, default 1
+        KL weight and prior std; arrays broadcast into a grid.
+
+    %(returns)s
+    """
+    spectrum = _spectrum(spectrum, "data")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _fixed_learned(spectrum, d1, sigma, beta, eta_enc,
+                          setting=_settings.get("vae", "fixed", "learned"))
+
+
+@_doc
+def cvae_learnable_sigma_learned_decoder(spectrum, latent_dim, *, beta=1.0,
+                                         eta_enc=1.0) -> Solution:
+    r"""Conditional linear VAE, learnable encoder variance, learned decoder variance
+    (docs/theory.md §12.4): :func:`vae_learnable_sigma_learned_decoder` on the residual spectrum
+    (:math:`\theta_i^2 \to e_i`) with D the output dimension of y.%(learned)s
+
+    Parameters
+    ----------
+    %(spectrum_residual)s
+    %(latent_dim)s
+    beta, eta_enc : float or array, default 1
+
+    %(returns)s
+    """
+    spectrum = _spectrum(spectrum, "residual")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _learnable_learned(spectrum, d1, beta, eta_enc,
+                              setting=_settings.get("cvae", "learnable", "learned"))
+
+
+@_doc
+def cvae_fixed_sigma_learned_decoder(spectrum, latent_dim, sigma, *, beta=1.0,
+                                     eta_enc=1.0) -> Solution:
+    r"""Conditional linear VAE, fixed encoder variance, learned decoder variance
+    (docs/theory.md §12.4): :func:`vae_fixed_sigma_learned_decoder` on the residual spectrum
+    (:math:`\theta_i = \sqrt{e_i}`) with D the output dimension of y.%(learned)s
+
+    Parameters
+    ----------
+    %(spectrum_residual)s
+    %(latent_dim)s
+    %(sigma)s
+    beta, eta_enc : float or array, default 1
+
+    %(returns)s
+    """
+    spectrum = _spectrum(spectrum, "residual")
+    d1 = _latent_dim("latent_dim", latent_dim)
+    return _fixed_learned(spectrum, d1, sigma, beta, eta_enc,
+                          setting=_settings.get("cvae", "fixed", "learned"))
+
+
+# --------------------------------------------------------------------------------------------
 # dispatch
 
 
-def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
+def solve(model, variance, spectrum, latent_dim, *, decoder="fixed", **hyper) -> Solution:
     """The closed form of ``model/variance`` (its record in :mod:`vaetheory.settings`).
 
     Parameters
@@ -1057,6 +1400,8 @@ def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
         Of the kind the setting needs (``data``, or ``residual`` for the CVAE).
     latent_dim : int
         d1; the hierarchical VAE also takes ``latent_dim2`` as a keyword.
+    decoder : {"fixed", "learned"}
+        ``"learned"``: the decoder variance is learned (docs/theory.md §12; no ``eta_dec``).
     **hyper
         That function's keywords (``sigma`` for the fixed-variance VAE/CVAE too).
 
@@ -1064,6 +1409,6 @@ def solve(model, variance, spectrum, latent_dim, **hyper) -> Solution:
     -------
     Solution
     """
-    setting = _settings.get(model, variance)
+    setting = _settings.get(model, variance, decoder)
     d2 = hyper.pop("latent_dim2", None)
     return setting.solve(spectrum, latent_dim, d2, **hyper)
