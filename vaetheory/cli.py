@@ -33,7 +33,7 @@ from . import settings as vs
 from ._grid import MAX_GRID_POINTS, parse_ints, parse_values, parse_vector
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, NotCoveredError, ParameterError,
                      VaetheoryError)
-from .moments import load_spectrum
+from .moments import METHODS, load_spectrum
 
 __all__ = ["main", "model_options", "data_options", "Options", "parse_options"]
 
@@ -221,9 +221,28 @@ def data_options(f):
                      help="cvae with --quadrant: image shape, e.g. 28x28 or 32x32x3 (default: "
                           "square images inferred from the column count)."),
     ]
-    for deco in reversed(decorators):
+    for deco in reversed(decorators + _MOMENT_OPTIONS):
         f = deco(f)
     return f
+
+
+#: how the moments are computed (not what is read): docs/theory.md §9
+_MOMENT_OPTIONS = [
+    click.option("--standardize", is_flag=True,
+                 help="vae/mhvae: the spectrum of the correlation matrix (for data standardised "
+                      "before training; constant columns stay 0)."),
+    click.option("--moments", "moment_method", type=click.Choice(METHODS), default="auto",
+                 show_default=True,
+                 help="Moment computation: gram (fast), qr (streamed QR: accurate for "
+                      "ill-conditioned data), auto (gram, then qr if gram is not accurate)."),
+    click.option("--dask-scheduler", default=None, metavar="ADDRESS",
+                 help="Run the moment pass on this Dask cluster (e.g. tcp://host:8786; needs "
+                      "vaetheory[dask])."),
+    click.option("--dask-workers", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Run the moment pass on a local Dask cluster of N processes (needs "
+                      "vaetheory[dask])."),
+]
+_COMPUTE_OPTIONS = ("standardize", "moment_method", "dask_scheduler", "dask_workers")
 
 
 def model_options(f):
@@ -281,6 +300,7 @@ class Options:
     selection: vio.Selection
     request: Optional[vs.Request] = None
     given: dict = None
+    compute: dict = None  # how the moments are computed: load_spectrum's keyword arguments
 
     @property
     def setting(self) -> vs.Setting:
@@ -352,6 +372,7 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     source = data
     model = kw.pop("model", "vae") or "vae"
     center = kw.pop("center", True)
+    compute = {k: kw.pop(k, None) for k in _COMPUTE_OPTIONS}
     data = {k: kw.pop(k, None) for k in _DATA_OPTIONS}
     raw = {k: kw.pop(k, None) for k in ("variance", "latent_dim", "latent_dim2") + _HYPER_OPTIONS}
     given = {**{k: v for k, v in raw.items() if v is not None},
@@ -367,7 +388,7 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     pair_args = {k: data[k] for k in _PAIR_OPTIONS} if conditional else {}
     selection = vio.Selection(source, key=data["key"], cols=None if conditional else data["cols"],
                               conditional=conditional, center=center, label=label, **pair_args)
-    opts = Options(model, selection, None, given)
+    opts = Options(model, selection, None, given, _compute_options(compute, conditional, center))
     if data_only:
         return opts
     setting = _resolve_variance(model, raw["variance"], raw)
@@ -408,10 +429,42 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     return opts
 
 
+def _compute_options(compute, conditional, center):
+    """--standardize / --moments / --dask-*: checked here, passed to load_spectrum."""
+    if compute.get("standardize"):
+        if conditional:
+            raise _usage("--standardize is for --model vae/mhvae (the data spectrum), not the "
+                         "cvae residual")
+        if not center:
+            raise _usage("--standardize centres the data (the correlation matrix): drop "
+                         "--no-center")
+    if compute.get("dask_scheduler") is not None and compute.get("dask_workers") is not None:
+        raise _usage("--dask-scheduler and --dask-workers are alternatives: give one")
+    return {"method": compute.get("moment_method") or "auto",
+            "standardize": bool(compute.get("standardize")),
+            "dask_scheduler": compute.get("dask_scheduler"),
+            "dask_workers": compute.get("dask_workers")}
+
+
+def _compute_doc(opts: Options) -> dict:
+    """The moment options that differ from the defaults (for the JSON ``settings``)."""
+    c = opts.compute or {}
+    out = {}
+    if c.get("method", "auto") != "auto":
+        out["moments"] = c["method"]
+    if c.get("standardize"):
+        out["standardize"] = True
+    for k in ("dask_scheduler", "dask_workers"):
+        if c.get(k) is not None:
+            out[k] = c[k]
+    return out
+
+
 def _settings_doc(opts: Options) -> dict:
     """The options as given, for the JSON ``settings``."""
     req, sel = opts.request, opts.selection
     out = {"model": req.setting.model, "variance": req.setting.variance, "center": sel.center,
+           **_compute_doc(opts),
            "grid": {k: v for k, v in req.axes.items()},
            "grid_shape": list(req.grid_shape), "latent_dims": list(req.latent_dims)}
     if req.latent_dims2 is not None:
@@ -450,19 +503,25 @@ def _progress_bar(enabled: bool, total: Optional[int], what: str, unit: str = "r
         yield lambda m: prog.advance(task, m)
 
 
-def _spectrum(selection, as_json, with_basis=False):
+def _spectrum(opts: Options, as_json, with_basis=False, selection=None):
     """The selection's spectrum, with a progress bar for large files in a terminal."""
+    from ._dask import connect
+
+    selection = selection or opts.selection
     show = _progress_enabled(as_json)
+    compute = dict(opts.compute or {})
 
     def bar(total, nbytes):
         return _progress_bar(show and nbytes > PROGRESS_BYTES, total, f"reading {selection.name}")
 
-    return load_spectrum(selection, with_basis=with_basis, progress=bar)
+    with connect(compute.pop("dask_scheduler", None), compute.pop("dask_workers", None)) as client:
+        return load_spectrum(selection, with_basis=with_basis, progress=bar, client=client,
+                             **compute)
 
 
 def _solutions(opts: Options, as_json, with_basis=False, selection=None):
     """Spectrum -> one Solution per latent-dim setting; ``(solutions, provenance)``."""
-    spec = _spectrum(selection or opts.selection, as_json, with_basis)
+    spec = _spectrum(opts, as_json, with_basis, selection=selection)
     return opts.request.solve(spec), spec.provenance
 
 
@@ -511,13 +570,20 @@ def _model_sentence(sol) -> str:
     return f"model: {sol.setting.title}, {sol.variance} variance -- {sol.theorem}"
 
 
+def _say_data(console, info):
+    """The data sentence, then the data's notes (a dominant column, a second pass, ...)."""
+    _say(console, report.data_sentence(info))
+    for note in info.get("notes", []):
+        _say(console, f"warning: {note}", style="italic")
+
+
 def _print_notes(console, sols):
     for note in report.notes_of(sols):
         _say(console, f"note: {note}", style="italic")
 
 
 def _render_predict(console, sols, info, opts, detail):
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))
     swept = opts.request.swept
@@ -693,14 +759,14 @@ def spectrum(data, top, as_json, **kw):
     """The spectrum the theory uses (theta_i, or the residual e_i for --model cvae), with the
     data's rank, trace and scale."""
     opts = parse_options(data, kw, data_only=True)
-    spec = _spectrum(opts.selection, as_json)
+    spec = _spectrum(opts, as_json)
     info = spec.provenance
     if as_json:
         click.echo(report.dumps(report.spectrum_document(spec, info, top)))
         return
     console = _console()
     shown = 20 if top is None else top
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say(console, f"units: {report.spectrum_units(spec)}")
     console.print(report.spectrum_table(spec, shown))
     vals = report.spectrum_values(spec)
@@ -756,7 +822,7 @@ def thresholds(data, keep, param, as_json, **kw):
             sols, info, _settings_doc(opts), [e for _, _, e in points])))
         return
     console = _console()
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say(console, _model_sentence(sols[0]))
     _say(console, "at: " + _grid_sentence(opts))
     max_tables = 10
@@ -817,7 +883,7 @@ def _check_open(data, opts, copts, as_json):
     """Settings without a closed form: the numerical optimum alone, labelled as such."""
     from .checker import numerical_optimum
 
-    spectrum = _spectrum(opts.selection, as_json)
+    spectrum = _spectrum(opts, as_json)
     info = spectrum.provenance
     setting = opts.setting
     results = []
@@ -839,7 +905,7 @@ def _check_open(data, opts, copts, as_json):
         click.echo(report.dumps(report.numerical_document(results, info, settings, spectrum)))
         return 0
     console = _console()
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say(console, f"model: {setting.model}, {setting.variance} -- no closed form in the theory: "
                   "numerical optimum only (not a prediction, nothing to confirm)")
     req = opts.request
@@ -905,7 +971,7 @@ def check(data, as_json, **kw):
         click.echo(report.dumps(report.predict_document(sols, info, settings, checks)))
         return code
     console = _console()
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))
     _say(console, "check: " + ("exact expected loss, " + f"{copts['restarts']} random starts "

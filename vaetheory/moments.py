@@ -668,14 +668,15 @@ def residual_spectrum(joint, x_dim, *, with_basis=False) -> Spectrum:
     if mom.factor is not None:
         w, Q, K, tol, err = _residual_qr(mom, D0, with_basis)
     else:
-        w, Q, K, tol, err = _residual_gram(M, D0, with_basis)
+        zero = _exact_zero_columns(mom) if mom.constant is not None else None
+        w, Q, K, tol, err = _residual_gram(M, D0, with_basis, zero)
     return Spectrum(scaled_eigenvalues=w, rank=int(np.sum(w > 0)), n_samples=mom.n_samples,
                     centered=mom.centered, kind="residual", scaled_tolerance=tol,
                     scale_exponent=mom.scale_exponent, scaled_error=err, basis=Q, regression=K,
                     x_dim=D0, scaled_mean=mom.scaled_mean, scaled_matrix=M)
 
 
-def _residual_gram(M, D0, with_basis):
+def _residual_gram(M, D0, with_basis, zero=None):
     D = M.shape[0]
     A, C, B = M[:D0, :D0], M[D0:, :D0], M[D0:, D0:]
     phi, P = np.linalg.eigh(A)
@@ -696,9 +697,16 @@ def _residual_gram(M, D0, with_basis):
     tol = rank_tolerance(scale, D)
     w = np.where(w > tol, w, 0.0)
     # error: B's rounding, plus A's eigenvalue errors amplified through A^+ (Weyl, first order)
-    kappa = float(phi[-1]) if phi.size else 1.0
+    kappa = float(phi[0]) if phi.size else 1.0  # the smallest kept eigenvalue of A
     amp = float(np.sum(half * half, axis=0).max() / kappa) if phi.size else 0.0  # ~|K|^2 |A|/phi_min
-    err = np.full(w.shape, tol + rank_tolerance(max(phi[0], 0.0) if phi.size else 0.0, D0) * amp)
+    err = np.full(w.shape, tol + rank_tolerance(max(phi[-1], 0.0) if phi.size else 0.0, D0) * amp)
+    # an x direction whose variance the Gram cannot resolve (kept or dropped on noise) may hold
+    # any part of y: the residual is then known only to the scale of y
+    live = np.flatnonzero(~zero[:D0]) if zero is not None else np.arange(D0)
+    if live.size:
+        ax = np.linalg.eigvalsh(A[np.ix_(live, live)])
+        if ax[-1] > 0 and ax[0] < RELIABLE * ax[-1]:
+            err = np.maximum(err, bmax)
     return w, Q, K, tol, err
 
 
@@ -940,10 +948,13 @@ def _spectrum_of(open_blocks, *, center, conditional, with_basis, method, standa
             "qr", blocks, dim, name)
         moments, spec, _ = _finish(a, center, conditional, x_dim, with_basis, standardize)
         used = "qr"
-        notes.append("the fast (Gram) moments could not hold every eigenvalue to 8 digits (an "
-                     "eigenvalue below sqrt(eps) x the largest, or an ill-conditioned x); the data "
-                     "were read again with a streamed QR (§9.3)")
+        notes.append(_SECOND_PASS)
     return spec, moments, used, notes
+
+
+_SECOND_PASS = ("the Gram moments could not hold every eigenvalue to 8 digits (an eigenvalue below "
+                "sqrt(eps) x the largest, or an ill-conditioned x): read again with a streamed QR "
+                "(docs/theory.md §9.3)")
 
 
 def _provenance(spec, base, moments, method, notes, standardize):
@@ -956,6 +967,9 @@ def _provenance(spec, base, moments, method, notes, standardize):
                 scale_exponent=int(spec.scale_exponent))
     if standardize:
         prov["standardized"] = True
+    if _SECOND_PASS in notes:  # not a warning: the answer is the accurate one
+        prov["method_reason"] = _SECOND_PASS
+        notes = [n for n in notes if n != _SECOND_PASS]
     notes = list(notes) + _notes(moments, spec, standardize)
     if notes:
         prov["notes"] = list(prov.get("notes", [])) + notes
@@ -975,7 +989,10 @@ def empirical_spectrum(X, *, center=True, with_basis=False, chunk_rows=None, pro
     if _is_dask(X):
         from . import _dask
 
-        runner = _dask.array_runner(X)
+        if X.shape[0] < X.shape[1]:  # the dual path holds the (small) data in memory anyway
+            X = _as_rows(np.asarray(X.compute()), "X")
+        else:
+            runner = _dask.array_runner(X)
 
     def open_blocks():
         rows = chunk_rows or acc.block_rows(X.shape[1])
