@@ -593,7 +593,7 @@ def _standardize(moments):
     np.fill_diagonal(C, np.where(sd > 0, 1.0, 0.0))
     F = None
     if moments.factor is not None:
-        F = moments.factor * (inv * math.sqrt(moments.n_samples))[None, :]
+        F = moments.factor * inv[None, :]  # column norms sqrt(N): F^T F / N = C
     return replace(moments, scaled_matrix=C, scaled_mean=np.zeros(moments.dim), scale_exponent=0,
                    factor=F, constant=moments.constant | (sd == 0))
 
@@ -865,7 +865,8 @@ def _notes(moments, spec, standardize):
             j = int(np.argmax(diag))
             share = float(diag[j]) / total
             if share > DOMINANT_SHARE:
-                notes.append(f"column {j} holds {100 * share:.1f}% of the total variance: features "
+                pct = f"{100 * share:.4g}%" if share < 0.99995 else ">99.99%"
+                notes.append(f"column {j} holds {pct} of the total variance: features "
                              "on different scales dominate the spectrum (--standardize gives the "
                              "spectrum of the correlation matrix)")
     if standardize and moments is not None and moments.constant is not None:
