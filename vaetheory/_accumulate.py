@@ -41,12 +41,12 @@ HEADROOM = 200
 #: raw magnitudes this far above the unit are centred at their own scale first (no overflow)
 _RAW_HEADROOM = 600
 #: bytes of float64 per working block (the rows are chosen from the width; bench/bench_spectrum.py)
-BLOCK_BYTES = 1 << 25
+BLOCK_BYTES = 1 << 26
 MIN_ROWS, MAX_ROWS = 256, 1 << 16
 
 
 def block_rows(dim: int) -> int:
-    """Rows per working block for data of width ``dim``: ~32 MiB of float64, 256..65536 rows.
+    """Rows per working block for data of width ``dim``: ~64 MiB of float64, 256..65536 rows.
 
     BLAS ``syrk`` runs near peak once a block has a few hundred rows; larger blocks only cost
     cache misses and memory (bench/bench_spectrum.py measures the choice).

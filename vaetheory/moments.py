@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from . import _accumulate as acc
-from ._numerics import EPS, rank_tolerance
+from ._numerics import EPS, blas_threads, rank_tolerance
 from ._validation import finite_matrix
 from .errors import DataError, NotRepresentableError, ParameterError, ResourceError
 
@@ -62,6 +62,9 @@ __all__ = [
 METHODS = ("auto", "gram", "qr")
 #: a Gram eigenvalue below this times the largest has lost half of its digits (or all of them)
 RELIABLE = math.sqrt(EPS)
+#: "auto" reads the data a second time with the QR path only if that costs at most this many
+#: flops (2 N D^2: ~10 s on one core); beyond, the Gram result stands with its error and a note
+QR_AUTO_FLOPS = 2e10
 #: a note when one column holds more than this share of the total variance (trace)
 DOMINANT_SHARE = 0.9
 _TINY = np.finfo(np.float64).tiny
@@ -619,13 +622,14 @@ def spectrum_from_moments(moments, *, with_basis=False, standardize=False) -> Sp
         moments = _standardize(moments)
     zero = _exact_zero_columns(moments) if moments.constant is not None else \
         np.zeros(moments.dim, dtype=bool)
-    if moments.factor is not None:
-        R = moments.factor
-        if not moments.centered:
-            R = _uncentred_factor(R, moments.n_samples, moments.scaled_mean)
-        w, P, tol, err = _qr_eigen(R, moments.n_samples, zero, with_basis)
-    else:
-        w, P, tol, err, _ = _gram_eigen(moments.scaled_matrix, zero, with_basis)
+    with blas_threads(1):  # level-2 bound: one thread is faster, and far faster under load
+        if moments.factor is not None:
+            R = moments.factor
+            if not moments.centered:
+                R = _uncentred_factor(R, moments.n_samples, moments.scaled_mean)
+            w, P, tol, err = _qr_eigen(R, moments.n_samples, zero, with_basis)
+        else:
+            w, P, tol, err, _ = _gram_eigen(moments.scaled_matrix, zero, with_basis)
     return Spectrum(scaled_eigenvalues=w, rank=int(np.sum(w > 0)), n_samples=moments.n_samples,
                     centered=moments.centered, kind="data", scaled_tolerance=tol,
                     scale_exponent=moments.scale_exponent, scaled_error=err, basis=P,
@@ -665,11 +669,12 @@ def residual_spectrum(joint, x_dim, *, with_basis=False) -> Spectrum:
     D0 = int(x_dim)
     if not 1 <= D0 < M.shape[0]:
         raise ParameterError(f"x_dim must be in [1, {M.shape[0] - 1}], got {x_dim}")
-    if mom.factor is not None:
-        w, Q, K, tol, err = _residual_qr(mom, D0, with_basis)
-    else:
-        zero = _exact_zero_columns(mom) if mom.constant is not None else None
-        w, Q, K, tol, err = _residual_gram(M, D0, with_basis, zero)
+    with blas_threads(1):
+        if mom.factor is not None:
+            w, Q, K, tol, err = _residual_qr(mom, D0, with_basis)
+        else:
+            zero = _exact_zero_columns(mom) if mom.constant is not None else None
+            w, Q, K, tol, err = _residual_gram(M, D0, with_basis, zero)
     return Spectrum(scaled_eigenvalues=w, rank=int(np.sum(w > 0)), n_samples=mom.n_samples,
                     centered=mom.centered, kind="residual", scaled_tolerance=tol,
                     scale_exponent=mom.scale_exponent, scaled_error=err, basis=Q, regression=K,
@@ -943,7 +948,9 @@ def _spectrum_of(open_blocks, *, center, conditional, with_basis, method, standa
     moments, spec, ok = _finish(a, center, conditional, x_dim, with_basis, standardize)
     notes = []
     used = first
-    if method == "auto" and not ok:
+    if method == "auto" and not ok and 2.0 * a.n * dim * dim > QR_AUTO_FLOPS:
+        notes.append(_limited(spec, a.n, dim))
+    elif method == "auto" and not ok:
         blocks, _, _, _, _ = open_blocks()
         a = (runner or (lambda kind, bl, d, nm: _accumulate(bl, d, kind, name=nm)))(
             "qr", blocks, dim, name)
@@ -951,6 +958,29 @@ def _spectrum_of(open_blocks, *, center, conditional, with_basis, method, standa
         used = "qr"
         notes.append(_SECOND_PASS)
     return spec, moments, used, notes
+
+
+def _limited(spec, n, dim):
+    """The note when the Gram result stands although some eigenvalues lost digits."""
+    rel = spec.relative_error
+    w = spec.scaled_eigenvalues
+    live = w > 0
+    worst = float(np.max(rel[live])) if np.any(live) else 0.0
+    cut = RELIABLE * float(w[0]) if w.size else 0.0
+    below = int(np.count_nonzero((w < cut) & (spec.scaled_error > 0)))
+    what = (f"{below} eigenvalue(s) below sqrt(eps) x the largest are known only to about "
+            f"{_fmt_abs(spec)} (absolute)" if below else
+            f"the smallest nonzero eigenvalues carry relative errors up to {worst:.1e}")
+    return (f"float64 limits these moments (Gram): {what}; --moments qr computes them from a "
+            f"streamed QR (about {2.0 * n * dim * dim / 1e9:.0f} GFlop, a second pass; "
+            "docs/theory.md §9.3)")
+
+
+def _fmt_abs(spec):
+    try:
+        return f"{float(spec.error[0]):.2e}"
+    except NotRepresentableError:
+        return f"{float(spec.scaled_error[0]):.2e} x 4^{spec.scale_exponent}"
 
 
 _SECOND_PASS = ("the Gram moments could not hold every eigenvalue to 8 digits (an eigenvalue below "
