@@ -305,6 +305,23 @@ def test_dask_array_equals_single_machine():
                                    [math.fsum(c) / len(c) for c in X.T], rtol=1e-15)
 
 
+def test_selection_of_a_dask_array_equals_the_numpy_one():
+    da = pytest.importorskip("dask.array")
+    X = _data(17, n=2000, d=16, offset=2.0)
+    D = da.from_array(X, chunks=(300, 16))
+    for kw in ({"cols": "2:12"}, {"conditional": True, "quadrant": "top-left"},
+               {"conditional": True, "x_cols": "0:5"}):
+        a = vt.load_spectrum(vt.Selection(X, **kw))
+        b = vt.load_spectrum(vt.Selection(D, **kw))
+        np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-12,
+                                   atol=1e-13 * a.eigenvalues[0])
+        assert b.kind == a.kind and b.rank == a.rank
+    y = _data(18, n=2000, d=3)
+    a = vt.load_spectrum(vt.Selection(X, conditional=True, y=y))
+    b = vt.load_spectrum(vt.Selection(D, conditional=True, y=da.from_array(y, chunks=(500, 3))))
+    np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-12)
+
+
 def test_dask_partials_report_non_finite_values_in_global_rows():
     da = pytest.importorskip("dask.array")
     X = _data(15, n=100, d=3)

@@ -29,6 +29,7 @@ def require(what="dask"):
     except ImportError:
         raise ResourceError(f"the Dask path needs the optional packages dask and distributed: "
                             f"{_EXTRA}") from None
+    return None
 
 
 def partial(block, kind, dim, name):

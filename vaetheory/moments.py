@@ -74,11 +74,12 @@ _TINY = np.finfo(np.float64).tiny
 # user units: values * 2**e, or a clear refusal
 
 
-def _to_user(values, e, what):
+def _to_user(values, e, what, strict=True):
     """``values * 2**e`` (exact), or :class:`NotRepresentableError` when float64 cannot hold it.
 
     Entries that matter (above ``eps`` times the largest) must stay finite and normal; smaller ones
-    may round to subnormals or zero (they are below every tolerance anyway).
+    may round to subnormals or zero (they are below every tolerance anyway). ``strict=False``
+    (tolerances, error bounds: auxiliary sizes) lets them underflow, refusing only overflow.
     """
     if values is None:
         return None
@@ -93,7 +94,7 @@ def _to_user(values, e, what):
         return out
     matters = a > EPS * top
     o = np.abs(out)
-    if not np.all(np.isfinite(out)) or np.any(matters & (o < _TINY)):
+    if not np.all(np.isfinite(out)) or (strict and np.any(matters & (o < _TINY))):
         big = not np.all(np.isfinite(out))
         raise NotRepresentableError(
             f"{what} {'overflow' if big else 'underflow'} float64 in the data's units "
@@ -241,14 +242,15 @@ class Spectrum:
     @property
     def tolerance(self) -> float:
         return float(_to_user(np.array([self.scaled_tolerance]), 2 * self.scale_exponent,
-                              "the rank tolerance")[0])
+                              "the rank tolerance", strict=False)[0])
 
     @property
     def error(self) -> Optional[np.ndarray]:
         """Estimated absolute error of each eigenvalue, data units (None if not estimated)."""
         if self.scaled_error is None:
             return None
-        return _to_user(self.scaled_error, 2 * self.scale_exponent, "the eigenvalue errors")
+        return _to_user(self.scaled_error, 2 * self.scale_exponent, "the eigenvalue errors",
+                        strict=False)
 
     @property
     def relative_error(self) -> Optional[np.ndarray]:
@@ -1096,6 +1098,8 @@ def load_spectrum(selection, *, with_basis=False, progress=None, method="auto",
         Run the moment pass on this Dask cluster (row blocks are sent to the workers, partial
         moments come back and are merged: §9.7).
     """
+    if _is_dask(selection.source):
+        return _load_dask(selection, with_basis, method, standardize)
     streams = [selection.open()]
 
     def open_blocks():
@@ -1116,6 +1120,61 @@ def load_spectrum(selection, *, with_basis=False, progress=None, method="auto",
             with_basis=with_basis, method=method, standardize=standardize, progress=tick,
             runner=runner)
     return _provenance(spec, first.provenance, moments, used, notes, standardize)
+
+
+def _load_dask(sel, with_basis, method, standardize):
+    """A :class:`~vaetheory.io.Selection` whose source is a Dask array: the selected columns as
+    one Dask array, its partials computed on the array's scheduler (§9.7)."""
+    from . import _dask
+    from .io import parse_columns, quadrant_columns
+
+    _dask.require()
+    import dask.array as da
+
+    X = _as_rows(sel.source, "X")
+    D = int(X.shape[1])
+    label = sel.label or "the Dask array"
+    prov = {"source": label, "centered": bool(sel.center), "features": D}
+    x_dim = None
+    if not sel.conditional:
+        if sel.cols is not None:
+            X = X[:, parse_columns(sel.cols, D)]
+            prov["selection"] = f"columns {sel.cols} of {D}"
+    elif sel.y is not None:
+        Y = sel.y if _is_dask(sel.y) else da.from_array(_as_rows(sel.y, "y"))
+        Y = _as_rows(Y, "y")
+        if Y.shape[0] != X.shape[0]:
+            raise DataError(f"x has {X.shape[0]} rows but y has {Y.shape[0]}: they must be paired "
+                            "samples")
+        x_dim = D
+        prov.update(x_dim=D, y_dim=int(Y.shape[1]), selection=f"x from {label}, y from the array y")
+        X = da.concatenate([X, Y.astype(X.dtype) if Y.dtype != X.dtype else Y], axis=1)
+    else:
+        if sel.quadrant is not None:
+            side = math.isqrt(D)
+            xc, yc = quadrant_columns(sel.image_shape or (side, side), sel.quadrant, n_cols=D)
+        else:
+            xc = parse_columns(sel.x_cols, D) if sel.x_cols is not None else None
+            yc = parse_columns(sel.y_cols, D) if sel.y_cols is not None else None
+            xc = np.setdiff1d(np.arange(D), yc) if xc is None else xc
+            yc = np.setdiff1d(np.arange(D), xc) if yc is None else yc
+        x_dim = int(xc.size)
+        prov.update(x_dim=x_dim, y_dim=int(yc.size))
+        X = X[:, np.concatenate([xc, yc])]
+    if X.shape[0] < X.shape[1]:
+        Z = np.asarray(X.compute())
+        spec = _dual(np.array(Z, dtype=np.float64), sel.center, with_basis, x_dim=x_dim,
+                     standardize=standardize)
+        return _provenance(spec, prov, None, "svd-dual", [], standardize)
+    runner = _dask.array_runner(X)
+
+    def open_blocks():
+        return None, int(X.shape[0]), int(X.shape[1]), label, x_dim
+
+    spec, moments, used, notes = _spectrum_of(
+        open_blocks, center=sel.center, conditional=sel.conditional, with_basis=with_basis,
+        method=method, standardize=standardize, runner=runner)
+    return _provenance(spec, prov, moments, used, notes, standardize)
 
 
 class _nullcontext:

@@ -127,6 +127,8 @@ def spectrum_units(spectrum) -> str:
         return ("e_i: eigenvalues of the residual covariance E = Cov(y) - Cov(y,x) Cov(x)^+ Cov(x,y) "
                 "of y given x (squared units)" if spectrum.centered is not False else
                 "e_i: eigenvalues of E = E[yy^T] - E[yx^T] E[xx^T]^+ E[xy^T] (squared units)")
+    if (spectrum.provenance or {}).get("standardized"):
+        return "theta_i = sqrt(eigenvalue_i of the correlation matrix of x) (standardised: unitless)"
     return ("theta_i = sqrt(eigenvalue_i of Cov(x)) (data units)" if spectrum.centered is not False
             else "theta_i = sqrt(eigenvalue_i of E[x x^T]) (data units)")
 
