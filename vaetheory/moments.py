@@ -553,20 +553,23 @@ def _gram_eigen(M, zero_cols, with_basis):
     return w, P, tol, err, reliable
 
 
-def _qr_eigen(R, n, zero_cols, with_basis):
-    """Eigenvalues ``s_i^2 / n`` of ``R^T R / n`` from the singular values of ``R``."""
+def _svd(M, with_basis, driver="gesvd"):
+    """Singular values of ``M`` (descending) and, with the basis, its right singular vectors
+    (columns); LAPACK without input checks (the data were checked while streaming)."""
     from scipy.linalg import svd
 
+    if with_basis:
+        _, s, Vt = svd(M, full_matrices=False, check_finite=False, lapack_driver=driver)
+        return s, Vt.T
+    return svd(M, compute_uv=False, check_finite=False, lapack_driver=driver), None
+
+
+def _qr_eigen(R, n, zero_cols, with_basis):
+    """Eigenvalues ``s_i^2 / n`` of ``R^T R / n`` from the singular values of ``R``."""
     D = R.shape[1]
     keep = np.flatnonzero(~zero_cols)
-    sub = R[:, keep]
     if keep.size:
-        if with_basis:
-            _, s, Vt = svd(sub, full_matrices=False, check_finite=False, lapack_driver="gesvd")
-            V = Vt.T
-        else:
-            s = svd(sub, compute_uv=False, check_finite=False, lapack_driver="gesvd")
-            V = None
+        s, V = _svd(R[:, keep], with_basis)
     else:
         s, V = np.zeros(0), np.zeros((0, 0))
     ds = rank_tolerance(float(s[0]) if s.size else 0.0, D)  # sv error ~ D eps s_1 (Householder)
@@ -749,12 +752,7 @@ def _residual_qr(mom, D0, with_basis):
         F = np.vstack([U[:, r:].T @ R12, R22])
         Kt = (Vt[:r].T / sx[:r]) @ (U[:, :r].T @ R12) if r else np.zeros_like(R12)
     F = np.triu(qr(F, mode="r", check_finite=False)[0]) if F.shape[0] > 1 else F
-    if with_basis:
-        _, s, Qt = svd(F, full_matrices=False, check_finite=False, lapack_driver="gesvd")
-        Q = Qt.T
-    else:
-        s = svd(F, compute_uv=False, check_finite=False, lapack_driver="gesvd")
-        Q = None
+    s, Q = _svd(F, with_basis)
     D2 = D - D0
     s = np.concatenate([s, np.zeros(D2 - s.size)])
     if Q is not None and Q.shape[1] < D2:  # complete the basis
@@ -780,7 +778,6 @@ def _dual(Z, center, with_basis, x_dim=None, standardize=False, name="X"):
     No D x D matrix is formed: eigenvalues beyond the first N are 0, ``basis`` has the N columns of
     nonzero eigenvalues, ``scaled_matrix`` is None.
     """
-    from scipy.linalg import svd
 
     n, D = Z.shape
     if center and n < 2:
@@ -807,11 +804,8 @@ def _dual(Z, center, with_basis, x_dim=None, standardize=False, name="X"):
         k, mean = 0, np.zeros(D)
     if x_dim is not None:
         return _dual_residual(Z, n, k, mean, center, x_dim, with_basis)
-    if with_basis:
-        _, s, Vt = svd(Z, full_matrices=False, check_finite=False, lapack_driver="gesdd")
-    else:
-        s = svd(Z, compute_uv=False, check_finite=False, lapack_driver="gesdd")
-    ds = rank_tolerance(float(s[0]) if s.size else 0.0, max(n, D) if False else D)
+    s, V = _svd(Z, with_basis, "gesdd")
+    ds = rank_tolerance(float(s[0]) if s.size else 0.0, D)
     s = np.where(s > ds, s, 0.0)
     w = np.zeros(D)
     w[:s.size] = s * s / n
@@ -820,7 +814,7 @@ def _dual(Z, center, with_basis, x_dim=None, standardize=False, name="X"):
     basis = None
     if with_basis:
         r = int(np.count_nonzero(s))
-        basis = Vt[:r].T.copy()
+        basis = V[:, :r].copy()
     return Spectrum(scaled_eigenvalues=w, rank=int(np.count_nonzero(w)), n_samples=n,
                     centered=bool(center), kind="data", scaled_tolerance=ds * ds / n,
                     scale_exponent=int(k), scaled_error=err, basis=basis, scaled_mean=mean)
@@ -835,10 +829,7 @@ def _dual_residual(Z, n, k, mean, center, D0, with_basis):
     U, sx, Vt = svd(x, full_matrices=True, check_finite=False, lapack_driver="gesdd")
     r = int(np.count_nonzero(sx > rank_tolerance(float(sx[0]) if sx.size else 0.0, D)))
     rest = U[:, r:].T @ y  # y outside range(x): the residual data (N - r rows)
-    if with_basis:
-        _, s, Qt = svd(rest, full_matrices=False, check_finite=False, lapack_driver="gesdd")
-    else:
-        s = svd(rest, compute_uv=False, check_finite=False, lapack_driver="gesdd")
+    s, Qv = _svd(rest, with_basis, "gesdd")
     ynorm = math.sqrt(float(np.max(np.sum(y * y, axis=0))))
     ds = rank_tolerance(max(ynorm, float(s[0]) if s.size else 0.0), D)
     s = np.where(s > ds, s, 0.0)
@@ -849,7 +840,7 @@ def _dual_residual(Z, n, k, mean, center, D0, with_basis):
     err[:s.size] = np.where(s > 0, (2 * s * ds + ds * ds) / n, ds * ds / n)
     Q = K = None
     if with_basis:
-        Q = Qt[:int(np.count_nonzero(s))].T.copy()
+        Q = Qv[:, :int(np.count_nonzero(s))].copy()
         K = ((Vt[:r].T / sx[:r]) @ (U[:, :r].T @ y)).T
     return Spectrum(scaled_eigenvalues=w, rank=int(np.count_nonzero(w)), n_samples=n,
                     centered=bool(center), kind="residual", scaled_tolerance=ds * ds / n,
