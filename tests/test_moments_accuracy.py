@@ -99,6 +99,17 @@ def test_mixed_column_scales():
     sp = vt.empirical_spectrum(X)
     assert sp.rank == 1
     np.testing.assert_allclose(sp.theta[0], np.std(X[:, 0]), rtol=1e-12)
+    # a column at 1e150 beside a spread of 1e-150: centred at the raw scale first
+    X = _data(7, n=50, d=2) * [1.0, 1e-150]
+    X[:, 0] = 1e150
+    for chunk in (7, 50):
+        sp = vt.empirical_spectrum(X, chunk_rows=chunk)
+        assert sp.rank == 1 and sp.eigenvalues[1] == 0.0
+        np.testing.assert_allclose(sp.theta[0], np.sqrt(_ref_eigenvalues(X)[0]), rtol=1e-12)
+    # 1e300 beside 1e-300: the means cannot share a float64 unit: a clear refusal, not NaN
+    X[:, 0], X[:, 1] = 1e300, X[:, 1] * 1e-150
+    with pytest.raises(vt.DataError, match="column magnitudes differ"):
+        vt.empirical_spectrum(X)
 
 
 # --------------------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ class _Base:
         self.first_bad = None
         self._buf = None
         self._fill = 0
+        self._bk, self._blo, self._bhi = 0, None, None  # the buffer's unit and column ranges
 
     # ---- public
     def add(self, block) -> None:
@@ -115,16 +116,45 @@ class _Base:
             raise DataError(f"{self.name}: rows have {block.shape[-1]} columns, expected {self.dim}")
         m = block.shape[0]
         start = 0
-        while start < m:  # copy into the working buffer (as float64); process it when full
+        while start < m:  # copy into the working buffer (float64, scaled); process it when full
             take = min(m - start, self.rows - self._fill)
+            part = block[start:start + take]
+            # column ranges on the raw values (NaN propagates: one check finds any bad value)
+            plo = np.min(part, axis=0).astype(np.float64)
+            phi = np.max(part, axis=0).astype(np.float64)
+            e = self._unit_for(plo, phi)
+            if self._fill and e != self._bk:
+                self._flush()  # this part needs another unit: process what is buffered first
+            if self._fill == 0:
+                self._blo, self._bhi, self._bk = plo, phi, e
+            else:
+                np.minimum(self._blo, plo, out=self._blo)
+                np.maximum(self._bhi, phi, out=self._bhi)
             if self._buf is None:
                 self._buf = np.empty((self.rows, self.dim))
-            np.copyto(self._buf[self._fill:self._fill + take], block[start:start + take],
-                      casting="unsafe")
+            dst = self._buf[self._fill:self._fill + take]
+            if e and -1000 <= e <= 1000:  # cast and scale in one pass (exact: a power of two)
+                np.multiply(part, 2.0 ** -e, out=dst, dtype=np.float64, casting="unsafe")
+            else:
+                np.copyto(dst, part, casting="unsafe")
+                if e:
+                    pow2_scale(dst, -e, out=dst)
             self._fill += take
             start += take
             if self._fill == self.rows:
                 self._flush()
+
+    def _unit_for(self, lo, hi):
+        """The exponent a part is scaled by when copied: the current unit, unless there is none
+        yet, the values are not finite, or they are too large for it (then 0: raw)."""
+        if self.k is None:
+            return 0
+        with np.errstate(invalid="ignore"):
+            top = float(np.max(np.maximum(np.abs(lo), np.abs(hi))))
+        kr = exponent(top)
+        if kr is None or kr - self.k > _RAW_HEADROOM:
+            return 0
+        return self.k
 
     def finish(self, check=True):
         """Process what is buffered; return ``self``. ``check``: raise a :class:`DataError` for
@@ -160,7 +190,8 @@ class _Base:
         m = self._fill
         W = self._buf[:m]
         self._fill = 0
-        lo, hi = W.min(axis=0), W.max(axis=0)  # NaN propagates: one check finds any bad value
+        e0 = self._bk  # W holds the raw values times 2**-e0
+        lo, hi = self._blo, self._bhi
         start, self.seen = self.seen, self.seen + m
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             self._locate_bad(W, start)
@@ -169,9 +200,11 @@ class _Base:
             return  # the data are unusable; keep counting to report every bad value
         np.minimum(self.colmin, lo, out=self.colmin)
         np.maximum(self.colmax, hi, out=self.colmax)
-        ks = _spread_exponent(np.minimum(lo, self.colmin), np.maximum(hi, self.colmax))
+        ks = _spread_exponent(self.colmin, self.colmax)
         if self.k is None:
             if ks is None:  # every column constant so far: only the mean matters
+                if e0:
+                    pow2_scale(W, e0, out=W)
                 self._merge_block(W, m, None, 0, scatter=False)
                 return
             self._rescale(ks)
@@ -180,14 +213,20 @@ class _Base:
         kr = exponent(float(np.max(np.maximum(np.abs(lo), np.abs(hi)))))
         if kr is not None and kr - self.k > _RAW_HEADROOM:
             # raw values far above the spread unit: centre at the raw scale, then rescale
-            pow2_scale(W, -kr, out=W)
+            pow2_scale(W, e0 - kr, out=W)
             m1 = W.mean(axis=0)
             W -= m1
+            W[:, lo == hi] = 0.0  # constant here: exactly 0 (not the mean's rounding residue)
             pow2_scale(W, kr - self.k, out=W)
-            m1 = pow2_scale(m1, kr - self.k)
+            with np.errstate(over="ignore"):
+                m1 = pow2_scale(m1, kr - self.k)
+            if not np.all(np.isfinite(m1)):
+                raise DataError(f"{self.name}: column magnitudes differ by more than float64's "
+                                f"range (values up to 2^{kr} beside a spread of 2^{self.k}): the "
+                                "means cannot be held in one unit; select or rescale columns")
         else:
-            if self.k:
-                pow2_scale(W, -self.k, out=W)
+            if e0 != self.k:
+                pow2_scale(W, e0 - self.k, out=W)
             m1 = W.mean(axis=0)
             W -= m1
         c = W.mean(axis=0)  # what the first mean rounded away

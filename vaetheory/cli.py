@@ -507,6 +507,8 @@ def _spectrum(opts: Options, as_json, with_basis=False, selection=None):
     """The selection's spectrum, with a progress bar for large files in a terminal."""
     from ._dask import connect
 
+    if isinstance(opts, vio.Selection):  # a bare selection: the default moment options
+        opts = Options("vae", opts)
     selection = selection or opts.selection
     show = _progress_enabled(as_json)
     compute = dict(opts.compute or {})
