@@ -359,5 +359,17 @@ def test_local_cluster_equals_single_machine(tmp_path):
     assert dist.provenance["source"] == single.provenance["source"]
 
 
+def test_text_files_of_unknown_length_choose_the_path_while_reading(tmp_path):
+    """A CSV's row count is unknown up front: rows are buffered until there are D of them."""
+    X = np.random.default_rng(19).normal(size=(30, 200))
+    for name, data in (("wide.csv", X), ("tall.csv", X[:, :20])):
+        np.savetxt(tmp_path / name, data, delimiter=",")
+        sp = vt.load_spectrum(vt.Selection(str(tmp_path / name)))
+        want = vt.empirical_spectrum(data)
+        assert sp.provenance["method"] == ("svd-dual" if name == "wide.csv" else "gram")
+        np.testing.assert_allclose(sp.eigenvalues, want.eigenvalues, rtol=1e-12,
+                                   atol=1e-14 * want.eigenvalues[0])
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
