@@ -115,7 +115,7 @@ def bench_dual(n, d, tmp):
     tg, ev = timed(gram)
     err = np.max(np.abs(spec.eigenvalues[:n] - ev)) / ev[0]
     print(f"dual {n} x {d}: {t:.2f} s ({spec.provenance['method']}), N x N Gram {tg:.2f} s, ratio "
-          f"{t / tg:.2f}; peak RSS {max(before, peak) / 2**20:.0f} MiB (a D x D matrix: "
+          f"{t / tg:.2f}; peak RSS {max(before, peak) / 2**10:.0f} MiB (a D x D matrix: "
           f"{d * d * 8 / 2**30:.1f} GiB); rank {spec.rank}; max diff vs the Gram {err:.1e}",
           flush=True)
     os.remove(path)

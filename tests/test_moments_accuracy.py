@@ -223,13 +223,16 @@ def test_chunk_size_does_not_change_the_result(rows, seed, method, center):
 def test_dual_path_equals_the_primal_path(center):
     rng = np.random.default_rng(8)
     X = rng.normal(size=(40, 300)) * np.linspace(2, 0.1, 300) + 3.0
-    dual = vt.empirical_spectrum(X, center=center, with_basis=True)
-    assert dual.provenance["method"] == "svd-dual" and dual.scaled_matrix is None
     primal = vm.spectrum_from_moments(vt.empirical_moments(X, center=center, method="qr"))
-    np.testing.assert_allclose(dual.eigenvalues[:40], primal.eigenvalues[:40],
-                               atol=1e-12 * primal.eigenvalues[0])
-    assert dual.rank == primal.rank == (39 if center else 40)
-    assert np.all(dual.eigenvalues[40:] == 0)
+    for method, used in (("auto", "gram-dual"), ("qr", "svd-dual")):
+        d = vt.empirical_spectrum(X, center=center, with_basis=True, method=method)
+        assert d.provenance["method"] == used and d.scaled_matrix is None
+        np.testing.assert_allclose(d.eigenvalues[:40], primal.eigenvalues[:40],
+                                   atol=1e-12 * primal.eigenvalues[0])
+        assert d.rank == primal.rank == (39 if center else 40)
+        assert np.all(d.eigenvalues[40:] == 0)
+        assert np.all(np.abs(d.eigenvalues - primal.eigenvalues) <= d.error + primal.error)
+    dual = d
     # the basis spans the data: X_c = (X_c V) V^T
     Xc = X - X.mean(0) if center else X
     V = dual.basis
@@ -250,6 +253,17 @@ def test_dual_residual_equals_least_squares():
     want = np.linalg.svd(r, compute_uv=False) ** 2 / 30
     np.testing.assert_allclose(sp.eigenvalues[:want.size], want, atol=1e-12 * want[0])
     np.testing.assert_allclose(sp.regression @ xc.T, (xc @ coef).T, atol=1e-9)
+
+
+def test_ill_conditioned_wide_data_take_the_svd():
+    X = _with_spectrum([1.0, 0.1, 1e-14], n=3, seed=2)  # 3 x 3: use a wide embedding
+    W = np.hstack([X, np.zeros((3, 5))]) @ np.linalg.qr(
+        np.random.default_rng(3).normal(size=(8, 8)))[0]
+    Z = np.vstack([W, -W.sum(axis=0)])  # 4 rows, 8 columns, centred
+    sp = vt.empirical_spectrum(Z)
+    assert sp.provenance["method"] == "svd-dual"
+    want = _ref_eigenvalues(Z)
+    assert np.all(np.abs(sp.eigenvalues - want) <= sp.error + 1e-30)
 
 
 def test_wide_data_need_no_d_by_d_matrix(monkeypatch):
@@ -366,7 +380,7 @@ def test_text_files_of_unknown_length_choose_the_path_while_reading(tmp_path):
         np.savetxt(tmp_path / name, data, delimiter=",")
         sp = vt.load_spectrum(vt.Selection(str(tmp_path / name)))
         want = vt.empirical_spectrum(data)
-        assert sp.provenance["method"] == ("svd-dual" if name == "wide.csv" else "gram")
+        assert sp.provenance["method"] == ("gram-dual" if name == "wide.csv" else "gram")
         np.testing.assert_allclose(sp.eigenvalues, want.eigenvalues, rtol=1e-12,
                                    atol=1e-14 * want.eigenvalues[0])
 

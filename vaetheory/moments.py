@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from . import _accumulate as acc
-from ._numerics import EPS, blas_threads, rank_tolerance
+from ._numerics import EPS, lapack_threads, rank_tolerance
 from ._validation import finite_matrix
 from .errors import DataError, NotRepresentableError, ParameterError, ResourceError
 
@@ -540,7 +540,10 @@ def _gram_eigen(M, zero_cols, with_basis):
         w, V = np.linalg.eigh(sub) if keep.size else (np.zeros(0), np.zeros((0, 0)))
         w, V = w[::-1].copy(), V[:, ::-1]
     else:
-        w = np.linalg.eigvalsh(sub)[::-1].copy() if keep.size else np.zeros(0)
+        from scipy.linalg import eigh
+
+        w = (eigh(sub, eigvals_only=True, driver="evr", overwrite_a=True, check_finite=False)[::-1]
+             .copy() if keep.size else np.zeros(0))
         V = None
     top = max(float(w[0]), 0.0) if w.size else 0.0
     tol = rank_tolerance(top, D)
@@ -627,7 +630,7 @@ def spectrum_from_moments(moments, *, with_basis=False, standardize=False) -> Sp
         moments = _standardize(moments)
     zero = _exact_zero_columns(moments) if moments.constant is not None else \
         np.zeros(moments.dim, dtype=bool)
-    with blas_threads(1):  # level-2 bound: one thread is faster, and far faster under load
+    with lapack_threads():  # level-2 bound: under load one thread is far faster
         if moments.factor is not None:
             R = moments.factor
             if not moments.centered:
@@ -674,7 +677,7 @@ def residual_spectrum(joint, x_dim, *, with_basis=False) -> Spectrum:
     D0 = int(x_dim)
     if not 1 <= D0 < M.shape[0]:
         raise ParameterError(f"x_dim must be in [1, {M.shape[0] - 1}], got {x_dim}")
-    with blas_threads(1):
+    with lapack_threads():
         if mom.factor is not None:
             w, Q, K, tol, err = _residual_qr(mom, D0, with_basis)
         else:
@@ -772,8 +775,10 @@ def _residual_qr(mom, D0, with_basis):
 # the dual path (N < D): the N x N side, data held in memory
 
 
-def _dual(Z, center, with_basis, x_dim=None, standardize=False, name="X"):
-    """Spectrum of ``N x D`` data with ``N < D`` from an SVD of the (centred) scaled data (§9.6).
+def _dual(Z, center, with_basis, x_dim=None, standardize=False, name="X", method="auto"):
+    """Spectrum of ``N x D`` data with ``N < D`` from the N x N side (§9.6): the Gram
+    ``Z Z^T / N`` of the (centred) scaled data, or an SVD of the data when the Gram is not
+    accurate ("auto") or ``method="qr"``.
 
     No D x D matrix is formed: eigenvalues beyond the first N are 0, ``basis`` has the N columns of
     nonzero eigenvalues, ``scaled_matrix`` is None.
@@ -804,6 +809,34 @@ def _dual(Z, center, with_basis, x_dim=None, standardize=False, name="X"):
         k, mean = 0, np.zeros(D)
     if x_dim is not None:
         return _dual_residual(Z, n, k, mean, center, x_dim, with_basis)
+    if method != "qr":  # the N x N Gram (syrk), trusted only if it keeps ~8 digits (§9.3)
+        from scipy.linalg.blas import dsyrk
+
+        G = dsyrk(1.0 / n, Z.T, trans=1, lower=1)  # Z.T is Fortran-ordered: no copy
+        G = np.tril(G) + np.tril(G, -1).T
+        with lapack_threads():
+            if with_basis:
+                g, U = np.linalg.eigh(G)
+                g, U = g[::-1].copy(), U[:, ::-1]
+            else:
+                g, U = np.linalg.eigvalsh(G)[::-1].copy(), None
+        top = max(float(g[0]), 0.0)
+        live = n - 1 if center else n  # centring leaves one exact zero (the ones vector)
+        tol = rank_tolerance(top, n)
+        if method == "gram" or top == 0 or g[live - 1] >= RELIABLE * top:
+            g = np.where(g > tol, g, 0.0)
+            w = np.zeros(D)
+            w[:n] = g
+            err = np.zeros(D)
+            err[:n] = tol
+            basis = None
+            if with_basis:
+                r = int(np.count_nonzero(g))
+                basis = (Z.T @ U[:, :r]) / np.sqrt(n * g[:r])
+            return Spectrum(scaled_eigenvalues=w, rank=int(np.count_nonzero(w)), n_samples=n,
+                            centered=bool(center), kind="data", scaled_tolerance=tol,
+                            scale_exponent=int(k), scaled_error=err, basis=basis,
+                            scaled_mean=mean, provenance={"method": "gram-dual"})
     s, V = _svd(Z, with_basis, "gesdd")
     ds = rank_tolerance(float(s[0]) if s.size else 0.0, D)
     s = np.where(s > ds, s, 0.0)
@@ -817,7 +850,8 @@ def _dual(Z, center, with_basis, x_dim=None, standardize=False, name="X"):
         basis = V[:, :r].copy()
     return Spectrum(scaled_eigenvalues=w, rank=int(np.count_nonzero(w)), n_samples=n,
                     centered=bool(center), kind="data", scaled_tolerance=ds * ds / n,
-                    scale_exponent=int(k), scaled_error=err, basis=basis, scaled_mean=mean)
+                    scale_exponent=int(k), scaled_error=err, basis=basis, scaled_mean=mean,
+                    provenance={"method": "svd-dual"})
 
 
 def _dual_residual(Z, n, k, mean, center, D0, with_basis):
@@ -877,7 +911,8 @@ def _notes(moments, spec, standardize):
     return notes
 
 
-def _dual_from_blocks(blocks, D, center, with_basis, x_dim, standardize, name, progress):
+def _dual_from_blocks(blocks, D, center, with_basis, x_dim, standardize, name, progress,
+                      method="auto"):
     parts = []
     for b in blocks:
         b = _as_rows(b, name)
@@ -885,7 +920,8 @@ def _dual_from_blocks(blocks, D, center, with_basis, x_dim, standardize, name, p
         if progress is not None:
             progress(b.shape[0])
     Z = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-    return _dual(Z, center, with_basis, x_dim=x_dim, standardize=standardize, name=name)
+    return _dual(Z, center, with_basis, x_dim=x_dim, standardize=standardize, name=name,
+                 method=method)
 
 
 def _finish(a, center, conditional, x_dim, with_basis, standardize):
@@ -915,8 +951,8 @@ def _spectrum_of(open_blocks, *, center, conditional, with_basis, method, standa
         need = 8 * n_rows * dim * 3
         _check_memory(need, f"the spectrum of {n_rows} x {dim} data (N < D: an SVD of the data)")
         spec = _dual_from_blocks(blocks, dim, center, with_basis, x_dim if conditional else None,
-                                 standardize, name, progress)
-        return spec, None, "svd-dual", []
+                                 standardize, name, progress, method)
+        return _dual_method(spec)
     if n_rows is None:
         head, rows = [], 0
         for b in blocks:
@@ -926,8 +962,9 @@ def _spectrum_of(open_blocks, *, center, conditional, with_basis, method, standa
                 break
         if rows < dim:
             spec = _dual_from_blocks(head, dim, center, with_basis,
-                                     x_dim if conditional else None, standardize, name, progress)
-            return spec, None, "svd-dual", []
+                                     x_dim if conditional else None, standardize, name, progress,
+                                     method)
+            return _dual_method(spec)
         rest = blocks
 
         def chained():
@@ -979,6 +1016,11 @@ def _fmt_abs(spec):
 _SECOND_PASS = ("the Gram moments could not hold every eigenvalue to 8 digits (an eigenvalue below "
                 "sqrt(eps) x the largest, or an ill-conditioned x): read again with a streamed QR "
                 "(docs/theory.md §9.3)")
+
+
+def _dual_method(spec):
+    used = (spec.provenance or {}).get("method", "svd-dual")
+    return replace(spec, provenance=None), None, used, []
 
 
 def _provenance(spec, base, moments, method, notes, standardize):
@@ -1154,9 +1196,10 @@ def _load_dask(sel, with_basis, method, standardize):
         X = X[:, np.concatenate([xc, yc])]
     if X.shape[0] < X.shape[1]:
         Z = np.asarray(X.compute())
-        spec = _dual(np.array(Z, dtype=np.float64), sel.center, with_basis, x_dim=x_dim,
-                     standardize=standardize)
-        return _provenance(spec, prov, None, "svd-dual", [], standardize)
+        spec, _, used, _ = _dual_method(_dual(np.array(Z, dtype=np.float64), sel.center,
+                                              with_basis, x_dim=x_dim, standardize=standardize,
+                                              method=method))
+        return _provenance(spec, prov, None, used, [], standardize)
     runner = _dask.array_runner(X)
 
     def open_blocks():
