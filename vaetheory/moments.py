@@ -24,8 +24,8 @@ How it is computed (§9):
   path. Every spectrum carries a per-eigenvalue error estimate (:attr:`Spectrum.error`) and
   ``provenance["method"]``.
 * **Shape.** With fewer rows than columns (N < D) the nonzero spectrum comes from the N x N
-  side (the "dual" path: an SVD of the centred data held in memory), so 500 x 50000 data need no
-  D x D matrix. A D x D matrix that would not fit in memory is refused with the estimate.
+  side (the "dual" path: the N x N Gram of the centred data held in memory, or its SVD when the
+  Gram is not accurate), so 500 x 50000 data need no D x D matrix. A D x D matrix that would not fit in memory is refused with the estimate.
 """
 
 from __future__ import annotations
