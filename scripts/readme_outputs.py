@@ -149,7 +149,7 @@ BLOCKS = {
                             pick(("starts", "┃ point"), ("starts", "│ beta="), ("tail", 1)),
                             prompt=True, slow=True),
     "pandas-index": Block(["spectrum", "digits_pandas.csv", "--top", "3"],
-                          pick(("head", 2), ("starts", "│ 1 ")), prompt=True, stderr=True),
+                          pick(("head", 3), ("starts", "│ 1 ")), prompt=True, stderr=True),
     "pandas-cols": Block(["spectrum", "digits_pandas.csv", "--cols", "1:", "--top", "3"],
                          pick(("head", 1), ("starts", "│ 1 ")), prompt=True, stderr=True),
     "json-point": Block(["predict", "digits.npy", "-d", "3", "--beta", "1,150", "--json"],

@@ -14,8 +14,8 @@ docs/theory.md.
 [0, 2]
 """
 
-from .errors import (DataError, NotCoveredError, ParameterError, ResourceError, VaetheoryError,
-                     Verdict)
+from .errors import (DataError, NotCoveredError, NotRepresentableError, ParameterError,
+                     ResourceError, VaetheoryError, Verdict)
 from .io import Selection
 from .moments import (
     Moments,
@@ -48,7 +48,8 @@ from .theory import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "VaetheoryError", "ParameterError", "DataError", "NotCoveredError", "ResourceError", "Verdict",
+    "VaetheoryError", "ParameterError", "DataError", "NotCoveredError", "ResourceError",
+    "NotRepresentableError", "Verdict",
     "Selection", "Moments", "Spectrum", "Solution", "Point", "Setting", "SETTINGS", "Request",
     "empirical_moments", "empirical_residual_spectrum", "empirical_spectrum", "load_spectrum",
     "residual_spectrum", "spectrum_from_eigenvalues", "spectrum_from_moments",

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._numerics import EPS
+
 # ------------------------------------------------------------------------------------------
 # sums and prefix lengths
 
@@ -360,7 +362,12 @@ def hierarchical_modes(h, t, d1, d2, counts):
         kl2 = variance_part(np.sqrt(var2), ee) + 0.5 * msq2 / (ee * ee)
         # z1: the consistency term E[log q(z1|x) - log p(z1|z2)] per dim (nats)
         resid = (omega * w2 - 1.0) ** 2 * m + omega * omega * var2
-        cons = 0.5 * (resid / (ed * ed) - 1.0 - np.log((s1 / ed) ** 2))
+        # a sum of O(1) terms that cancel exactly at sigma1 = eta_dec, resid = eta_dec^2: within
+        # its rounding bound it is 0 (printed -1.7e-16 before), docs/theory.md §9.9
+        r_term, l_term = resid / (ed * ed), np.log(np.square(s1 / ed))
+        cons = 0.5 * (r_term - 1.0 - l_term)
+        cons = np.where(np.abs(cons) <= 4.0 * EPS * (np.abs(r_term) + 1.0 + np.abs(l_term)), 0.0,
+                        cons)
         distortion = (t * s1) * ((t * s1) / m)
         if h.fixed:
             H = np.where(z2, 2.0 * h.a * np.sqrt(m) - B, b1 * m)
@@ -393,7 +400,7 @@ def learned_profile_learnable(t, t_full, D, b, u):
     eta_dec^2 = u), minus ``(D/2) log(2 pi t0^2)``, and the active count there.
 
     ``f(u) = S_c/(2u) + c beta/2 + beta sum_{i<c} log(t_i/sqrt(beta u)) + (D/2) log(2 pi u)``
-    with ``c = #{t_i > sqrt(beta u)}`` (the basic predicate of §9.1) and ``S_c`` the sum of
+    with ``c = #{t_i > sqrt(beta u)}`` (the basic predicate of §9.8) and ``S_c`` the sum of
     ``t_i^2`` over every mode after the first ``c`` (those beyond the latent dim included).
     Written relative to ``t0`` so it is scale-free. ``b`` and ``u`` broadcast."""
     t0 = _t0(t)

@@ -32,6 +32,36 @@ def rank_tolerance(scale, dim):
     return float(max(scale, 0.0)) * (max(int(dim), 1) * EPS)  # no overflow near the top
 
 
+def blas_threads(n=1):
+    """Context limiting BLAS/LAPACK to ``n`` threads (threadpoolctl; a no-op without it).
+
+    Eigen-decompositions and SVDs of moment matrices are dominated by level-2 BLAS with a
+    barrier per column: on a shared or oversubscribed machine two threads spin-wait, and one
+    thread was 50x faster for ``eigvalsh`` of 784 x 784 (0.14 s vs 5-10 s; bench/bench_spectrum.py).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n)
+
+
+def lapack_threads():
+    """Context for the eigen-decompositions of moment matrices: one BLAS thread when the machine
+    is busy (1-minute load average at or above its cores: two threads then spin-wait, 5-10 s
+    instead of 0.14 s for 784 x 784), the default otherwise (idle, two threads are faster)."""
+    import contextlib
+    import os
+
+    try:
+        busy = os.getloadavg()[0] >= (len(os.sched_getaffinity(0)) - 0.5)
+    except (AttributeError, OSError):
+        busy = True
+    return blas_threads(1) if busy else contextlib.nullcontext()
+
+
 def psd_eigh(M, *, with_vectors=True, scale=None):
     """Eigen-decomposition of a symmetric PSD matrix, descending, negligible values set to 0.
 

@@ -45,7 +45,7 @@ from ._resources import require, solution_bytes
 from ._validation import output_path
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, NotCoveredError, ParameterError,
                      ResourceError, VaetheoryError)
-from .moments import load_spectrum
+from .moments import METHODS, load_spectrum
 
 __all__ = ["main", "model_options", "data_options", "Options", "parse_options"]
 
@@ -392,9 +392,28 @@ def data_options(f):
                      help="cvae with --quadrant: image shape, e.g. 28x28 or 32x32x3 (default: "
                           "square images inferred from the column count)."),
     ]
-    for deco in reversed(decorators):
+    for deco in reversed(decorators + _MOMENT_OPTIONS):
         f = deco(f)
     return f
+
+
+#: how the moments are computed (not what is read): docs/theory.md §9
+_MOMENT_OPTIONS = [
+    click.option("--standardize", is_flag=True,
+                 help="vae/mhvae: the spectrum of the correlation matrix (for data standardised "
+                      "before training; constant columns stay 0)."),
+    click.option("--moments", "moment_method", type=click.Choice(METHODS), default="auto",
+                 show_default=True,
+                 help="Moment computation: gram (fast), qr (streamed QR: accurate for "
+                      "ill-conditioned data), auto (gram, then qr if gram is not accurate)."),
+    click.option("--dask-scheduler", default=None, metavar="ADDRESS",
+                 help="Run the moment pass on this Dask cluster (e.g. tcp://host:8786; needs "
+                      "vaetheory[dask])."),
+    click.option("--dask-workers", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Run the moment pass on a local Dask cluster of N processes (needs "
+                      "vaetheory[dask])."),
+]
+_COMPUTE_OPTIONS = ("standardize", "moment_method", "dask_scheduler", "dask_workers")
 
 
 def model_options(f=None, *, latent_required=True, open_settings=False):
@@ -598,6 +617,7 @@ class Options:
     given: dict = None
     loss: Optional[vconv.TrainingLoss] = None
     conversion: Optional[vconv.Conversion] = None
+    compute: dict = None  # how the moments are computed: load_spectrum's keyword arguments
 
     @property
     def setting(self) -> vs.Setting:
@@ -674,6 +694,7 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
     source = data
     model = kw.pop("model", "vae") or "vae"
     center = kw.pop("center", True)
+    compute = {k: kw.pop(k, None) for k in _COMPUTE_OPTIONS}
     data = {k: kw.pop(k, None) for k in _DATA_OPTIONS}
     reading = {k: kw.pop(k, None) for k in _READ_OPTIONS}
     raw = {k: kw.pop(k, None) for k in ("variance", "latent_dim", "latent_dim2") + _HYPER_OPTIONS}
@@ -693,6 +714,12 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
         if used:
             raise _usage(f"{', '.join(used)} select or read columns of DATA; --eigenvalues is a "
                          "spectrum")
+        how = [_flag(k) for k in ("standardize", "dask_scheduler", "dask_workers") if compute.get(k)]
+        how += ["--moments"] if compute.get("moment_method") not in (None, "auto") else []
+        if how:
+            raise _usage(f"{', '.join(how)} {'chooses' if len(how) == 1 else 'choose'} how the "
+                         "moments of DATA are computed; "
+                         "--eigenvalues is a spectrum already")
         selection = vio.EigenvalueSelection(eigenvalues, "residual" if conditional else "data",
                                             label=_eigen_label(eigenvalues))
         return _finish_options(Options(model, selection, None, given), raw, conv, need_latent,
@@ -709,8 +736,9 @@ def parse_options(data, kw: dict, *, need_latent=True, default_latent=None, data
                               header=reading["header"] or "auto",
                               delimiter=reading["delimiter"], format=reading["format"],
                               **pair_args)
-    return _finish_options(Options(model, selection, None, given), raw, conv, need_latent,
-                           default_latent, data_only, open_ok)
+    opts = Options(model, selection, None, given,
+                   compute=_compute_options(compute, conditional, center))
+    return _finish_options(opts, raw, conv, need_latent, default_latent, data_only, open_ok)
 
 
 def _eigen_label(text):
@@ -802,6 +830,37 @@ def _finish_options(opts, raw, conv, need_latent, default_latent, data_only, ope
     return opts
 
 
+def _compute_options(compute, conditional, center):
+    """--standardize / --moments / --dask-*: checked here, passed to load_spectrum."""
+    if compute.get("standardize"):
+        if conditional:
+            raise _usage("--standardize is for --model vae/mhvae (the data spectrum), not the "
+                         "cvae residual")
+        if not center:
+            raise _usage("--standardize centres the data (the correlation matrix): drop "
+                         "--no-center")
+    if compute.get("dask_scheduler") is not None and compute.get("dask_workers") is not None:
+        raise _usage("--dask-scheduler and --dask-workers are alternatives: give one")
+    return {"method": compute.get("moment_method") or "auto",
+            "standardize": bool(compute.get("standardize")),
+            "dask_scheduler": compute.get("dask_scheduler"),
+            "dask_workers": compute.get("dask_workers")}
+
+
+def _compute_doc(opts: Options) -> dict:
+    """The moment options that differ from the defaults (for the JSON ``settings``)."""
+    c = opts.compute or {}
+    out = {}
+    if c.get("method", "auto") != "auto":
+        out["moments"] = c["method"]
+    if c.get("standardize"):
+        out["standardize"] = True
+    for k in ("dask_scheduler", "dask_workers"):
+        if c.get(k) is not None:
+            out[k] = c[k]
+    return out
+
+
 def _settings_doc(opts: Options) -> dict:
     """The options as given, for the JSON ``settings``."""
     req, sel = opts.request, opts.selection
@@ -810,6 +869,7 @@ def _settings_doc(opts: Options) -> dict:
               if opts.given.get("variance") not in (None, req.setting.variance) else {}),
            **({"decoder": "learned", "learned": list(req.setting.learned_hyperparameters)}
               if req.setting.learned_decoder else {}),
+           **_compute_doc(opts),
            "grid": {k: v for k, v in req.axes.items()},
            "grid_shape": list(req.grid_shape), "latent_dims": list(req.latent_dims)}
     if req.latent_dims2 is not None:
@@ -852,14 +912,22 @@ def _progress_bar(enabled: bool, total: Optional[int], what: str, unit: str = "r
         yield lambda m: prog.advance(task, m)
 
 
-def _spectrum(selection, as_json, with_basis=False):
+def _spectrum(opts: Options, as_json, with_basis=False, selection=None):
     """The selection's spectrum, with a progress bar for large files in a terminal."""
+    from ._dask import connect
+
+    if isinstance(opts, vio.Selection):  # a bare selection: the default moment options
+        opts = Options("vae", opts)
+    selection = selection or opts.selection
     show = _progress_enabled(as_json)
+    compute = dict(opts.compute or {})
 
     def bar(total, nbytes):
         return _progress_bar(show and nbytes > PROGRESS_BYTES, total, f"reading {selection.name}")
 
-    spec = load_spectrum(selection, with_basis=with_basis, progress=bar)
+    with connect(compute.pop("dask_scheduler", None), compute.pop("dask_workers", None)) as client:
+        spec = load_spectrum(selection, with_basis=with_basis, progress=bar, client=client,
+                             **compute)
     if not as_json:  # what the reader was unsure of (under --json: the document's notes)
         for note in (spec.provenance or {}).get("notes", []):
             click.echo("warning: " + _one_line(note), err=True)
@@ -902,7 +970,7 @@ def _solutions(opts: Options, as_json, with_basis=False, selection=None):
     _check_memory(opts)
     sel = selection or opts.selection
     # without centring, Var_x E[z|x] needs the eigenvectors and the mean (vaetheory.logged)
-    spec = _spectrum(sel, as_json, with_basis or sel.center is False)
+    spec = _spectrum(opts, as_json, with_basis or sel.center is False, selection=sel)
     _convert(opts, spec)
     return opts.request.solve(spec), spec.provenance
 
@@ -1038,6 +1106,12 @@ def _say_conversion(console, opts):
             _say(console, line)
 
 
+def _say_data(console, info):
+    """The data sentence (the data's notes -- what the reader was unsure of, a dominant column,
+    a second moment pass -- went to stderr as warning lines with the spectrum)."""
+    _say(console, report.data_sentence(info))
+
+
 def _print_notes(console, sols, notes=None):
     for note in report.notes_of(sols) if notes is None else notes:
         _say(console, f"note: {note}", style="italic")
@@ -1074,7 +1148,7 @@ def _shown_rows(opts: Options, sols, all_rows):
 
 
 def _render_predict(console, sols, info, opts, detail, all_rows=False, delta=0.01):
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say_conversion(console, opts)
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))
@@ -1319,23 +1393,18 @@ def spectrum(data, top, as_json, **kw):
     """The spectrum the theory uses (theta_i, or the residual e_i for --model cvae), with the
     data's rank, trace and scale."""
     opts = parse_options(data, kw, data_only=True)
-    spec = _spectrum(opts.selection, as_json)
+    spec = _spectrum(opts, as_json)
     info = spec.provenance
     if as_json:
         click.echo(report.dumps(report.spectrum_document(spec, info, top)))
         return
     console = _console()
     shown = 20 if top is None else top
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say(console, f"units: {report.spectrum_units(spec)}")
     _print_table(console, report.spectrum_table(spec, shown))
-    vals = report.spectrum_values(spec)
-    n = vals.size if not shown else min(shown, vals.size)
-    if n < vals.size:
-        _say(console, f"... {vals.size - n} more (--top 0 shows all)")
-    _say(console, f"rank {spec.rank} of {spec.dim}; trace {report.fmt(spec.trace, 6)}; "
-                  f"scale (largest value) {report.fmt(vals[0], 6)}; "
-                  f"values below {report.fmt(spec.tolerance, 3)} (rank tolerance) count as 0")
+    for line in report.spectrum_footer(spec, shown):
+        _say(console, line)
 
 
 @main.command()
@@ -1418,7 +1487,7 @@ def thresholds(data, keep, target, param, as_json, plot_to, force, all_rows, **k
               (_rate_json(e, opts) for _, _, e in entries()))
         return
     console = _console()
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say_conversion(console, opts)
     _say(console, _model_sentence(sols[0]))
     _say(console, "at: " + _grid_sentence(opts))
@@ -1596,7 +1665,7 @@ def _check_open(data, opts, copts, as_json):
     """Settings without a closed form: the numerical optimum alone, labelled as such."""
     from .checker import numerical_optimum
 
-    spectrum = _spectrum(opts.selection, as_json)
+    spectrum = _spectrum(opts, as_json)
     _convert(opts, spectrum)
     info = spectrum.provenance
     setting = opts.setting
@@ -1620,7 +1689,7 @@ def _check_open(data, opts, copts, as_json):
         click.echo(report.dumps(report.numerical_document(results, info, settings, spectrum)))
         return 0
     console = _console()
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     dec = ", eta_dec learned" if setting.learned_decoder else ""
     _say(console, f"model: {setting.model}, {setting.variance}{dec} -- no closed form in the "
                   "theory: numerical optimum only (not a prediction, nothing to confirm)")
@@ -1709,7 +1778,7 @@ def check(data, as_json, plot_to, force, **kw):
               _predict_points(opts, sols, checks))
         return code
     console = _console()
-    _say(console, report.data_sentence(info))
+    _say_data(console, info)
     _say_conversion(console, opts)
     _say(console, _model_sentence(sols[0]))
     _say(console, "grid: " + _grid_sentence(opts))

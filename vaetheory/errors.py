@@ -11,6 +11,8 @@ class                  exit code   meaning
                                    rows, too few samples
 :class:`ResourceError` 1           the machine cannot do it: not enough memory, disk full,
                                    permission denied on writing
+:class:`NotRepresentableError` 1   a value float64 cannot hold in the data's units (e.g. an
+                                   eigenvalue 1e-400 of data at 1e-200; a kind of DataError)
 anything else          70          a bug in vaetheory (``EX_SOFTWARE``): the command line says so
                                    and asks for ``--debug``
 =====================  ==========  =========================================================
@@ -24,7 +26,7 @@ from __future__ import annotations
 import enum
 
 __all__ = ["VaetheoryError", "ParameterError", "NotCoveredError", "DataError", "ResourceError",
-           "Verdict", "EXIT_INTERNAL", "EXIT_INTERRUPTED"]
+           "NotRepresentableError", "Verdict", "EXIT_INTERNAL", "EXIT_INTERRUPTED"]
 
 #: exit code of an internal error (a bug): sysexits.h EX_SOFTWARE
 EXIT_INTERNAL = 70
@@ -64,6 +66,15 @@ class DataError(VaetheoryError, ValueError):
     """The data themselves are unusable (unreadable, non-finite, too few samples, mismatched)."""
 
     exit_code = 1
+
+
+class NotRepresentableError(DataError):
+    """A quantity under- or overflows float64 in the data's units (docs/theory.md §9.1).
+
+    The scaled value (a power of two times it) is exact and available: e.g.
+    :attr:`Spectrum.scaled_eigenvalues <vaetheory.moments.Spectrum.scaled_eigenvalues>` with
+    ``scale_exponent``. Raised instead of a silent 0, inf or NaN.
+    """
 
 
 class ResourceError(VaetheoryError):

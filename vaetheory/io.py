@@ -85,7 +85,7 @@ import sys
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -858,6 +858,13 @@ def quadrant_columns(image_shape, quadrant: str, *,
 # selections: what a model reads
 
 
+def _feature_namer(reader, colmap):
+    """Feature j of a selection -> the reader's name of its file column."""
+    if colmap is None:
+        return reader.column
+    return lambda j: reader.column(int(colmap[j]))
+
+
 @dataclass
 class RowStream:
     """Row blocks of a :class:`Selection`, read once, with where they came from.
@@ -875,6 +882,9 @@ class RowStream:
     nbytes: int                   # bytes on disk (0 for in-memory arrays and stdin)
     x_dim: Optional[int]          # conditional selections: columns of x (the first ones)
     provenance: dict
+    #: how a message names feature j (0-based, of the selected features) in the file's terms,
+    #: e.g. "column 3 ('age')" (counting from 1, as every io message does)
+    feature: Optional[Callable[[int], str]] = None
 
 
 @dataclass
@@ -900,10 +910,17 @@ class _Source:
         return itertools.chain([first], blocks)
 
 
+def _in_memory(source) -> bool:
+    """An array (NumPy, or array-like with shape and dtype: a Dask array), not a path."""
+    return isinstance(source, np.ndarray) or (
+        hasattr(source, "shape") and hasattr(source, "dtype")
+        and not isinstance(source, (str, bytes, os.PathLike)))
+
+
 def _open_source(source, key=None, label=None, *, header="auto", delimiter=None,
                  fmt=None) -> _Source:
     """A file path, ``-`` (stdin) or in-memory array, opened (not yet read)."""
-    if isinstance(source, np.ndarray):
+    if _in_memory(source):
         name = label or "the array"
         if source.dtype.kind not in _NUMERIC_KINDS:
             raise DataError(f"{name} must be numeric, got dtype {source.dtype}")
@@ -1023,14 +1040,14 @@ def _zip_rows(x: _Source, y: _Source, xs, ys) -> Iterator[np.ndarray]:
 
 
 def _source_name(source, label):
-    if isinstance(source, np.ndarray):
+    if _in_memory(source):
         return label or "the array"
     return "<stdin>" if os.fspath(source) == STDIN else str(source)
 
 
 def _format_of(source, fmt):
     """The format a selection's source will be read as (None: stdin, recognised on reading)."""
-    if isinstance(source, np.ndarray):
+    if _in_memory(source):
         return "array"
     if fmt is not None:
         return _check_format(fmt)
@@ -1105,7 +1122,7 @@ class Selection:
         parse_delimiter(self.delimiter)
         _check_format(self.format)
         stdin = [n for n, v in (("source", self.source), ("y", self.y))
-                 if v is not None and not isinstance(v, np.ndarray) and os.fspath(v) == STDIN]
+                 if v is not None and not _in_memory(v) and os.fspath(v) == STDIN]
         if len(stdin) > 1:
             raise ParameterError("only one input can be standard input ('-')",
                                  cli="only one of DATA and --y can be '-' (standard input)")
@@ -1141,7 +1158,7 @@ class Selection:
     def inputs(self):
         """The files read (for refusing to overwrite them)."""
         return [p for p in (self.source, self.y)
-                if p is not None and not isinstance(p, np.ndarray) and os.fspath(p) != STDIN]
+                if p is not None and not _in_memory(p) and os.fspath(p) != STDIN]
 
     def _open(self, source, key=None, label=None, fmt=None) -> _Source:
         return _open_source(source, key, label, header=self.header, delimiter=self.delimiter,
@@ -1176,7 +1193,8 @@ class Selection:
             if src.reader.notes:
                 prov["notes"] = list(src.reader.notes)
             blocks = _inspect(src, src.stream(colmap), colmap, prov)
-            stream = RowStream(blocks, src.label, src.n_rows, src.nbytes, None, prov)
+            stream = RowStream(blocks, src.label, src.n_rows, src.nbytes, None, prov,
+                               _feature_namer(src.reader, colmap))
         else:
             stream = self._open_pairs(prov)
         if self.provenance is not None:

@@ -144,9 +144,98 @@ def _dims_text(a, b, noun="dim"):
 # spectra
 
 
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+def in_data_units(scaled, exponent) -> np.ndarray:
+    """``scaled * 2**exponent`` where float64 holds it (a normal number, or exactly 0), NaN
+    (JSON null) where it does not: an eigenvalue of data at 1e-204 is ~1e-408 (docs §9.11)."""
+    v = np.asarray(scaled, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        out = np.ldexp(v, int(exponent))
+        bad = ~np.isfinite(out) | ((v != 0) & (np.abs(out) < _TINY))
+    return np.where(bad, np.nan, out)
+
+
+def fmt_pow2(scaled, exponent, digits=4) -> str:
+    """``scaled * 2**exponent`` for people, as :func:`fmt` writes it, also outside the float64
+    range ("1.234e-408": exact decimal arithmetic, then ``digits`` significant digits)."""
+    v = float(scaled)
+    user = float(in_data_units(v, exponent))
+    if not math.isnan(user) or not math.isfinite(v) or v == 0.0:
+        return fmt(user if not math.isnan(user) else v, digits)
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = digits + 20
+        d = Decimal(v) * Decimal(2) ** int(exponent)
+        mant, _, exp = f"{d:.{digits - 1}e}".partition("e")
+    mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+    e = int(exp)
+    return f"{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
+
+
+def spectrum_footer(spectrum, shown) -> List[str]:
+    """The lines under the spectrum table: how many more values, rank, trace, scale, tolerance."""
+    svals, e, _, e2 = _spectrum_scaled(spectrum)
+    n = svals.size if not shown else min(shown, svals.size)
+    out = [f"... {svals.size - n} more (--top 0 shows all)"] if n < svals.size else []
+    top = fmt_pow2(svals[0], e, 6) if svals.size else "-"
+    out.append(f"rank {spectrum.rank} of {spectrum.dim}; "
+               f"trace {fmt_pow2(spectrum.scaled_trace, e2, 6)}; scale (largest value) {top}; "
+               f"values below {fmt_pow2(spectrum.scaled_tolerance, e2, 3)} (rank tolerance) "
+               "count as 0")
+    return out
+
+
+def _spectrum_scaled(spectrum):
+    """(scaled values, their exponent, scaled eigenvalues, theirs) of :func:`spectrum_values`."""
+    k = int(spectrum.scale_exponent)
+    ev = np.asarray(spectrum.scaled_eigenvalues, dtype=np.float64)
+    if spectrum.kind == "residual":
+        return ev, 2 * k, ev, 2 * k
+    return np.sqrt(ev), k, ev, 2 * k
+
+
 def spectrum_values(spectrum) -> np.ndarray:
-    """The spectrum in the units the theorems use: theta_i (data) or e_i (residual, CVAE)."""
-    return spectrum.eigenvalues if spectrum.kind == "residual" else spectrum.theta
+    """The spectrum in the units the theorems use: theta_i (data) or e_i (residual, CVAE); NaN
+    for a value float64 cannot hold in the data's units (:func:`in_data_units`)."""
+    vals, e, _, _ = _spectrum_scaled(spectrum)
+    return in_data_units(vals, e)
+
+
+def spectrum_trace(spectrum) -> float:
+    """The trace in the data's units (NaN if float64 cannot hold it)."""
+    return float(in_data_units(spectrum.scaled_trace, 2 * int(spectrum.scale_exponent)))
+
+
+#: the note of a document with values float64 cannot hold in the data's units
+UNREPRESENTABLE_NOTE = ("some values are outside the float64 range in the data's units (shown "
+                        "as null): 'scaled' gives them exactly as value = scaled x "
+                        "2^exponent (docs/theory.md §9.11)")
+
+
+def _scaled_doc(spectrum) -> dict:
+    scaled = spectrum_scaled(spectrum, None)
+    return {} if scaled is None else {"scaled": scaled}
+
+
+def _scaled_notes(spectrum) -> List[str]:
+    return [] if spectrum_scaled(spectrum, None) is None else [UNREPRESENTABLE_NOTE]
+
+
+def spectrum_scaled(spectrum, n) -> Optional[dict]:
+    """The ``scaled`` object of a JSON document, or None when every value is representable."""
+    vals, e, ev, e2 = _spectrum_scaled(spectrum)
+    k2 = 2 * int(spectrum.scale_exponent)
+    parts = [(vals[:n], e), (ev[:n], e2), (spectrum.scaled_trace, k2),
+             (spectrum.scaled_tolerance, k2)]
+    if not any(np.any(np.isnan(in_data_units(a, x))) for a, x in parts):
+        return None
+    return {"spectrum": {"scaled": vals[:n], "exponent": e},
+            "eigenvalues": {"scaled": ev[:n], "exponent": e2},
+            "trace": {"scaled": float(spectrum.scaled_trace), "exponent": k2},
+            "tolerance": {"scaled": float(spectrum.scaled_tolerance), "exponent": k2}}
 
 
 def spectrum_units(spectrum) -> str:
@@ -154,6 +243,8 @@ def spectrum_units(spectrum) -> str:
         return ("e_i: eigenvalues of the residual covariance E = Cov(y) - Cov(y,x) Cov(x)^+ Cov(x,y) "
                 "of y given x (squared units)" if spectrum.centered is not False else
                 "e_i: eigenvalues of E = E[yy^T] - E[yx^T] E[xx^T]^+ E[xy^T] (squared units)")
+    if (spectrum.provenance or {}).get("standardized"):
+        return "theta_i = sqrt(eigenvalue_i of the correlation matrix of x) (standardised: unitless)"
     return ("theta_i = sqrt(eigenvalue_i of Cov(x)) (data units)" if spectrum.centered is not False
             else "theta_i = sqrt(eigenvalue_i of E[x x^T]) (data units)")
 
@@ -165,7 +256,8 @@ def _spectrum_symbol(spectrum):
 def spectrum_document(spectrum, info: Optional[dict] = None, top: Optional[int] = None) -> dict:
     """JSON document of ``vaetheory spectrum``: values (first ``top``), rank, trace, scale."""
     vals = spectrum_values(spectrum)
-    ev = spectrum.eigenvalues
+    _, _, sev, e2 = _spectrum_scaled(spectrum)
+    ev = in_data_units(sev, e2)
     n = vals.size if not top else min(int(top), vals.size)
     doc = {
         "spectrum_kind": spectrum.kind,
@@ -174,16 +266,19 @@ def spectrum_document(spectrum, info: Optional[dict] = None, top: Optional[int] 
         "n_samples": spectrum.n_samples,
         "dim": int(spectrum.dim),
         "rank": int(spectrum.rank),
-        "trace": spectrum.trace,
+        "trace": spectrum_trace(spectrum),
         "scale": float(vals[0]) if vals.size else None,
-        "tolerance": spectrum.tolerance,
+        "tolerance": float(in_data_units(spectrum.scaled_tolerance, e2)),
         "shown": n,
         "spectrum": vals[:n],
         "eigenvalues": ev[:n],
     }
     if spectrum.kind == "residual":
         doc["x_dim"] = spectrum.x_dim
-    doc["notes"] = document_notes(info)
+    scaled = spectrum_scaled(spectrum, n)
+    if scaled is not None:
+        doc["scaled"] = scaled
+    doc["notes"] = document_notes(info) + ([UNREPRESENTABLE_NOTE] if scaled else [])
     if info:
         doc["data"] = {k: v for k, v in info.items() if k not in doc}
     return doc
@@ -191,8 +286,8 @@ def spectrum_document(spectrum, info: Optional[dict] = None, top: Optional[int] 
 
 def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
     """Rich table: i, spectral value, eigenvalue, cumulative share of the trace."""
-    vals, ev = spectrum_values(spectrum), spectrum.eigenvalues
-    n = vals.size if not top else min(int(top), vals.size)
+    svals, e, sev, e2 = _spectrum_scaled(spectrum)
+    n = svals.size if not top else min(int(top), svals.size)
     sym = _spectrum_symbol(spectrum)
     table = Table(title=f"spectrum ({sym})", title_justify="left")
     table.add_column("i", justify="right", overflow="fold")
@@ -200,14 +295,14 @@ def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
     if spectrum.kind != "residual":
         table.add_column("eigenvalue", justify="right", overflow="fold")
     table.add_column("cumulative", justify="right", overflow="fold")
-    total = spectrum.trace
+    total = float(spectrum.scaled_trace)   # shares are scale-free: scaled units
     running = 0.0
     for i in range(n):
-        running += float(ev[i])
+        running += float(sev[i])
         share = f"{100.0 * running / total:.1f}%" if total > 0 else "-"
-        row = [str(i + 1), fmt(vals[i])]
+        row = [str(i + 1), fmt_pow2(svals[i], e)]
         if spectrum.kind != "residual":
-            row.append(fmt(ev[i]))
+            row.append(fmt_pow2(sev[i], e2))
         row.append(share)
         table.add_row(*row, style="dim" if i >= spectrum.rank else None)
     return table
@@ -360,13 +455,14 @@ def predict_document(solutions: Sequence, info: dict, settings: Optional[dict] =
         "spectrum_kind": spec.kind,
         "rank": int(spec.rank),
         "dim": int(spec.dim),
-        "trace": spec.trace,
+        "trace": spectrum_trace(spec),
         "data": _data(info),
         "settings": dict(settings or {}),
         "critical_latent": critical_latent(first),
         "critical_direction": dict(first.critical_direction),
         **_learned_doc(first),
-        "notes": document_notes(info, prediction_notes(solutions)),
+        **_scaled_doc(spec),
+        "notes": document_notes(info, prediction_notes(solutions)) + _scaled_notes(spec),
         "points": (_with_checks([point_dict(sol, idx, delta) for sol in solutions
                                  for idx in grid_indices(sol)], checks) if points else []),
     }
@@ -907,12 +1003,14 @@ def thresholds_document(solutions: Sequence, info: dict, settings: dict, points:
             "spectrum_units": spectrum_units(first.spectrum),
             "spectrum": spectrum_values(first.spectrum),
             "spectrum_kind": first.spectrum.kind, "rank": int(first.spectrum.rank),
-            "dim": int(first.spectrum.dim), "trace": first.spectrum.trace,
+            "dim": int(first.spectrum.dim), "trace": spectrum_trace(first.spectrum),
             "data": _data(info), "settings": settings,
             "critical_latent": critical_latent(first),
             "critical_direction": dict(first.critical_direction),
             **_learned_doc(first),
-            "notes": document_notes(info, notes_of(solutions)), "points": points}
+            **_scaled_doc(first.spectrum),
+            "notes": document_notes(info, notes_of(solutions)) + _scaled_notes(first.spectrum),
+            "points": points}
 
 
 def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) -> Table:
@@ -1187,7 +1285,8 @@ def numerical_document(results: Sequence[Tuple[dict, object]], info: dict, setti
         "covered_by_theory": False, "centered": spectrum.centered,
         "n_samples": spectrum.n_samples, "spectrum": spectrum_values(spectrum),
         "spectrum_units": spectrum_units(spectrum), "spectrum_kind": spectrum.kind,
-        "data": _data(info), "settings": dict(settings), "notes": document_notes(info),
+        "data": _data(info), "settings": dict(settings), **_scaled_doc(spectrum),
+        "notes": document_notes(info) + _scaled_notes(spectrum),
         "points": [{"params": params, "numerical": num.to_dict(),
                     "check": {"mode": "exact", "verdict": Verdict.NUMERICAL,
                               "seconds": num.seconds}}

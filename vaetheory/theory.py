@@ -576,10 +576,21 @@ def _theta(spectrum, d):
     return t, full
 
 
-def _unrepresentable(loss, notes):
-    """NaN where the optimal loss is not a finite float64, with a note saying so."""
+def _unrepresentable(loss, notes, scale=None):
+    """NaN where the optimal loss is not a finite float64, with a note saying so.
+
+    ``scale`` (broadcastable to the grid, data units): the largest of the values whose squares
+    make up the loss (the top theta and the hyperparameters' sqrt(kappa)-type thresholds). Where
+    ``scale**2`` is below the smallest normal float64 every part of the loss is subnormal or 0, so
+    the computed loss has lost its digits (data at 2^-680: a loss of ~1e-408 computes as 0): NaN
+    too, never a silent 0 (docs/theory.md §9.11).
+    """
     loss = np.asarray(loss, dtype=np.float64)
     bad = ~np.isfinite(loss)
+    if scale is not None:
+        with np.errstate(under="ignore", invalid="ignore"):
+            sc = np.asarray(scale, dtype=np.float64)
+            bad = bad | ((sc > 0) & (sc * sc < np.finfo(np.float64).tiny))
     if np.any(bad):
         notes.append(f"the optimal loss is outside the float64 range at {int(np.sum(bad))} grid "
                      "point(s) (shown as null): the hyperparameters or the data are too large or "
@@ -587,6 +598,15 @@ def _unrepresentable(loss, notes):
                      "and thresholds are unaffected")
         loss = np.where(bad, np.nan, loss)
     return loss
+
+
+def _loss_scale(t_full, *hyper):
+    """The ``scale`` of :func:`_unrepresentable`: max(theta_1, the sqrt(kappa)-type values)."""
+    t0 = float(t_full[0]) if t_full.size else 0.0
+    out = np.asarray(t0)
+    for h in hyper:
+        out = np.maximum(out, np.where(np.isfinite(h), h, 0.0))
+    return out
 
 
 def _rotation_range(rank, d):
@@ -766,7 +786,8 @@ def _fixed_solution(spectrum, d1, shape, hp, sig, srt, isotropic, *, setting, lo
              "prior only if its sigma equals eta_enc"] + list(notes)
     if tied:
         notes.append(ROTATION_NOTE.format(latent="z"))
-    loss = _unrepresentable(loss, notes)
+    loss = _unrepresentable(loss, notes, None if loss_of is not None
+                            else _loss_scale(t_full, np.max(thr, axis=-1)))
     if params is None:
         params = {k: v[..., 0] for k, v in hp.items()}
         params["sigma"] = sig
@@ -830,7 +851,8 @@ def _learnable_solution(spectrum, d1, hp, *, setting, r=None, loss=None, notes=(
         if loss is None:
             loss = cf.learnable_loss(t, t_full, d1, r, sk[..., 0], ee[..., 0])
     notes = list(notes)
-    loss = _unrepresentable(loss, notes)
+    own = learned is None  # a learned decoder's loss is in nats: no squared data units
+    loss = _unrepresentable(loss, notes, _loss_scale(t_full, sk[..., 0]) if own else None)
 
     def detail():
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
@@ -992,7 +1014,9 @@ def _mhvae(spectrum, latent_dim, latent_dim2, beta1, beta2, eta_enc, eta_dec, si
     elif np.any(rank2 > nh):
         notes.append("some active z2 dims sit on z1 modes with no data signal (lambda = 0): "
                      "they encode the injected noise of z1, not x")
-    loss = _unrepresentable(loss, notes)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        scale = _loss_scale(t_full, h.q[..., 0], np.sqrt(h.B[..., 0]), h.s1[..., 0], h.ed[..., 0])
+    loss = _unrepresentable(loss, notes, scale)
     return Solution(
         model=setting.model, variance=setting.variance,
         theorem=setting.theorem, spectrum=spectrum, params={n: v[..., 0] for n, v in hp.items()},
