@@ -112,6 +112,11 @@ class Setting:
     sigma1_entropy: bool = False
     water: Optional[str] = None    # function name in vaetheory.theory: the level each mode's
     #                                spectral value is compared against (Point.water_line)
+    bias_of: Dict[str, str] = field(default_factory=dict)  # weight -> the bias of its output
+    mean_terms: Optional[str] = None  # function name in vaetheory.losses: what the data mean and
+    #                                   the biases add to the loss (docs/theory.md §1.5)
+    common_names: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # role -> name stems
+    #                                   users give it (vaetheory.audit guesses a mapping from them)
 
     # ---- identity
     @property
@@ -194,6 +199,19 @@ class Setting:
         return getattr(importlib.import_module("vaetheory.losses"), self.loss)
 
     @property
+    def mean_terms_function(self):
+        """``f(mean, [x_dim,] *parameters, *biases, **axes) -> (value, {latent: mean})``: the
+        loss the data mean adds with biases (docs/theory.md §1.5); None if not modelled."""
+        if self.mean_terms is None:
+            return None
+        return getattr(importlib.import_module("vaetheory.losses"), self.mean_terms)
+
+    @property
+    def biases(self) -> Tuple[str, ...]:
+        """The bias roles of the model with biases (docs/theory.md §1.5), in order."""
+        return tuple(dict.fromkeys(self.bias_of.values()))
+
+    @property
     def has_second_latent(self) -> bool:
         return any(z.dim_arg == "latent_dim2" for z in self.latents)
 
@@ -239,6 +257,11 @@ class Setting:
         return {"W1": (d1, D), "U1": (D, d1), "W2": (d2, d1), "U2": (d1, d2),
                 "log_var1": (d1,), "log_var2": (d2,)}
 
+    def bias_shapes(self, D, d1, d2=None, x_dim=None) -> Dict[str, tuple]:
+        """Shapes of the biases: each is the output of the weight it belongs to (``bias_of``)."""
+        shapes = self.parameter_shapes(D, d1, d2, x_dim)
+        return {b: (shapes[w][0],) for w, b in self.bias_of.items()}
+
 
 _BETA = Hyperparameter("beta", 1.0, help="KL weight")
 _ETA_ENC = Hyperparameter("eta_enc", 1.0, help="prior std")
@@ -256,6 +279,39 @@ _Z1_LEARNED = Latent("z1", "latent_dim", "encoder1", "decoder1", True, "prior")
 _Z2_LEARNED = Latent("z2", "latent_dim2", "encoder2", "decoder2", True, "prior")
 _Z2_FIXED = Latent("z2", "latent_dim2", "encoder2", "decoder2", False, "zero-mean")
 
+def _stems(*names, tags=("",)):
+    """Name stems (lowercase, no separators) for every name x latent tag."""
+    out = []
+    for n in names:
+        for t in tags:
+            out += [n + t, t + n] if t else [n]
+    return tuple(dict.fromkeys(out))
+
+
+_ENC = ("encoder", "enc", "encodermu", "encmu", "encodermean", "fcmu", "mu", "wenc", "qz",
+        "inference", "recognition")
+_DEC = ("decoder", "dec", "decodermu", "fcdec", "wdec", "px", "generator", "generative")
+_LOGVAR = ("logvar", "logvariance", "logsigma2", "logsigmasq", "logvarz", "zlogvar")
+_FLAT_NAMES = {"W": _ENC, "U": _DEC, "log_var": _LOGVAR}
+_COND_NAMES = {"[W1,W2]": _ENC, "W1": _stems(*_ENC[:3], tags=("x",)),
+               "W2": _stems(*_ENC[:3], tags=("y",)), "[U1,U2]": _DEC,
+               "U1": _stems(*_DEC[:3], tags=("z",)), "U2": _stems(*_DEC[:3], "skip", tags=("x",)),
+               "log_var": _LOGVAR}
+_HIER_NAMES = {"W1": _stems(*_ENC[:4], "q", tags=("1", "z1")),
+               "U1": _stems(*_DEC[:4], "p", tags=("1", "x")),
+               "W2": _stems(*_ENC[:4], "q", tags=("2", "z2")),
+               "U2": _stems(*_DEC[:4], "p", tags=("2", "z1")),
+               "log_var1": _stems("logvar", "logvariance", "logsigma2", tags=("1", "z1")),
+               "log_var2": _stems("logvar", "logvariance", "logsigma2", tags=("2", "z2"))}
+_FLAT_BIAS = {"W": "encoder_bias", "U": "decoder_bias"}
+_COND_BIAS = {"W1": "encoder_bias", "W2": "encoder_bias", "U1": "decoder_bias",
+              "U2": "decoder_bias"}
+_HIER_BIAS = {"W1": "encoder_bias", "U1": "decoder_bias", "W2": "encoder2_bias",
+              "U2": "decoder2_bias"}
+_FLAT_EXTRA = dict(bias_of=_FLAT_BIAS, mean_terms="vae_mean_terms", common_names=_FLAT_NAMES)
+_COND_EXTRA = dict(bias_of=_COND_BIAS, mean_terms="cvae_mean_terms", common_names=_COND_NAMES)
+_HIER_EXTRA = dict(bias_of=_HIER_BIAS, mean_terms="mhvae_mean_terms", common_names=_HIER_NAMES)
+
 _FLAT = ("W", "U", "log_var")
 _COND = ("W1", "W2", "U1", "U2", "log_var")
 _HIER = ("W1", "U1", "W2", "U2", "log_var1", "log_var2")
@@ -263,34 +319,36 @@ _HIER = ("W1", "U1", "W2", "U2", "log_var1", "log_var2")
 _RECORDS = (
     Setting("vae", "learnable", "standard VAE", "Theorem 4 (docs/theory.md §3)", "§3",
             (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"), "data",
-            "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), water="water_learnable"),
+            "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), water="water_learnable",
+            **_FLAT_EXTRA),
     Setting("vae", "fixed", "standard VAE", "Theorem 1 (docs/theory.md §2)", "§2",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
             "data", "vae_fixed_sigma", "vae_loss", _FLAT, (), {"log_var": "sigma"},
-            water="water_fixed"),
+            water="water_fixed", **_FLAT_EXTRA),
     Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 (docs/theory.md §4)",
             "§4", (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"),
             "residual", "cvae_learnable_sigma", "cvae_loss", _COND, ("log_var",),
-            water="water_learnable"),
+            water="water_learnable", **_COND_EXTRA),
     Setting("cvae", "fixed", "conditional VAE (y given x)",
             "docs/theory.md §4b (fixed-variance CVAE)", "§4b",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
             "residual", "cvae_fixed_sigma", "cvae_loss", _COND, (), {"log_var": "sigma"},
-            water="water_fixed"),
+            water="water_fixed", **_COND_EXTRA),
     Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE",
             "Theorem 3 (docs/theory.md §5.1)", "§5.1", (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1),
             (_Z1, _Z2_LEARNED), "z2", ("beta2", "eta_dec", "beta1"), "data",
             "mhvae_learnable_sigma2", "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"},
-            water="water_mhvae_learnable"),
+            water="water_mhvae_learnable", **_HIER_EXTRA),
     Setting("mhvae", "sigma2-fixed", "two-latent hierarchical VAE",
             "Theorem 5 (docs/theory.md §5.2, corrected branch threshold)", "§5.2",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1, _SIGMA2), (_Z1, _Z2_FIXED), "z2",
             ("beta2", "eta_dec", "beta1", "eta_enc"), "data", "mhvae_fixed_sigma2", "mhvae_loss",
             _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"},
-            water="water_mhvae_fixed"),
+            water="water_mhvae_fixed", **_HIER_EXTRA),
     Setting("mhvae", "both-learnable", "two-latent hierarchical VAE", None, "§5.5",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC), (_Z1_LEARNED, _Z2_LEARNED), "z2", (), "data",
-            None, "mhvae_loss", _HIER, ("log_var1", "log_var2"), {}, sigma1_entropy=True),
+            None, "mhvae_loss", _HIER, ("log_var1", "log_var2"), {}, sigma1_entropy=True,
+            **_HIER_EXTRA),
 )
 
 #: every setting, by (model, variance)
