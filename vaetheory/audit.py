@@ -28,7 +28,7 @@ cancellation between the two never inflates ``g``; singular-value errors relativ
 verdict         condition (defaults)                                       exit code
 ==============  =========================================================  =========
 AT OPTIMUM      ``g <= loss_rtol`` (1e-3) and every map's singular values  0
-                within ``sv_rtol`` (5 %)
+                within ``sv_rtol`` (10 %)
 NEAR            not AT OPTIMUM and ``g <= near_rtol`` (5e-2)               5
 FAR             ``g > near_rtol``                                          6
 REFUTED         ``g < -1e-8``: a loss *below* the closed-form minimum,     3
@@ -36,8 +36,10 @@ REFUTED         ``g < -1e-8``: a loss *below* the closed-form minimum,     3
 ==============  =========================================================  =========
 
 The defaults are for float32 training with sampled noise: such runs settle within ~1e-4..1e-3
-(relative) of the optimum's loss; a singular value of a mode next to its threshold is poorly
-determined (the loss is flat there), which ``sv_rtol=None`` ignores. Collapse is reported but does
+(relative) of the optimum's loss (measured in examples/audit_numpy_vae.py: 2e-4..4e-4 after
+100-300 epochs of minibatch Adam on the digits, singular values within 2.5-5 % of their scale);
+the singular values of modes just below their threshold decay slowly (the loss is flat in
+them), which ``sv_rtol=None`` ignores. Collapse is reported but does
 not enter the verdict; :func:`vaetheory.testing.assert_collapse_matches` asserts it.
 
 Parameter names and layouts: a ``mapping`` from the user's names to the setting's roles
@@ -76,7 +78,7 @@ LOSS_RTOL = 1e-3
 #: NEAR: relative loss gap at most this
 NEAR_RTOL = 5e-2
 #: AT OPTIMUM: every sorted singular value within this fraction of its map's scale
-SV_RTOL = 0.05
+SV_RTOL = 0.1
 #: a relative gap below minus this is a loss under the closed-form minimum (REFUTED)
 REFUTE_RTOL = 1e-8
 #: the collapse rules (docs/theory.md §7): name -> what a collapsed dim has
@@ -306,6 +308,7 @@ class Binding:
     mapping: List[Tuple[str, str, bool]]
     ignored: List[str]
     hyper: Optional[Dict[str, object]] = None
+    names: Dict[str, str] = field(default_factory=dict)   # role -> the user's name
 
     @property
     def guessed(self) -> bool:
@@ -344,7 +347,8 @@ def _specs(names, setting, mapping, layout):
                 ignored.append(n)
                 continue
         spec = _parse_role(text, setting, n)
-        if layout == "in_out":
+        matrix = not (spec.roles[0].startswith("log_var") or spec.roles[0] in setting.biases)
+        if layout == "in_out" and matrix:
             spec = _Spec(spec.name, spec.roles, not spec.transpose, spec.transform)
         specs.append(_Spec(spec.name, spec.roles, spec.transpose, spec.transform, guessed))
     return specs, ignored
@@ -469,8 +473,12 @@ def bind(params, setting, D, x_dim=None, *, mapping=None, layout="out_in", laten
                     "was trained with (a trained variance is the learnable setting)")
         params_out[role] = want.copy()
     dims = {"latent_dim": int(d1), "latent_dim2": None if d2 is None else int(d2)}
+    names = {r: n for r, (_, n) in out.items()}
+    for s in specs:
+        for r in s.roles:
+            names.setdefault(r, s.name)
     return Binding(params_out, {k: np.asarray(v, dtype=np.float64) for k, v in biases.items()},
-                   dims, lines, ignored, h)
+                   dims, lines, ignored, h, names)
 
 
 # ------------------------------------------------------------------------------------------
@@ -852,13 +860,16 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
     for role, arr in {**binding.params, **binding.biases}.items():
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         if bad and role not in setting.fixed_log_vars:
-            name = next((n for r, n, _ in binding.mapping if role in r), role)
+            name = binding.names.get(role, role)
             raise DataError(f"parameter {name!r} (role {role}) has {bad} non-finite value(s) "
                             "(NaN or inf): did the training diverge?")
     if binding.biases and not centred:
-        raise ParameterError(f"the parameters include {', '.join(binding.biases)} but center=False "
-                             "audits the bias-free model: a model with encoder and decoder biases "
-                             "is the centred one (docs/theory.md §1.5); use center=True")
+        given = ", ".join(binding.biases)
+        why = ("audits the bias-free model: a model with encoder and decoder biases is the "
+               "centred one (docs/theory.md §1.5)")
+        raise ParameterError(f"the parameters include {given} but center=False {why}; use "
+                             "center=True", cli=f"the weights include {given} but --no-center "
+                             f"{why}; drop --no-center")
     point = setting.solve(spectrum, d1, d2, **dict(h)).at()
     optimal = point.optimal_loss
     if not math.isfinite(optimal):
@@ -935,15 +946,18 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
 # what the numbers point at
 
 
-def _gap_at(ev, setting, spectrum, p, biases, h, d1, d2):
-    cov, bias, rest, _ = ev.losses(p, biases, h)
+def _gap_at(ev, setting, spectrum, p, biases, h, d1, d2, scale):
+    """The relative gap at other hyperparameters, against a fixed ``scale`` (one loss evaluation:
+    the diagnoses compare gaps, they need no new denominator)."""
+    cov = ev._loss(ev.M, p, h)
+    bias = ev.mean_terms(p, biases, h)[0]
     try:
         opt = setting.solve(spectrum, d1, d2, **dict(h)).at().optimal_loss
     except ParameterError:
         return math.inf
     if not math.isfinite(opt) or not math.isfinite(cov + bias):
         return math.inf
-    return _relative(cov + bias, rest, opt)[0]
+    return (cov + bias - opt) / scale
 
 
 def _factor_words(name, f):
@@ -973,32 +987,41 @@ def _diagnose(a: Audit, ev, binding, mean, spectrum, d1, d2) -> List[str]:
     hints = []
     gap = a.relative_gap
     tol = a.tolerances["loss_rtol"]
-    # 1. biases
-    if a.center and a.gap_biases > 0.5 * max(a.gap, 0.0) and a.gap_biases / a.loss_scale > tol:
-        share = a.gap_biases / a.gap if a.gap > 0 else 1.0
+    # 1. biases: missing ones the optimum needs (the data are not centred), or given ones off
+    if a.center:
         missing = [b for b in setting.biases if b not in biases]
+        opt = a.point.matrices()
+        p_opt = {r: opt[r] for r in setting.parameters}
+        b_opt = {b: opt[b] for b in setting.biases if b in opt and b not in missing}
+        cost = ev.mean_terms(p_opt, b_opt, h)[0] / a.loss_scale if missing else 0.0
         size = float(np.sqrt(mean @ mean))
-        head = (f"the biases account for {share:.0%} of the gap (they add {a.gap_biases:.4g} to "
-                f"the loss; the data mean has norm {size:.4g})")
-        if len(missing) == len(setting.biases):
-            hints.append(head + ": the parameters have no biases (taken as 0) but the data are not "
-                         "centred. A model without biases is the bias-free one: audit it with "
-                         "center=False (CLI: --no-center); if it has biases, map them (e.g. "
-                         "{'encoder.bias': 'encoder_bias'}) (docs/theory.md §1.5)")
-        elif missing:
-            hints.append(head + f": no {', '.join(missing)} (taken as 0); a model with only some "
-                         "of the biases is not the centred model -- a decoder bias alone is not "
-                         "centring (docs/theory.md §1.5)")
-        else:
-            hints.append(head + ": the biases are off -- at the optimum the posterior means at the "
-                         "data mean are 0 and the decoder reproduces the mean (docs/theory.md §1.5)")
+        needed = [b for b in missing if b in opt and np.any(opt[b] != 0)] or missing
+        if cost > tol:
+            which = ", ".join(needed)
+            alone = ("; a decoder bias alone is not centring" if "decoder_bias" in biases
+                     and "encoder_bias" in missing else "")
+            hints.append(
+                f"the parameters have no {which} (taken as 0) but the data are not centred (the "
+                f"mean has norm {size:.4g}): without {'them' if len(needed) > 1 else 'it'} even "
+                f"the optimal weights are {cost:.2g} (relative) above the optimum, and training "
+                "makes the other parameters carry the mean. A model without biases is the "
+                "bias-free one: audit it with center=False (CLI: --no-center); if it has them, "
+                f"map them (e.g. {{'decoder.bias': 'decoder_bias'}}) (docs/theory.md §1.5{alone})")
+        elif a.gap_biases > 0.5 * max(a.gap, 0.0) and a.gap_biases / a.loss_scale > tol:
+            share = a.gap_biases / a.gap if a.gap > 0 else 1.0
+            hints.append(f"the biases account for {share:.0%} of the gap (they add "
+                         f"{a.gap_biases:.4g} to the loss): they are off -- at the optimum the "
+                         "posterior means at the data mean are 0 and the decoder reproduces the "
+                         "mean (docs/theory.md §1.5)")
     # 2. a hyperparameter the training effectively used
     best = None
-    ks = [k for k in range(-8, 9) if k != 0]
+    ks = [k for k in range(-4, 5) if k != 0]  # factors 1/4 .. 4 in steps of sqrt(2)
+    S = a.loss_scale
     for name in setting.axes:
         v = h[name]
         for k in ks:
-            g = _gap_at(ev, setting, spectrum, p, biases, {**h, name: v * 2.0 ** (k / 2)}, d1, d2)
+            g = _gap_at(ev, setting, spectrum, p, biases, {**h, name: v * 2.0 ** (k / 2)}, d1, d2,
+                        S)
             if best is None or g < best[0]:
                 best = (g, name, k)
     if best is not None and best[0] <= 0.1 * gap and best[0] <= a.tolerances["near_rtol"]:
@@ -1006,10 +1029,11 @@ def _diagnose(a: Audit, ev, binding, mean, spectrum, d1, d2) -> List[str]:
         v = h[name]
 
         def f(u):
-            return _gap_at(ev, setting, spectrum, p, biases, {**h, name: v * 2.0 ** u}, d1, d2)
+            return _gap_at(ev, setting, spectrum, p, biases, {**h, name: v * 2.0 ** u}, d1, d2,
+                           S)
 
         res = minimize_scalar(f, bounds=((k - 1) / 2, (k + 1) / 2), method="bounded",
-                              options={"xatol": 1e-4})
+                              options={"xatol": 1e-3, "maxiter": 20})
         u = float(res.x) if res.fun <= best[0] else k / 2
         g = min(float(res.fun), best[0])
         factor = 2.0 ** u
@@ -1023,9 +1047,9 @@ def _diagnose(a: Audit, ev, binding, mean, spectrum, d1, d2) -> List[str]:
             continue
         if role in setting.fixed_log_vars:
             continue
-        g = _gap_at(ev, setting, spectrum, {**p, role: arr.T}, biases, h, d1, d2)
+        g = _gap_at(ev, setting, spectrum, {**p, role: arr.T}, biases, h, d1, d2, a.loss_scale)
         if g <= 0.1 * gap and g <= a.tolerances["near_rtol"]:
-            name = next((n for r, n, _ in binding.mapping if role in r), role)
+            name = binding.names.get(role, role)
             hints.append(f"{name!r} (role {role}) looks transposed: with it transposed the relative "
                          f"gap falls from {gap:.2g} to {max(g, 0.0):.2g} (matrices are out x in, as "
                          "nn.Linear.weight; map an (in, out) kernel as "

@@ -1150,7 +1150,7 @@ def _point_hyper(request):
               help="NEAR: relative loss gap at most this (default 0.05).")
 @click.option("--tol-sv", type=click.FloatRange(min=0, min_open=True), default=None,
               help="AT OPTIMUM: sorted singular values within this fraction of each map's scale "
-                   "(default 0.05).")
+                   "(default 0.1).")
 @click.option("--rule", type=click.Choice(["kl", "au", "exact"]), default="kl", show_default=True,
               help="Collapse rule: kl (KL_j <= delta; fixed variances: its mean part), au "
                    "(Var E[z_j|x] <= delta) or exact (1e-6 nats).")

@@ -295,7 +295,7 @@ _LOGVAR = ("logvar", "logvariance", "logsigma2", "logsigmasq", "logvarz", "zlogv
 _FLAT_NAMES = {"W": _ENC, "U": _DEC, "log_var": _LOGVAR}
 _COND_NAMES = {"[W1,W2]": _ENC, "W1": _stems(*_ENC[:3], tags=("x",)),
                "W2": _stems(*_ENC[:3], tags=("y",)), "[U1,U2]": _DEC,
-               "U1": _stems(*_DEC[:3], tags=("z",)), "U2": _stems(*_DEC[:3], "skip", tags=("x",)),
+               "U1": _stems(*_DEC[:3], tags=("z",)), "U2": _stems(*_DEC[:3], "skip", tags=("x",)) + ("skip",),
                "log_var": _LOGVAR}
 _HIER_NAMES = {"W1": _stems(*_ENC[:4], "q", tags=("1", "z1")),
                "U1": _stems(*_DEC[:4], "p", tags=("1", "x")),
