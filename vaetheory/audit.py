@@ -601,7 +601,8 @@ def _rule(rule, delta):
 
 
 def _group_range(values, sizes, delta):
-    """[min, max] collapsed dims when rotations are free inside groups of the given sizes:
+    """[min, max] collapsed dims when rotations are free inside groups of the given sizes
+    (docs/theory.md §7(f)):
     per group the diagonal of a rotated PSD matrix with eigenvalues ``values`` ranges over the
     vectors they majorize (Schur-Horn), so at most ``n_max`` entries can exceed ``delta``
     (the largest n with mean of the top n values > delta) and at least ``n_min`` must (the
@@ -744,6 +745,8 @@ class Audit:
 
 
 def _collapse(a: Audit, rule, delta) -> Dict[str, LatentCollapse]:
+    """Per latent: the trained dims the rule counts collapsed, against the same rule on the
+    optimum's per-dim values (a range where rotations are free, docs/theory.md §7(f))."""
     out = {}
     for z in a.setting.latents:
         pd = a.per_dim[z.name]
@@ -870,6 +873,9 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
         raise ParameterError(f"the parameters include {given} but center=False {why}; use "
                              "center=True", cli=f"the weights include {given} but --no-center "
                              f"{why}; drop --no-center")
+    if centred and setting.mean_terms_function is None and np.any(mean != 0):
+        raise ParameterError(f"{setting.name} does not model biases (its record has no "
+                             "mean_terms): audit it on centred data or with center=False")
     point = setting.solve(spectrum, d1, d2, **dict(h)).at()
     optimal = point.optimal_loss
     if not math.isfinite(optimal):
