@@ -112,6 +112,13 @@ def _check_scale(value):
     return v, v
 
 
+def _check_data_args(scale, value_range, mean):
+    """The arguments data_matrices and cvae_pairs share: (scale range, eigenvalue range)."""
+    if mean not in (None, True, False):
+        raise ParameterError(f"mean must be True, False or None, got {mean!r}")
+    return _check_scale(scale), _check_range("value_range", value_range)
+
+
 def _check_unit(name, bounds):
     lo, hi = _check_range(name, bounds, positive=False)
     if lo < 0 or hi >= 1:
@@ -268,10 +275,7 @@ def data_matrices(*, n_samples=(2, 24), dim=(1, 6), rank=None, ties=True, mean=N
     d_lo, d_hi = _check_ints("dim", dim, 1)
     if rank is not None:
         rank = _check_int("rank", rank, 0)
-    s_lo, s_hi = _check_scale(scale)
-    lo, hi = _check_range("value_range", value_range)
-    if mean not in (None, True, False):
-        raise ParameterError(f"mean must be True, False or None, got {mean!r}")
+    (s_lo, s_hi), (lo, hi) = _check_data_args(scale, value_range, mean)
 
     @st.composite
     def build(draw):
@@ -305,10 +309,7 @@ def cvae_pairs(*, n_samples=(6, 24), x_dim=(1, 4), y_dim=(1, 4), correlation=(0.
     y_lo, y_hi = _check_ints("y_dim", y_dim, 1)
     rho = correlation if isinstance(correlation, (tuple, list)) else (correlation, correlation)
     r_lo, r_hi = _check_unit("correlation", rho)
-    s_lo, s_hi = _check_scale(scale)
-    lo, hi = _check_range("value_range", value_range)
-    if mean not in (None, True, False):
-        raise ParameterError(f"mean must be True, False or None, got {mean!r}")
+    (s_lo, s_hi), (lo, hi) = _check_data_args(scale, value_range, mean)
 
     @st.composite
     def build(draw):
