@@ -581,3 +581,37 @@ def test_every_drawn_problem_passes_at_its_optimum_and_fails_when_perturbed(prob
     if any(np.max(v["predicted"]) > 1e-3 * v["scale"] for m, v in res.singular_values.items()
            if m.startswith("decoder")):
         assert bumped.gap > 0
+
+
+#: how each role scales when the data (and the hyperparameters in data units) scale by s:
+#: exponents of s (z and z2 carry the prior's units, z1 the data's; docs/theory.md §9.4)
+UNITS = {"vae": {"W": -1, "U": 1, "encoder_bias": 0, "decoder_bias": 1},
+         "cvae": {"W1": -1, "W2": -1, "U1": 1, "U2": 0, "encoder_bias": 0, "decoder_bias": 1},
+         "mhvae": {"W1": 0, "U1": 0, "W2": -1, "U2": 1, "encoder_bias": 1, "decoder_bias": 1}}
+
+
+@pytest.mark.parametrize("name", ["vae/learnable", "cvae/fixed", "mhvae/sigma2-learnable"])
+@pytest.mark.parametrize("k", [-30, 30])
+def test_the_audit_is_scale_equivariant(data, name, k):
+    """Data x 2^k, eta_dec (and sigma1) x 2^k, the weights in their units: the loss scales by
+    4^k and the relative gap, the verdict and the collapse stay the same (to a few ulps)."""
+    setting, hyper, p = _optimum(name, data)
+    rng = np.random.default_rng(3)
+    q = {r: v if r in setting.fixed_log_vars else v * (1 + 0.02 * rng.normal(size=np.shape(v)))
+         for r, v in p.items()}
+    base = va.audit(q, _data_arg(setting, data), setting, **hyper)
+    s = 2.0 ** k
+    units = UNITS[setting.model]
+    q2 = {r: v * s ** units[r] if r in units else v for r, v in q.items()}
+    if "log_var1" in q2:
+        q2["log_var1"] = q2["log_var1"] + 2 * k * np.log(2.0)
+    h2 = dict(hyper, eta_dec=hyper.get("eta_dec", 1.0) * s)
+    if "sigma1" in h2:
+        h2["sigma1"] = h2["sigma1"] * s
+    scaled = va.audit(q2, tuple(d * s for d in data) if setting.model == "cvae" else data[0] * s,
+                      setting, **h2)
+    assert scaled.loss == pytest.approx(base.loss * 4.0 ** k, rel=1e-12)
+    assert scaled.relative_gap == pytest.approx(base.relative_gap, rel=1e-9)
+    assert scaled.verdict == base.verdict
+    assert {z: c.found for z, c in scaled.collapse.items()} == \
+        {z: c.found for z, c in base.collapse.items()}

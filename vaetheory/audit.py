@@ -83,7 +83,7 @@ SV_RTOL = 0.1
 REFUTE_RTOL = 1e-8
 #: the collapse rules (docs/theory.md §7): name -> what a collapsed dim has
 RULES = {
-    "kl": "KL_j <= delta nats (fixed variances: the mean part E[mu_j^2] / (2 eta_enc^2))",
+    "kl": "KL_j <= delta nats (fixed variances: the mean part E[mu_j^2] / (2 prior std^2))",
     "au": "Var_x E[z_j|x] <= delta (active units, Burda et al. 2016)",
     "exact": f"KL_j <= {KL_COLLAPSE_TOL:g} nats (fixed variances: its mean part), the rule of "
              "docs/theory.md §7 for exact optima",
@@ -673,7 +673,8 @@ class Audit:
         ``scale`` and ``relative`` (error / scale).
     per_dim : dict latent -> dict
         The trained model's per-dim ``kl`` (learned variances), ``mean_part``
-        (``E[mu_j^2] / (2 eta_enc^2)``), ``variance`` (``Var_x E[z_j|x]``) and ``std``, in its own dim
+        (``E[mu_j^2] / (2 s^2)``, ``s`` the latent's prior std: ``eta_enc``, or ``eta_dec`` for
+        the z1 of the hierarchical VAE, whose prior is ``p(z1|z2)``), ``variance`` (``Var_x E[z_j|x]``) and ``std``, in its own dim
         order; the optimum's ``predicted_kl``/``predicted_mean_part``/``predicted_variance`` in
         mode order.
     collapse : dict latent -> LatentCollapse
@@ -906,13 +907,16 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
                   "relative": err / sc}
     ee = h["eta_enc"]
     per_dim, groups = {}, {}
-    for z in setting.latents:
+    for i, z in enumerate(setting.latents):
         var = np.asarray(msq[z.name], dtype=float)
         total_sq = var + (np.asarray(means[z.name]) ** 2 if z.name in means else 0.0)
         std = np.asarray(stds[z.name], dtype=float)
-        entry = {"variance": var, "mean_part": total_sq / (2.0 * ee * ee), "std": std,
+        # the mean part of the KL to the latent's prior: N(0, eta_enc^2) for the top latent,
+        # p(z1|z2) = N(U2 z2, eta_dec^2) below it (docs/theory.md §1.3): in the latent's units
+        prior = ee if i == len(setting.latents) - 1 else h["eta_dec"]
+        entry = {"variance": var, "mean_part": total_sq / (2.0 * prior * prior), "std": std,
                  "predicted_variance": point.mean_sq[z.name],
-                 "predicted_mean_part": point.mean_sq[z.name] / (2.0 * ee * ee)}
+                 "predicted_mean_part": point.mean_sq[z.name] / (2.0 * prior * prior)}
         if z.learned:
             entry["kl"] = kl_per_dim(total_sq, std, ee)
             entry["predicted_kl"] = point.kl[z.name]
