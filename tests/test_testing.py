@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 
 import _numopt as nopt
+from vaetheory import settings as vs
 from vaetheory import testing
 
 
@@ -44,6 +45,113 @@ def test_oracle_agrees_with_an_independent_optimiser_and_rejects_a_wrong_model()
     lambda: testing.vae_hyperparameters(eta=(-1.0, 1.0)),
 ])
 def test_strategies_check_their_arguments_when_built(build):
+    from vaetheory.errors import ParameterError
+
+    with pytest.raises(ParameterError):
+        build()
+
+
+# ------------------------------------------------------------------------------------------
+# the strategies of the testing kit: what they draw is what they say (checked with numpy)
+
+
+@settings(max_examples=60)
+@given(testing.data_matrices(n_samples=(2, 12), dim=(1, 8)))
+def test_data_matrices_have_their_designed_spectrum_and_mean(case):
+    N, D = case.X.shape
+    cov = np.atleast_2d(np.cov(case.X.T, bias=True))
+    ev = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    top = max(case.eigenvalues[0], 1e-300)
+    np.testing.assert_allclose(ev, case.eigenvalues, atol=1e-9 * top + 1e-300)
+    np.testing.assert_allclose(case.X.mean(0), case.mean,
+                               atol=1e-9 * (1 + np.abs(case.mean).max() + np.sqrt(top)))
+    assert case.rank <= min(N - 1, D)
+    np.testing.assert_allclose(case.second_moment, case.X.T @ case.X / N,
+                               atol=1e-9 * (top + np.abs(case.mean).max() ** 2 + 1))
+
+
+def test_data_matrices_reach_the_degenerate_cases():
+    from hypothesis import find
+
+    strat = testing.data_matrices(n_samples=(2, 10), dim=(1, 8))
+    find(strat, lambda c: c.X.shape[0] < c.X.shape[1])                      # N < D
+    find(strat, lambda c: c.rank < c.X.shape[1])                            # rank deficient
+    find(strat, lambda c: c.rank >= 2 and c.eigenvalues[0] == c.eigenvalues[1] or
+         c.rank >= 3 and c.eigenvalues[1] == c.eigenvalues[2])              # ties
+    find(strat, lambda c: np.any(c.mean != 0))                              # a mean
+    big = find(testing.data_matrices(scale=1e6, value_range=(1.0, 1.0)), lambda c: True)
+    assert big.eigenvalues[0] == pytest.approx(1e12)
+
+
+@settings(max_examples=60)
+@given(testing.cvae_pairs())
+def test_cvae_pairs_have_their_designed_residual(case):
+    """The residual of y after least-squares regression on x (numpy lstsq, centred) has the
+    designed covariance eigenvalues, and the regression map is the designed K."""
+    x, y = case.x - case.x.mean(0), case.y - case.y.mean(0)
+    K, *_ = np.linalg.lstsq(x, y, rcond=None)
+    r = y - x @ K
+    e = np.sort(np.linalg.eigvalsh(np.atleast_2d(np.cov(r.T, bias=True))))[::-1]
+    scale = max(np.var(y, 0).max(), 1e-300)
+    np.testing.assert_allclose(e, case.residual_eigenvalues, atol=1e-8 * scale)
+    np.testing.assert_allclose(x @ case.regression.T, x @ K, atol=1e-7 * np.sqrt(scale))
+
+
+def test_more_correlation_lowers_the_residual_spectrum():
+    from hypothesis import find
+
+    lo = find(testing.cvae_pairs(correlation=0.0), lambda c: True)
+    hi = find(testing.cvae_pairs(correlation=0.8), lambda c: True)
+    # same draws apart from rho: the residual shrinks by 1 - rho^2
+    np.testing.assert_allclose(hi.residual_eigenvalues, 0.36 * lo.residual_eigenvalues)
+
+
+@pytest.mark.parametrize("setting", list(vs.SETTINGS.values()), ids=lambda s: s.name)
+def test_hyperparameters_of_every_setting_are_valid_for_it(setting):
+    from hypothesis import given as given_, settings as settings_
+
+    @settings_(max_examples=15)
+    @given_(testing.hyperparameters(setting, latent_dim=3, latent_dim2=2))
+    def check(hp):
+        assert set(hp) == set(setting.names)
+        vs.point_hyper(setting, hp, 3, 2)  # every value passes the record's constraints
+        for spec in setting.hyperparameters:
+            lo, hi = testing.DEFAULT_RANGES[spec.name]
+            v = np.atleast_1d(hp[spec.name])
+            assert np.all((v >= lo * (1 - 1e-12)) & (v <= hi * (1 + 1e-12)))
+
+    check()
+
+
+@settings(max_examples=30)
+@given(testing.problems(center=None))
+def test_problems_cover_their_settings_with_consistent_parts(problem):
+    s = problem.setting
+    assert s.covered
+    assert (problem.latent_dim2 is not None) == s.has_second_latent
+    if s.spectrum_kind == "residual":
+        assert isinstance(problem.case, testing.PairCase) and len(problem.data) == 2
+    point = problem.optimum()
+    assert point.solution.setting is s
+    assert np.isfinite(point.optimal_loss)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: testing.data_matrices(n_samples=1),
+    lambda: testing.data_matrices(dim=(3, 2)),
+    lambda: testing.data_matrices(scale=0.0),
+    lambda: testing.data_matrices(mean="yes"),
+    lambda: testing.data_matrices(rank=-1),
+    lambda: testing.cvae_pairs(correlation=1.0),
+    lambda: testing.cvae_pairs(n_samples=3),
+    lambda: testing.hyperparameters("vae/learnable", ranges={"beta1": (1, 2)}),
+    lambda: testing.hyperparameters("vae/fixed", ranges={"sigma": (0, 1)}),
+    lambda: testing.hyperparameters("nope/learnable"),
+    lambda: testing.problems(settings=["mhvae/both-learnable"]),
+    lambda: testing.problems(latent_dim=0),
+    lambda: testing.problems(center="x"),
+])
+def test_new_strategies_check_their_arguments_when_built(build):
     from vaetheory.errors import ParameterError
 
     with pytest.raises(ParameterError):

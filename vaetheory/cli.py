@@ -1,4 +1,4 @@
-"""Command line: ``vaetheory predict | thresholds | spectrum | check | plot | demo``.
+"""Command line: ``vaetheory predict | thresholds | spectrum | check | audit | plot | demo``.
 
 Thin by design: option values are parsed by Click parameter types (:class:`HyperValues`,
 :class:`LatentDims`, :class:`ImageShapeType`), the cross-option rules turn
@@ -8,7 +8,8 @@ call the library (:func:`vaetheory.moments.load_spectrum`, :meth:`Request.solve`
 :mod:`vaetheory.checker`, :mod:`vaetheory.sgd`) and render with :mod:`vaetheory.report` (tables)
 and :mod:`vaetheory.plot` (figures). No data pipeline and no prediction is computed here.
 
-Exit codes: 0 ok (``check``: CONFIRMED); 3 REFUTED; 4 INCONCLUSIVE; 2 usage (bad option values,
+Exit codes: 0 ok (``check``: CONFIRMED; ``audit``: AT OPTIMUM); 3 REFUTED; 4 INCONCLUSIVE;
+5 NEAR, 6 FAR (``audit``); 2 usage (bad option values,
 non-positive hyperparameters, latent dim < 1, unknown model, settings the theory does not cover);
 1 data (missing/unreadable file, NaN/inf, mismatched rows, too few samples) or resources (memory,
 disk, permissions on writing); 70 an internal error (a bug: the message says so); 130 interrupted
@@ -1267,8 +1268,8 @@ def main():
     Start with `vaetheory demo`. Data files: .npy, .npz, .csv/.tsv/.txt (optionally .gz), '-'
     for stdin; with the formats extra .h5, .zarr, .parquet, .arrow. Rows are samples, images are
     flattened row-wise. Exit codes: 0 ok, 1 data or resource error, 2 usage error; `check` (and
-    `predict --check`): 3 REFUTED, 4 INCONCLUSIVE; 130 interrupted; 141 the reader of the output
-    went away (| head).
+    `predict --check`): 3 REFUTED, 4 INCONCLUSIVE; `audit`: 5 NEAR, 6 FAR; 130 interrupted; 141
+    the reader of the output went away (| head).
     """
 
 
@@ -1799,6 +1800,113 @@ def check(data, as_json, plot_to, force, **kw):
         if path:
             _say(console, f"wrote the figure (check) to {path}")
     return code
+
+
+# ------------------------------------------------------------------------------------------
+# the audit of trained weights
+
+
+def _mapping_option(values):
+    """``--map NAME=ROLE`` (repeatable) -> {NAME: ROLE}; ROLE ``-`` ignores NAME."""
+    out = {}
+    for item in values:
+        name, sep, role = item.rpartition("=")
+        if not sep or not name or not role:
+            raise _usage(f"--map {item}: give NAME=ROLE, e.g. --map encoder.weight=W (ROLE '-' "
+                         "ignores NAME)")
+        out[name] = None if role.strip() == "-" else role
+    return out
+
+
+def _point_hyper(request):
+    """The single hyperparameter point of a request (audit judges one point)."""
+    if request.grid_size > 1:
+        swept = ", ".join(_flag(n) for n in request.swept)
+        raise _usage(f"audit judges one hyperparameter point: give one value to {swept}")
+    hyper = {n: float(v[0]) for n, v in request.axes.items()}
+    hyper.update({n: (float(v[0]) if v.size == 1 else v) for n, v in request.vectors.items()})
+    return hyper
+
+
+@main.command()
+@click.argument("weights", metavar="WEIGHTS")
+@click.argument("data", metavar="DATA")
+@model_options
+@click.option("--map", "mapping", multiple=True, metavar="NAME=ROLE",
+              help="Which role a parameter has (repeatable), e.g. --map enc.weight=W, --map "
+                   "head.kernel=U.T, --map enc.weight=[W1,W2] (cvae, x first), --map "
+                   "log_sigma=log_std:log_var; ROLE - ignores NAME. Unmapped names are guessed "
+                   "from common layouts, and the guess is printed.")
+@click.option("--layout", type=click.Choice(["out-in", "in-out"]), default="out-in",
+              show_default=True,
+              help="out-in: matrices are out x in (PyTorch nn.Linear.weight); in-out: every matrix "
+                   "is an (in, out) kernel (flax, keras, x @ W).")
+@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="AT OPTIMUM: relative loss gap at most this (default 1e-3).")
+@click.option("--near", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="NEAR: relative loss gap at most this (default 0.05).")
+@click.option("--tol-sv", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="AT OPTIMUM: sorted singular values within this fraction of each map's scale "
+                   "(default 0.1).")
+@click.option("--rule", type=click.Choice(["kl", "au", "exact"]), default="kl", show_default=True,
+              help="Collapse rule: kl (KL_j <= delta; fixed variances: its mean part), au "
+                   "(Var E[z_j|x] <= delta) or exact (1e-6 nats).")
+@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.01,
+              show_default=True, help="The delta of --rule kl / au.")
+@_output_options
+@_debug_option
+def audit(weights, data, mapping, layout, tol, near, tol_sv, rule, delta, as_json, **kw):
+    """How far trained weights are from the closed-form optimum.
+
+    \b
+    WEIGHTS is an .npz (numpy.savez) or .safetensors file (pip install "vaetheory[audit]"; no
+    torch needed) of a trained linear model; DATA the data it was trained on (as for predict).
+    The exact expected loss of the weights on the data is compared with the optimum of the
+    setting at the hyperparameters given (one point): the gap (weights and biases), the
+    singular values of every map against the prediction, the collapsed latent dims against the
+    predicted ones, and hints at the usual bugs. Matrices are out x in (nn.Linear); the latent
+    dims come from the shapes. --center (default) is the model with biases: missing biases
+    count as 0.
+      AT OPTIMUM (0)  relative loss gap <= --tol and singular values within --tol-sv
+      NEAR (5)        relative loss gap <= --near
+      FAR (6)         further
+      REFUTED (3)     a loss below the closed-form minimum (a counterexample)
+
+    \b
+    Examples:
+      vaetheory audit vae.npz X.npy --beta 2
+      vaetheory audit vae.safetensors X.npy --beta 2 --map fc_mu.weight=W --json
+      vaetheory audit cvae.npz X.npy --model cvae --y Y.npy --sigma 0.5 --layout in-out
+    """
+    from . import audit as vaudit
+
+    names = _mapping_option(mapping)
+    opts = parse_options(data, kw, need_latent=False)
+    hyper = _point_hyper(opts.request)
+    dims = opts.request.latent_dims
+    dims2 = opts.request.latent_dims2
+    if len(dims) > 1 or (dims2 is not None and len(dims2) > 1):
+        raise _usage("audit judges one model: give one --latent-dim (or none: from the weights)")
+    params = vaudit.load_weights(weights)
+    tolerances = {k: v for k, v in (("loss_rtol", tol), ("near_rtol", near), ("sv_rtol", tol_sv))
+                  if v is not None}
+    result = vaudit.audit(params, opts.selection, opts.setting, mapping=names,
+                          layout=layout.replace("-", "_"), latent_dim=dims[0] if dims else None,
+                          latent_dim2=dims2[0] if dims2 else None, rule=rule, delta=delta,
+                          **tolerances, **hyper)
+    info = result.spectrum.provenance
+    if as_json:
+        settings = _settings_doc(opts)
+        settings.update(weights=str(weights), layout=layout, rule=rule, delta=delta,
+                        latent_dims=list(result.latent_dims.values()))
+        click.echo(report.dumps(report.audit_document(result, info, settings)))
+        return result.verdict.exit_code
+    console = _console()
+    _say(console, report.data_sentence(info))
+    _say(console, f"weights: {weights}")
+    for line in report.audit_lines(result):
+        _say(console, line)
+    return result.verdict.exit_code
 
 
 def _typed(name, text):

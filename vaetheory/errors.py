@@ -86,9 +86,11 @@ class ResourceError(VaetheoryError):
 class Verdict(str, enum.Enum):
     """Outcome of a check at one point; :attr:`exit_code` is what the command line returns.
 
-    CONFIRMED / CONSISTENT / NUMERICAL exit 0, INCONCLUSIVE 4, REFUTED 3. Over several points the
-    worst verdict (:meth:`worst`) decides: REFUTED over INCONCLUSIVE over the rest. A ``Verdict``
-    is a ``str``: it compares equal to its name and serialises to it in JSON.
+    CONFIRMED / CONSISTENT / NUMERICAL exit 0, INCONCLUSIVE 4, REFUTED 3. The audit of trained
+    weights (:mod:`vaetheory.audit`): AT OPTIMUM 0, NEAR 5, FAR 6 (REFUTED 3 if the weights' loss
+    is below the closed-form minimum). Over several points the worst verdict (:meth:`worst`)
+    decides: REFUTED and FAR over INCONCLUSIVE and NEAR over the rest. A ``Verdict`` is a ``str``:
+    it compares equal to its value and serialises to it in JSON.
     """
 
     CONFIRMED = "CONFIRMED"          # exact checker: the best run matches the closed form
@@ -96,6 +98,9 @@ class Verdict(str, enum.Enum):
     NUMERICAL = "NUMERICAL"          # no closed form: a numerical optimum, nothing to confirm
     INCONCLUSIVE = "INCONCLUSIVE"    # neither confirmed nor refuted
     REFUTED = "REFUTED"              # a run went below the claimed minimum: a counterexample
+    AT_OPTIMUM = "AT OPTIMUM"        # audit: trained weights at the closed-form optimum
+    NEAR = "NEAR"                    # audit: close (relative loss gap <= near_rtol), not at it
+    FAR = "FAR"                      # audit: far from the optimum
 
     def __str__(self):
         return self.value
@@ -105,11 +110,11 @@ class Verdict(str, enum.Enum):
 
     @property
     def exit_code(self) -> int:
-        return {"INCONCLUSIVE": 4, "REFUTED": 3}.get(self.value, 0)
+        return {"INCONCLUSIVE": 4, "REFUTED": 3, "NEAR": 5, "FAR": 6}.get(self.value, 0)
 
     @property
     def severity(self) -> int:
-        return {"INCONCLUSIVE": 1, "REFUTED": 2}.get(self.value, 0)
+        return {"INCONCLUSIVE": 1, "REFUTED": 2, "NEAR": 1, "FAR": 2}.get(self.value, 0)
 
     @classmethod
     def worst(cls, verdicts) -> "Verdict":

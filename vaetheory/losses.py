@@ -36,8 +36,9 @@ import numpy as np
 from .errors import ParameterError
 from .settings import check_value
 
-__all__ = ["cvae_loss", "mhvae_loss", "pack", "unpack", "unpack_shapes", "vae_loss",
-           "vae_constant", "mhvae_constant", "neg_elbo"]
+__all__ = ["cvae_loss", "cvae_mean_terms", "mhvae_loss", "mhvae_mean_terms", "pack", "unpack",
+           "unpack_shapes", "vae_loss", "vae_mean_terms", "vae_constant", "mhvae_constant",
+           "neg_elbo"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -389,6 +390,96 @@ def neg_elbo(L, C, u):
     """The per-sample negative beta-ELBO in nats from a loss ``L`` of this module evaluated at
     ``eta_dec^2 = u`` and its dropped constant ``C`` (docs/theory.md §12.1): ``(L + C) / (2u)``."""
     return (L + C) / (2.0 * u)
+
+
+# ----------------------------------------------------------------------------- biases
+# A model with biases on data with mean mu and covariance Cov has the loss
+#     L(Cov; weights) + (mean terms)
+# (docs/theory.md §1.5): every squared norm of an affine function of x splits into its covariance
+# part and the square of its value at the mean. The functions below give the second part; it is
+# >= 0 and zero exactly when the biases are optimal for the weights.
+
+
+def _bias(name, value, n):
+    if value is None:
+        return np.zeros(n)
+    b = _f64(name, value)
+    _check(name, b, (n,))
+    return b
+
+
+def vae_mean_terms(mean, W, U, log_var, encoder_bias=None, decoder_bias=None, *, beta, eta_enc,
+                   eta_dec):
+    """What the data mean adds to the loss of the VAE with biases (docs/theory.md §1.5).
+
+    With ``q(z|x) = N(W x + a, Sigma)`` and ``p(x|z) = N(U z + b, eta_dec^2 I)`` the loss on data
+    with mean ``mu`` is :func:`vae_loss` on ``Cov(x)`` plus
+    ``||mu - U m - b||^2 + beta c^2 ||m||^2`` with ``m = W mu + a`` (the posterior mean at the data
+    mean). A missing bias is 0.
+
+    Parameters
+    ----------
+    mean : (D,) array
+    W, U, log_var : arrays as in :func:`vae_loss` (``log_var`` does not enter)
+    encoder_bias : (d1,) array, optional
+    decoder_bias : (D,) array, optional
+    beta, eta_enc, eta_dec : float
+
+    Returns
+    -------
+    (float, dict)
+        The mean terms and ``{"z": m}``.
+    """
+    mu, W, U = _f64("mean", mean).ravel(), _f64("W", W), _f64("U", U)
+    d1, D = W.shape
+    _check("U", U, (D, d1))
+    beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    m = W @ mu + _bias("encoder_bias", encoder_bias, d1)
+    r = mu - U @ m - _bias("decoder_bias", decoder_bias, D)
+    return float(r @ r + beta * (eta_dec / eta_enc) ** 2 * (m @ m)), {"z": m}
+
+
+def cvae_mean_terms(mean, x_dim, W1, W2, U1, U2, log_var, encoder_bias=None, decoder_bias=None, *,
+                    beta, eta_enc, eta_dec):
+    """What the data mean adds to the loss of the CVAE with biases (docs/theory.md §1.5).
+
+    ``q(z|x,y) = N(W1 x + W2 y + a, Sigma)``, ``p(y|z,x) = N(U1 z + U2 x + b, eta_dec^2 I)``:
+    ``||mu_y - U1 m - U2 mu_x - b||^2 + beta c^2 ||m||^2`` with ``m = W1 mu_x + W2 mu_y + a``;
+    ``mean`` is the mean of ``[x; y]`` (x first, ``x_dim`` entries). Returns ``(value, {"z": m})``.
+    """
+    mu, W1, W2 = _f64("mean", mean).ravel(), _f64("W1", W1), _f64("W2", W2)
+    U1, U2 = _f64("U1", U1), _f64("U2", U2)
+    D0 = int(x_dim)
+    mx, my = mu[:D0], mu[D0:]
+    d1 = W1.shape[0]
+    beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    m = W1 @ mx + W2 @ my + _bias("encoder_bias", encoder_bias, d1)
+    r = my - U1 @ m - U2 @ mx - _bias("decoder_bias", decoder_bias, my.size)
+    return float(r @ r + beta * (eta_dec / eta_enc) ** 2 * (m @ m)), {"z": m}
+
+
+def mhvae_mean_terms(mean, W1, U1, W2, U2, log_var1, log_var2, encoder_bias=None,
+                     decoder_bias=None, encoder2_bias=None, decoder2_bias=None, *, beta1, beta2,
+                     eta_enc, eta_dec):
+    """What the data mean adds to the loss of the hierarchical VAE with biases on all four means
+    (docs/theory.md §1.5): ``q(z1|x) = N(W1 x + a1, .)``, ``q(z2|z1) = N(W2 z1 + a2, .)``,
+    ``p(z1|z2) = N(U2 z2 + c2, .)``, ``p(x|z1) = N(U1 z1 + c1, .)``. With ``m1 = W1 mu + a1`` and
+    ``m2 = W2 m1 + a2``:
+    ``||mu - U1 m1 - c1||^2 + beta1 ||m1 - U2 m2 - c2||^2 + beta2 c^2 ||m2||^2``.
+    The biases are, in order, ``a1`` (encoder_bias), ``c1`` (decoder_bias), ``a2``
+    (encoder2_bias), ``c2`` (decoder2_bias). Returns ``(value, {"z1": m1, "z2": m2})``.
+    """
+    mu, W1, U1 = _f64("mean", mean).ravel(), _f64("W1", W1), _f64("U1", U1)
+    W2, U2 = _f64("W2", W2), _f64("U2", U2)
+    d1, d2 = W1.shape[0], W2.shape[0]
+    beta1, beta2, eta_enc, eta_dec = _hyper(beta1=beta1, beta2=beta2, eta_enc=eta_enc,
+                                            eta_dec=eta_dec)
+    m1 = W1 @ mu + _bias("encoder_bias", encoder_bias, d1)
+    m2 = W2 @ m1 + _bias("encoder2_bias", encoder2_bias, d2)
+    r1 = mu - U1 @ m1 - _bias("decoder_bias", decoder_bias, mu.size)
+    r2 = m1 - U2 @ m2 - _bias("decoder2_bias", decoder2_bias, d1)
+    value = r1 @ r1 + beta1 * (r2 @ r2) + beta2 * (eta_dec / eta_enc) ** 2 * (m2 @ m2)
+    return float(value), {"z1": m1, "z2": m2}
 
 
 # ----------------------------------------------------------------------------- flattening

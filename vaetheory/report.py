@@ -36,7 +36,7 @@ __all__ = [
     "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "logged_table", "logged_lines", "rate_sentence", "check_dict", "check_table", "check_lines", "numerical_document",
     "numerical_table", "text_table", "write_json", "encode_points", "change_points",
-    "summary_rows",
+    "summary_rows", "audit_lines", "audit_document", "mapping_sentence",
 ]
 
 #: maps whose rank says how many modes of each latent are active (from the settings records)
@@ -940,8 +940,9 @@ def logged_table(sol, idx, delta=0.01, label_params: Sequence[str] = (), show_di
                 continue
             table.add_column(name, justify="right", overflow="fold")
             cols.append((v, rng))
-    for i in range(width):
-        row = [str(i + 1)]
+
+    def cells(i):
+        row = []
         for v, rng in cols:
             if i >= v.size:
                 row.append("")
@@ -949,7 +950,9 @@ def logged_table(sol, idx, delta=0.01, label_params: Sequence[str] = (), show_di
                 row.append(f"{fmt(rng[0][i])}-{fmt(rng[1][i])}")
             else:
                 row.append(fmt(v[i]))
-        table.add_row(*row)
+        return row
+
+    _add_mode_rows(table, (cells(i) for i in range(width)), width)
     return table
 
 
@@ -1334,3 +1337,95 @@ def rate_sentence(ans, label: str = "", conversion=None) -> str:
         w = conversion.weights[ans.param]
         text += f"; in your loss: {w} = {float(conversion.user_weight(ans.param, ans.value)):.10g}"
     return text
+
+
+# ------------------------------------------------------------------------------------------
+# the audit of trained weights (vaetheory.audit)
+
+
+def _values(v, digits=4):
+    return " ".join(fmt(x, digits) for x in np.ravel(v))
+
+
+def mapping_sentence(audit) -> str:
+    """How the parameters were read: ``W <- 'encoder.weight', ...`` and whether it was guessed."""
+    order = list(audit.setting.parameters) + list(audit.setting.biases)
+
+    def rank(entry):
+        role = entry[0].split(":")[-1].strip("[]").split(",")[0].replace(".T", "")
+        return order.index(role) if role in order else len(order)
+
+    parts = [f"{role} <- {name!r}" for role, name, _ in sorted(audit.mapping, key=rank)]
+    line = "parameters: " + ", ".join(parts)
+    if any(g for _, _, g in audit.mapping):
+        line += " (guessed from the names; give a mapping, --map NAME=ROLE, to change it)"
+    if audit.ignored:
+        line += "; not used: " + ", ".join(repr(n) for n in audit.ignored)
+    return line
+
+
+def _hyper_text(audit) -> str:
+    parts = []
+    for name, v in audit.hyper.items():
+        a = np.asarray(v, dtype=float)
+        parts.append(f"{name} = " + (fmt(a) if a.ndim == 0 else
+                                     fmt(a[0]) if np.all(a == a.flat[0]) else _values(a)))
+    dims = audit.latent_dims
+    parts.append("latent dims " + ", ".join(f"{k} = {d}" for k, d in dims.items()))
+    return ", ".join(parts)
+
+
+def audit_lines(audit, mapping=True) -> List[str]:
+    """The audit for people (the assertion message of :mod:`vaetheory.testing` and the text of
+    ``vaetheory audit``): verdict, loss gap, singular values per map, collapsed dims, hints."""
+    s = audit.setting
+    tol = audit.tolerances
+    lines = [f"audit: {audit.verdict} -- {s.name}, {s.title}, {s.theorem}",
+             f"at: {_hyper_text(audit)}; "
+             + ("centred data (the model with biases)" if audit.center
+                else "raw second moments (the bias-free model)")]
+    if mapping:
+        lines.append(mapping_sentence(audit))
+    lines.append(f"loss: {audit.loss:.10g} trained vs {audit.optimal_loss:.10g} optimal: gap "
+                 f"{fmt(audit.gap)}, relative {fmt(audit.relative_gap, 3)} (weights "
+                 f"{fmt(audit.gap_weights)}, biases {fmt(audit.gap_biases)}); AT OPTIMUM needs "
+                 f"<= {fmt(tol['loss_rtol'])}, NEAR <= {fmt(tol['near_rtol'])}")
+    sv_tol = tol["sv_rtol"]
+    rows = []
+    for m, v in audit.singular_values.items():
+        flag = "" if sv_tol is None or v["relative"] <= sv_tol else "  <-- off"
+        rows.append([m, _values(v["found"]), _values(v["predicted"]),
+                     f"{fmt(v['error'], 3)} ({v['relative']:.1%} of {fmt(v['scale'], 3)}){flag}"])
+    lines.append("singular values, sorted (encoders whitened, docs/theory.md §0.5); AT OPTIMUM "
+                 + ("ignores them:" if sv_tol is None else f"needs errors <= {sv_tol:.0%} of "
+                    "each map's scale:"))
+    lines += ["  " + r for r in text_table(["map", "found", "predicted", "max error"],
+                                           rows).splitlines()]
+    from .audit import RULES
+
+    lines.append(f"collapse, rule {audit.rule} ({RULES[audit.rule].replace('delta', fmt(audit.delta))}):")
+    for z, c in audit.collapse.items():
+        d = audit.latent_dims[z]
+        lo, hi = c.predicted
+        pred = str(lo) if lo == hi else f"{lo} to {hi}"
+        modes = (", predicted collapsed modes " + ", ".join(map(str, c.predicted_modes))
+                 if lo == hi and c.predicted_modes else
+                 "" if lo == hi else " (a free rotation, docs/theory.md §7)")
+        dims = ", ".join(map(str, c.found)) or "none"
+        lines.append(f"  {z}: collapsed dims {dims} ({len(c.found)} of {d}); predicted {pred} of "
+                     f"{d}{modes} -- {'matches' if c.matches else 'DIFFERS'}")
+        what = "variance of the mean" if c.rule == "au" else (
+            "KL (nats)" if s.latent(z).learned else "mean part of the KL (nats)")
+        lines.append(f"     {what} per dim: found {_values(c.values, 3)}; at the optimum (mode "
+                     f"order) {_values(c.predicted_values, 3)}")
+    for h in audit.hints:
+        lines.append(f"hint: {h}")
+    return lines
+
+
+def audit_document(audit, info: Optional[dict] = None, settings: Optional[dict] = None) -> dict:
+    """The JSON document of ``vaetheory audit``: the data's provenance, the options and the
+    audit (:meth:`vaetheory.audit.Audit.to_dict`)."""
+    doc = {"data": info or {}, "settings": settings or {}}
+    doc.update(audit.to_dict())
+    return doc

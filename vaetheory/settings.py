@@ -162,6 +162,11 @@ class Setting:
     depends_note: str = ""              # what the others do
     decoder: str = "fixed"         # "fixed": eta_dec is a hyperparameter; "learned": u = eta_dec^2
     #                                is learned (docs/theory.md §12)
+    bias_of: Dict[str, str] = field(default_factory=dict)  # weight -> the bias of its output
+    mean_terms: Optional[str] = None  # function name in vaetheory.losses: what the data mean and
+    #                                   the biases add to the loss (docs/theory.md §1.5)
+    common_names: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # role -> name stems
+    #                                   users give it (vaetheory.audit guesses a mapping from them)
 
     # ---- identity
     @property
@@ -258,6 +263,19 @@ class Setting:
         return getattr(importlib.import_module("vaetheory.losses"), self.loss)
 
     @property
+    def mean_terms_function(self):
+        """``f(mean, [x_dim,] *parameters, *biases, **axes) -> (value, {latent: mean})``: the
+        loss the data mean adds with biases (docs/theory.md §1.5); None if not modelled."""
+        if self.mean_terms is None:
+            return None
+        return getattr(importlib.import_module("vaetheory.losses"), self.mean_terms)
+
+    @property
+    def biases(self) -> Tuple[str, ...]:
+        """The bias roles of the model with biases (docs/theory.md §1.5), in order."""
+        return tuple(dict.fromkeys(self.bias_of.values()))
+
+    @property
     def has_second_latent(self) -> bool:
         return any(z.dim_arg == "latent_dim2" for z in self.latents)
 
@@ -308,6 +326,11 @@ class Setting:
         return {"W1": (d1, D), "U1": (D, d1), "W2": (d2, d1), "U2": (d1, d2),
                 "log_var1": (d1,), "log_var2": (d2,)}
 
+    def bias_shapes(self, D, d1, d2=None, x_dim=None) -> Dict[str, tuple]:
+        """Shapes of the biases: each is the output of the weight it belongs to (``bias_of``)."""
+        shapes = self.parameter_shapes(D, d1, d2, x_dim)
+        return {b: (shapes[w][0],) for w, b in self.bias_of.items()}
+
 
 _BETA = Hyperparameter("beta", 1.0, help="KL weight")
 _ETA_ENC = Hyperparameter("eta_enc", 1.0, help="prior std")
@@ -349,6 +372,38 @@ _DEP_FIXED_U = dict(depends_on=("beta / eta_enc^2", "sigma"),
                     depends_note="eta_dec is learned (docs §12.3): s^2 = beta u / eta_enc^2")
 _DEP_OPEN_U = dict(depends_on=("beta1", "beta2", "eta_enc", "sigma1"),
                    depends_note="eta_dec is learned; no closed form (docs §12.5)")
+def _stems(*names, tags=("",)):
+    """Name stems (lowercase, no separators) for every name x latent tag."""
+    out = []
+    for n in names:
+        for t in tags:
+            out += [n + t, t + n] if t else [n]
+    return tuple(dict.fromkeys(out))
+
+
+_ENC = ("encoder", "enc", "encodermu", "encmu", "encodermean", "fcmu", "mu", "wenc", "qz",
+        "inference", "recognition")
+_DEC = ("decoder", "dec", "decodermu", "fcdec", "wdec", "px", "generator", "generative")
+_LOGVAR = ("logvar", "logvariance", "logsigma2", "logsigmasq", "logvarz", "zlogvar")
+_FLAT_NAMES = {"W": _ENC, "U": _DEC, "log_var": _LOGVAR}
+_COND_NAMES = {"[W1,W2]": _ENC, "W1": _stems(*_ENC[:3], tags=("x",)),
+               "W2": _stems(*_ENC[:3], tags=("y",)), "[U1,U2]": _DEC,
+               "U1": _stems(*_DEC[:3], tags=("z",)), "U2": _stems(*_DEC[:3], "skip", tags=("x",)) + ("skip",),
+               "log_var": _LOGVAR}
+_HIER_NAMES = {"W1": _stems(*_ENC[:4], "q", tags=("1", "z1")),
+               "U1": _stems(*_DEC[:4], "p", tags=("1", "x")),
+               "W2": _stems(*_ENC[:4], "q", tags=("2", "z2")),
+               "U2": _stems(*_DEC[:4], "p", tags=("2", "z1")),
+               "log_var1": _stems("logvar", "logvariance", "logsigma2", tags=("1", "z1")),
+               "log_var2": _stems("logvar", "logvariance", "logsigma2", tags=("2", "z2"))}
+_FLAT_BIAS = {"W": "encoder_bias", "U": "decoder_bias"}
+_COND_BIAS = {"W1": "encoder_bias", "W2": "encoder_bias", "U1": "decoder_bias",
+              "U2": "decoder_bias"}
+_HIER_BIAS = {"W1": "encoder_bias", "U1": "decoder_bias", "W2": "encoder2_bias",
+              "U2": "decoder2_bias"}
+_FLAT_EXTRA = dict(bias_of=_FLAT_BIAS, mean_terms="vae_mean_terms", common_names=_FLAT_NAMES)
+_COND_EXTRA = dict(bias_of=_COND_BIAS, mean_terms="cvae_mean_terms", common_names=_COND_NAMES)
+_HIER_EXTRA = dict(bias_of=_HIER_BIAS, mean_terms="mhvae_mean_terms", common_names=_HIER_NAMES)
 
 _FLAT = ("W", "U", "log_var")
 _COND = ("W1", "W2", "U1", "U2", "log_var")
@@ -358,35 +413,35 @@ _RECORDS = (
     Setting("vae", "learnable", "standard VAE", "Theorem 4 (docs/theory.md §3)", "§3",
             (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"), "data",
             "vae_learnable_sigma", "vae_loss", _FLAT, ("log_var",), water="water_learnable",
-            notes=(NONLINEAR_NOTE,), kl_terms=_KL_Z, **_DEP_LEARN),
+            notes=(NONLINEAR_NOTE,), kl_terms=_KL_Z, **_DEP_LEARN, **_FLAT_EXTRA),
     Setting("vae", "fixed", "standard VAE", "Theorem 1 (docs/theory.md §2)", "§2",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
             "data", "vae_fixed_sigma", "vae_loss", _FLAT, (), {"log_var": "sigma"},
-            water="water_fixed", kl_terms=_KL_Z, **_DEP_FIXED),
+            water="water_fixed", kl_terms=_KL_Z, **_DEP_FIXED, **_FLAT_EXTRA),
     Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 (docs/theory.md §4)",
             "§4", (_BETA, _ETA_ENC, _ETA_DEC), (_Z_LEARNED,), "z", ("beta", "eta_dec"),
             "residual", "cvae_learnable_sigma", "cvae_loss", _COND, ("log_var",),
-            water="water_learnable", kl_terms=_KL_ZC, **_DEP_LEARN),
+            water="water_learnable", kl_terms=_KL_ZC, **_DEP_LEARN, **_COND_EXTRA),
     Setting("cvae", "fixed", "conditional VAE (y given x)",
             "docs/theory.md §4b (fixed-variance CVAE)", "§4b",
             (_BETA, _ETA_ENC, _ETA_DEC, _SIGMA), (_Z_FIXED,), "z", ("beta", "eta_dec", "eta_enc"),
             "residual", "cvae_fixed_sigma", "cvae_loss", _COND, (), {"log_var": "sigma"},
-            water="water_fixed", kl_terms=_KL_ZC, **_DEP_FIXED),
+            water="water_fixed", kl_terms=_KL_ZC, **_DEP_FIXED, **_COND_EXTRA),
     Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE",
             "Theorem 3 (docs/theory.md §5.1)", "§5.1", (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1),
             (_Z1, _Z2_LEARNED), "z2", ("beta2", "eta_dec", "beta1"), "data",
             "mhvae_learnable_sigma2", "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"},
-            water="water_mhvae_learnable", kl_terms=_KL_H, **_DEP_THM3),
+            water="water_mhvae_learnable", kl_terms=_KL_H, **_DEP_THM3, **_HIER_EXTRA),
     Setting("mhvae", "sigma2-fixed", "two-latent hierarchical VAE",
             "Theorem 5 (docs/theory.md §5.2, corrected branch threshold)", "§5.2",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC, _SIGMA1, _SIGMA2), (_Z1, _Z2_FIXED), "z2",
             ("beta2", "eta_dec", "beta1", "eta_enc"), "data", "mhvae_fixed_sigma2", "mhvae_loss",
             _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"},
-            water="water_mhvae_fixed", kl_terms=_KL_H, **_DEP_THM5),
+            water="water_mhvae_fixed", kl_terms=_KL_H, **_DEP_THM5, **_HIER_EXTRA),
     Setting("mhvae", "both-learnable", "two-latent hierarchical VAE", None, "§5.5",
             (_BETA1, _BETA2, _ETA_ENC, _ETA_DEC), (_Z1_LEARNED, _Z2_LEARNED), "z2", (), "data",
             None, "mhvae_loss", _HIER, ("log_var1", "log_var2"), {}, sigma1_entropy=True,
-            kl_terms=_KL_H, **_DEP_OPEN),
+            kl_terms=_KL_H, **_DEP_OPEN, **_HIER_EXTRA),
 )
 
 _LEARNED_RECORDS = (
@@ -394,30 +449,30 @@ _LEARNED_RECORDS = (
             "variance (docs/theory.md §12.2)", "§12.2", (_BETA, _ETA_ENC), (_Z_LEARNED,), "z",
             ("beta",), "data", "vae_learnable_sigma_learned_decoder", "vae_loss", _FLAT,
             ("log_var",), water="water_learned_decoder", decoder="learned", kl_terms=_KL_Z,
-            **_DEP_LEARN_U),
+            **_DEP_LEARN_U, **_FLAT_EXTRA),
     Setting("vae", "fixed", "standard VAE", "Theorem 1 profiled over the learned decoder "
             "variance (docs/theory.md §12.3)", "§12.3", (_BETA, _ETA_ENC, _SIGMA), (_Z_FIXED,),
             "z", ("beta", "eta_enc"), "data", "vae_fixed_sigma_learned_decoder", "vae_loss", _FLAT,
             (), {"log_var": "sigma"}, water="water_learned_decoder", decoder="learned",
-            kl_terms=_KL_Z, **_DEP_FIXED_U),
+            kl_terms=_KL_Z, **_DEP_FIXED_U, **_FLAT_EXTRA),
     Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 profiled over the "
             "learned decoder variance (docs/theory.md §12.4)", "§12.4", (_BETA, _ETA_ENC),
             (_Z_LEARNED,), "z", ("beta",), "residual", "cvae_learnable_sigma_learned_decoder",
             "cvae_loss", _COND, ("log_var",), water="water_learned_decoder", decoder="learned",
-            kl_terms=_KL_ZC, **_DEP_LEARN_U),
+            kl_terms=_KL_ZC, **_DEP_LEARN_U, **_COND_EXTRA),
     Setting("cvae", "fixed", "conditional VAE (y given x)", "§4b profiled over the learned "
             "decoder variance (docs/theory.md §12.4)", "§12.4", (_BETA, _ETA_ENC, _SIGMA),
             (_Z_FIXED,), "z", ("beta", "eta_enc"), "residual", "cvae_fixed_sigma_learned_decoder",
             "cvae_loss", _COND, (), {"log_var": "sigma"}, water="water_learned_decoder",
-            decoder="learned", kl_terms=_KL_ZC, **_DEP_FIXED_U),
+            decoder="learned", kl_terms=_KL_ZC, **_DEP_FIXED_U, **_COND_EXTRA),
     Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE", None, "§12.5",
             (_BETA1, _BETA2, _ETA_ENC, _SIGMA1), (_Z1, _Z2_LEARNED), "z2", (), "data", None,
             "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"}, decoder="learned",
-            kl_terms=_KL_H, **_DEP_OPEN_U),
+            kl_terms=_KL_H, **_DEP_OPEN_U, **_HIER_EXTRA),
     Setting("mhvae", "sigma2-fixed", "two-latent hierarchical VAE", None, "§12.5",
             (_BETA1, _BETA2, _ETA_ENC, _SIGMA1, _SIGMA2), (_Z1, _Z2_FIXED), "z2", (), "data",
             None, "mhvae_loss", _HIER, (), {"log_var1": "sigma1", "log_var2": "sigma2"},
-            decoder="learned", kl_terms=_KL_H, **_DEP_OPEN_U),
+            decoder="learned", kl_terms=_KL_H, **_DEP_OPEN_U, **_HIER_EXTRA),
 )
 
 #: every setting with a fixed decoder variance (eta_dec a hyperparameter), by (model, variance)

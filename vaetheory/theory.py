@@ -588,7 +588,7 @@ def _unrepresentable(loss, notes, scale=None):
     loss = np.asarray(loss, dtype=np.float64)
     bad = ~np.isfinite(loss)
     if scale is not None:
-        with np.errstate(under="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             sc = np.asarray(scale, dtype=np.float64)
             bad = bad | ((sc > 0) & (sc * sc < np.finfo(np.float64).tiny))
     if np.any(bad):
