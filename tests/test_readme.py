@@ -153,3 +153,14 @@ def test_no_merge_conflict_markers_were_committed():
               enumerate(f.read_text(encoding="utf-8").splitlines())
               if line.startswith(("<<<<<<< ", ">>>>>>> "))]
     assert marked == []
+
+
+def test_ci_runs_the_readme_test_command():
+    """The README's second set-up command is what .ci/run runs on a clean clone: the same extras
+    installed, the same pytest invocation (a green CI then means the README's command works)."""
+    block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).strip().splitlines()
+    assert len(block) == 2
+    install, _, test = block[1].partition(" && ")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert install.replace("pip install ", "pip install --quiet ") in ci
+    assert test in ci
