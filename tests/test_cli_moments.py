@@ -150,3 +150,12 @@ def test_documents_with_values_float64_cannot_hold_validate(tmp_path):
         d = doc(*args)
         assert "scaled" in d
         jsonschema.validate(d, schema)
+
+
+def test_what_float64_cannot_compute_is_one_line_with_the_rescaling(tmp_path):
+    """check and plot need the moments themselves in the data's units: at data x 2^620 they
+    overflow; the refusal is one line (exit 1) that says by how much to rescale."""
+    path = _save(tmp_path, "h.npy", np.random.default_rng(4).normal(size=(60, 3)) * 2.0 ** 620)
+    r = run("check", path, "-d", "2", "--restarts", "1")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert "overflow float64" in r.stderr and "multiply it by 2^-6" in r.stderr

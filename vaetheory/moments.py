@@ -96,10 +96,15 @@ def _to_user(values, e, what, strict=True):
     o = np.abs(out)
     if not np.all(np.isfinite(out)) or (strict and np.any(matters & (o < _TINY))):
         big = not np.all(np.isfinite(out))
+        head = (f"{what} {'overflow' if big else 'underflow'} float64 in the data's units "
+                f"(values up to {top:.3g} x 2^{e})")
+        k = -(e // 2) if e % 2 == 0 else -e
         raise NotRepresentableError(
-            f"{what} {'overflow' if big else 'underflow'} float64 in the data's units "
-            f"(scale 2^{e} of values up to {top:.3g}); use the scaled values "
-            "(Spectrum.scaled_eigenvalues with scale_exponent) or rescale the data")
+            f"{head}; use the scaled values (Spectrum.scaled_eigenvalues with scale_exponent) or "
+            "rescale the data",
+            cli=f"{head}; rescale the data (e.g. multiply it by 2^{k}, and eta_dec with it): "
+                "counts and thresholds are unchanged by a scale (docs/theory.md §9.11), and "
+                "predict/thresholds/spectrum answer at this scale")
     return out
 
 
