@@ -584,7 +584,7 @@ def test_every_drawn_problem_passes_at_its_optimum_and_fails_when_perturbed(prob
 
 
 #: how each role scales when the data (and the hyperparameters in data units) scale by s:
-#: exponents of s (z and z2 carry the prior's units, z1 the data's; docs/theory.md §9.4)
+#: exponents of s (z and z2 carry the prior's units, z1 the data's; docs/theory.md §9.11)
 UNITS = {"vae": {"W": -1, "U": 1, "encoder_bias": 0, "decoder_bias": 1},
          "cvae": {"W1": -1, "W2": -1, "U1": 1, "U2": 0, "encoder_bias": 0, "decoder_bias": 1},
          "mhvae": {"W1": 0, "U1": 0, "W2": -1, "U2": 1, "encoder_bias": 1, "decoder_bias": 1}}

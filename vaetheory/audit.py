@@ -785,7 +785,7 @@ def _groups(setting, latent, h, d):
 def _natural_scales(setting, spectrum, h):
     """Per map, the scale its singular values are judged against when the prediction is 0: the
     latents form a chain (data -> first latent -> ... -> top latent); the top latent has the
-    prior's std eta_enc, the lower ones (z1) carry data units (docs/theory.md §9.4); an encoder
+    prior's std eta_enc, the lower ones (z1) carry data units (docs/theory.md §9.11); an encoder
     maps its (whitened, for the data) input to its latent, a decoder back."""
     trace, rank = float(spectrum.trace), int(spectrum.rank)
     rms = math.sqrt(trace / max(rank, 1)) if trace > 0 else 1.0
@@ -887,7 +887,7 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
     optimal = point.optimal_loss
     if not math.isfinite(optimal):
         raise ParameterError("the optimal loss is not representable in float64 at these "
-                             "hyperparameters and data (docs/theory.md §9.4)")
+                             "hyperparameters and data (docs/theory.md §9.11)")
     ev = _Evaluator(setting, M, x_dim, mean, centred, d1, d2)
     p = binding.params
     cov, bias, rest, means = ev.losses(p, binding.biases, h)
