@@ -89,7 +89,10 @@ def test_cvae_pairs_have_their_designed_residual(case):
     """The residual of y after least-squares regression on x (numpy lstsq, centred) has the
     designed covariance eigenvalues, and the regression map is the designed K."""
     x, y = case.x - case.x.mean(0), case.y - case.y.mean(0)
-    K, *_ = np.linalg.lstsq(x, y, rcond=None)
+    # rank of x as designed: lstsq's default cut (eps max(N, D)) can count the centring's rounding
+    # (~1e-16 of the largest singular value) as directions, and regress y on that noise (a CI
+    # draw: rank-1 x in 4 columns, 6 rows, residual 0.966 instead of 1)
+    K, *_ = np.linalg.lstsq(x, y, rcond=1e-10)
     r = y - x @ K
     e = np.sort(np.linalg.eigvalsh(np.atleast_2d(np.cov(r.T, bias=True))))[::-1]
     scale = max(np.var(y, 0).max(), 1e-300)
