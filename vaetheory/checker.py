@@ -22,6 +22,10 @@ invertible linear reparameterisation of the part of W the loss sees; the part on
 enter the loss and is reported as zero). This only preconditions the problem; the set of loss
 values reachable is unchanged. The CVAE uses the joint matrix ``M`` of ``[x; y]`` as given, with
 ``[W1 W2]`` preconditioned the same way by ``M`` (the encoder acts on ``[x; y]``).
+The hierarchical VAE with Sigma1 and eta_dec fixed is optimised over ``V1`` and the z2 decoder
+``U2``, with ``U1``, ``W2`` and a learned Sigma2 eliminated exactly, and two exact alignment moves
+(over the orthogonal groups acting on ``V1``'s data side and ``U2``'s z1 side) before each
+polishing round (:class:`_MHVAEDecoderProblem`, docs/theory.md §13 item 4).
 
 Verdicts (:class:`CheckResult`), with ``gap_r = (L_r - L_claimed) / max(1, |L_claimed|)`` for run r:
 
