@@ -13,6 +13,13 @@ the loss confirmed to 1e-9. ``--d784`` also checks a 784-dimensional synthetic i
     python bench/bench_checker.py [--latent-dim 16] [--restarts 8] [--jobs N] [--open]
     python bench/bench_checker.py --baseline --restarts 1 --tol 1e-9
     python bench/bench_checker.py --latent-dim 64 --d784
+
+Before/after (issue 15.3): the hierarchical settings run twice in the same run, first in the
+former parameterisation (``V1, W2, log Sigma2``, ``checker.MHVAE_PARAMETERISATION = "encoder"``)
+and then in the current one (``V1, U2`` with ``W2`` and ``Sigma2`` eliminated exactly and the
+alignment moves, docs/theory.md §13 item 4); the ratio line is before / after. The other settings
+run the same code path as before (their iteration counts are unchanged). ``--no-before`` skips
+the former path.
 """
 
 import argparse
@@ -21,6 +28,7 @@ import time
 import numpy as np
 
 import vaetheory as vt
+from vaetheory import checker
 from vaetheory.checker import check, numerical_optimum
 
 
@@ -99,27 +107,44 @@ def main():
     ap.add_argument("--baseline", action="store_true",
                     help="compare CPU time with a 1500-step NumPy Adam run of the same model")
     ap.add_argument("--d784", action="store_true", help="also a D = 784 instance at latent 16")
+    ap.add_argument("--no-before", action="store_true",
+                    help="skip the former hierarchical parameterisation (the 'before' rows)")
     args = ap.parse_args()
     X, source = load_data()
     print(f"data: {source}, {X.shape[0]} x {X.shape[1]}; latent dim {args.latent_dim}, "
           f"{args.restarts} restarts")
     spec, cases = instances(X, args.latent_dim)
-    print(f"{'setting':26s} {'verdict':13s} {'time s':>7s} {'cpu s':>7s} {'iters':>7s} "
+    print(f"{'setting':35s} {'verdict':13s} {'time s':>7s} {'cpu s':>7s} {'iters':>7s} "
           f"{'loss gap':>10s} {'sv err':>9s} {'std err':>9s} {'match':>5s}  worst map"
           + ("   adam cpu  ratio" if args.baseline else ""))
     for name, sol in cases:
-        t0, c0 = time.perf_counter(), _cpu()
-        r = check(sol, restarts=args.restarts, seed=args.seed, n_jobs=args.jobs, tol_loss=args.tol)
-        dt, dc = time.perf_counter() - t0, _cpu() - c0
-        worst = max(r.per_map, key=r.per_map.get) if r.per_map else "-"
-        line = (f"{name:26s} {r.verdict:13s} {dt:7.2f} {dc:7.2f} {r.iterations:7d} "
-                f"{r.loss_gap:10.2e} {r.max_singular_value_error:9.2e} "
-                f"{r.max_variance_error:9.2e} {r.restarts_matching:2d}/{r.restarts:<2d}  {worst} "
-                f"({r.per_map.get(worst, 0):.2e})")
-        if args.baseline:
-            base = _adam_baseline(X, sol)
-            line += f"   {base:8.2f}  {dc / base:5.2f}"
-        print(line, flush=True)
+        paths = ["decoder"]
+        if sol.model == "mhvae" and not args.no_before:
+            paths = ["encoder", "decoder"]
+        walls = {}
+        for path in paths:
+            checker.MHVAE_PARAMETERISATION = path
+            label = name + (" [before]" if path == "encoder" else " [after]" if len(paths) > 1
+                            else "")
+            t0, c0 = time.perf_counter(), _cpu()
+            r = check(sol, restarts=args.restarts, seed=args.seed, n_jobs=args.jobs,
+                      tol_loss=args.tol)
+            dt, dc = time.perf_counter() - t0, _cpu() - c0
+            walls[path] = (dt, dc, r.iterations)
+            worst = max(r.per_map, key=r.per_map.get) if r.per_map else "-"
+            line = (f"{label:35s} {r.verdict:13s} {dt:7.2f} {dc:7.2f} {r.iterations:7d} "
+                    f"{r.loss_gap:10.2e} {r.max_singular_value_error:9.2e} "
+                    f"{r.max_variance_error:9.2e} {r.restarts_matching:2d}/{r.restarts:<2d}  "
+                    f"{worst} ({r.per_map.get(worst, 0):.2e})")
+            if args.baseline and path == "decoder":
+                base = _adam_baseline(X, sol)
+                line += f"   {base:8.2f}  {dc / base:5.2f}"
+            print(line, flush=True)
+        checker.MHVAE_PARAMETERISATION = "decoder"
+        if len(paths) > 1:
+            (b_w, b_c, b_i), (a_w, a_c, a_i) = walls["encoder"], walls["decoder"]
+            print(f"{'':35s} before/after: wall {b_w / a_w:.2f}x, CPU {b_c / a_c:.2f}x, "
+                  f"iterations {b_i / max(a_i, 1):.2f}x", flush=True)
     if args.d784:
         X784 = _synthetic(5000, 784)
         spec = vt.empirical_spectrum(X784, with_basis=True)
