@@ -315,6 +315,17 @@ class Point:
         return float(self.value(self.solution.optimal_loss))
 
     @property
+    def learned(self) -> Dict[str, object]:
+        """A learned decoder variance here (docs/theory.md §12): ``eta_dec``, ``u``, ``kappa``
+        (floats; NaN where unbounded), ``unbounded`` and ``flat`` (bools); empty for a fixed
+        ``eta_dec``."""
+        out = {}
+        for k, v in self.solution.learned.items():
+            x = self.value(v)
+            out[k] = bool(x) if np.asarray(x).dtype == bool else float(x)
+        return out
+
+    @property
     def kl(self) -> Dict[str, np.ndarray]:
         return {k: np.asarray(self.vector(v), dtype=float) for k, v in self.solution.kl.items()}
 
