@@ -42,7 +42,8 @@ def _vae_like(point, spectral_values):
     else:
         U = P * omega
         W = (P * gain).T
-        log_var = np.log(point.mode("sigma") ** 2)
+        with np.errstate(divide="ignore"):   # sigma -> 0 in the limit of an unbounded loss
+            log_var = np.log(point.mode("sigma") ** 2)
     return W, U, log_var
 
 

@@ -422,21 +422,26 @@ class Problem:
 
 
 def problems(settings=None, *, n_samples=(6, 24), dim=(1, 5), latent_dim=(1, 4),
-             latent_dim2=(1, 4), center=True, ranges=None, scale=1.0):
+             latent_dim2=(1, 4), center=True, ranges=None, scale=1.0, unbounded=False):
     """Hypothesis strategy of :class:`Problem`: setting, latent dims, data and hyperparameters
     drawn together.
 
     ``settings``: records or names (default: every setting with a closed form, read from
-    :data:`~vaetheory.settings.SETTINGS`); ``latent_dim`` / ``latent_dim2`` ints or ranges
+    :data:`~vaetheory.settings.RECORDS`: the learned-decoder ones, docs/theory.md §12, included;
+    their ``hyper`` has no ``eta_dec``); ``latent_dim`` / ``latent_dim2`` ints or ranges
     (``latent_dim2`` only for settings with a second latent); ``center``: True, False or None
     (either); the data come from :func:`data_matrices` (:func:`cvae_pairs` for settings whose
     spectrum is a residual) with ``n_samples``, ``dim`` (for the CVAE: each of x and y) and
     ``scale``; hyperparameters from :func:`hyperparameters` with ``ranges``. The defaults keep
-    an example well under a millisecond of numpy.
+    an example well under a millisecond of numpy. ``unbounded``: also draw learned-decoder
+    instances whose loss has no minimum (latent dim >= rank and more outputs than beta x rank,
+    docs/theory.md §12.2; :meth:`Problem.optimum` then has ``learned["unbounded"]`` and an
+    optimal loss of -inf); by default they are rejected (``hypothesis.assume``).
     """
+    from hypothesis import assume
     from hypothesis import strategies as st
 
-    chosen = ([s for s in _settings.SETTINGS.values() if s.covered] if settings is None
+    chosen = ([s for s in _settings.RECORDS if s.covered] if settings is None
               else [resolve_setting(s) for s in settings])
     if not chosen:
         raise ParameterError("settings is empty")
@@ -461,7 +466,10 @@ def problems(settings=None, *, n_samples=(6, 24), dim=(1, 5), latent_dim=(1, 4),
         hyper = draw(hyperparameters(s, latent_dim=d1, latent_dim2=d2, ranges=rng))
         case = draw(pairs if s.spectrum_kind == "residual" else data)
         c = draw(st.booleans()) if center is None else center
-        return Problem(s, d1, d2, case, hyper, c)
+        problem = Problem(s, d1, d2, case, hyper, c)
+        if s.learned_decoder and not unbounded:
+            assume(not problem.optimum().learned["unbounded"])
+        return problem
 
     return build()
 
