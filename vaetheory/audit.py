@@ -542,6 +542,9 @@ def _data(data, setting, center, with_basis=False):
                                  " Selection")
         spec = load_spectrum(sel, with_basis=with_basis)
         centred = sel.center
+        if spec.matrix is None:   # wide data (N < D) take the dual path, without the D x D matrix
+            spec = _with_matrix(spec, data if not isinstance(data, Selection) else None,
+                                residual, centred)
     if spec.kind != setting.spectrum_kind:
         raise ParameterError(f"{setting.name} needs a {setting.spectrum_kind} spectrum, got a "
                              f"{spec.kind} spectrum")
@@ -552,6 +555,26 @@ def _data(data, setting, center, with_basis=False):
     M = np.asarray(spec.matrix, dtype=np.float64)
     mean = np.zeros(M.shape[0]) if spec.mean is None else np.asarray(spec.mean, dtype=np.float64)
     return spec, bool(centred), mean, (int(spec.x_dim) if residual else None)
+
+
+def _with_matrix(spec, arrays, residual, centred):
+    """The spectrum with the moment matrix the exact loss needs, from in-memory data whose
+    spectrum was computed on the dual path (N < D, docs/theory.md §9.6: no D x D matrix)."""
+    import dataclasses
+
+    from .moments import empirical_moments
+
+    if arrays is None:
+        raise ParameterError("the audit needs the data's D x D second-moment matrix, which wide "
+                             "data (fewer samples than features) read from a Selection do not "
+                             "form: pass the data as arrays")
+    Z = np.hstack([np.asarray(a, dtype=np.float64) for a in arrays]) if residual else \
+        np.asarray(arrays, dtype=np.float64)
+    mom = empirical_moments(Z, center=centred)
+    e = int(spec.scale_exponent)
+    return dataclasses.replace(spec, scaled_matrix=np.ldexp(mom.matrix, -2 * e),
+                               scaled_mean=np.ldexp(mom.mean, -e) if spec.scaled_mean is None
+                               else spec.scaled_mean)
 
 
 # ------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from . import audit as _audit
 from . import settings as _settings
 from ._numerics import DELTA
 from .audit import LOSS_RTOL, SV_RTOL, resolve_setting
-from .errors import ParameterError
+from .errors import ParameterError, Verdict
 from .moments import Spectrum, spectrum_from_eigenvalues
 from .theory import vae_fixed_sigma, vae_learnable_sigma
 
@@ -554,6 +554,11 @@ def assert_at_optimum(params, data, setting, *, mapping=None, layout="out_in", c
     result = _audit.audit(params, data, setting, mapping=mapping, layout=layout, center=center,
                           latent_dim=latent_dim, latent_dim2=latent_dim2, loss_rtol=loss_rtol,
                           sv_rtol=sv_rtol, **hyper)
+    if result.verdict == Verdict.NO_OPTIMUM:
+        raise AssertionError(_message(
+            f"{result.setting.name} has no optimum here (NO OPTIMUM): "
+            f"{result.decoder_variance['reason']}, so the loss falls without bound as eta_dec -> 0 "
+            "(docs/theory.md §12.2)", result))
     if not result.passed:
         raise AssertionError(_message(
             f"the parameters are not at the optimum of {result.setting.name}: {result.verdict}, "
