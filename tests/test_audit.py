@@ -742,7 +742,7 @@ def test_perturbed_weights_and_a_wrong_u_fail_with_the_documented_messages(data,
     msg = str(e.value)
     assert "relative error 100.00%" in msg and "<-- off" in msg
     assert "is 2 x the u = R/n" in msg and "best for these very weights" in msg
-    # u alone 5 % off: within the loss tolerance? no -- (n/2)(r - 1 - log r) ~ n/2 * 1.2e-3
+    # u alone 5 % off costs (n/2)(r - 1 - log r) = 6e-4 n nats, ~1e-3 of the scale n/2 + beta KL
     res = va.audit(dict(p, log_u=p["log_u"] + np.log(1.05)), arg, setting, **hyper)
     assert res.verdict in (Verdict.NEAR, Verdict.AT_OPTIMUM)
     r = 1 / 1.05

@@ -33,7 +33,23 @@ NEAR            not AT OPTIMUM and ``g <= near_rtol`` (5e-2)               5
 FAR             ``g > near_rtol``                                          6
 REFUTED         ``g < -1e-8``: a loss *below* the closed-form minimum,     3
                 a counterexample to the theory
+NO OPTIMUM      a learned decoder variance where the loss has no minimum   7
+                (docs/theory.md §12.2): nothing to compare with
 ==============  =========================================================  =========
+
+**A learned decoder variance** (the records ``settings.get(model, variance, "learned")``,
+docs/theory.md §12; the VAE and CVAE -- the hierarchical ones have no closed form): the loss is
+the full negative beta-ELBO per sample in nats (§12.1), at the weights' own ``u = eta_dec^2`` if
+they carry it -- the optional role ``log_u`` (``log eta_dec^2``, as :mod:`vaetheory.sgd` trains
+it; ``std:log_u``/``var:log_u``/``log_std:log_u`` for a std, a variance, a log-std; guessed from
+``log_sigma_x``, ``logvar_x``, ``dec_logvar``, ``decoder.log_var``, ``log_scale``,
+``log_noise_std`` ...) -- and otherwise at the ``u`` optimal for the given maps, ``u = R / n``
+(exact: the loss is affine in ``u``; "u profiled" in the report). :attr:`Audit.decoder_variance`
+compares the ``u`` found with the optimum's, and AT OPTIMUM also needs ``|u - u*| <= sv_rtol
+u*``. The relative gap is ``(N - N*) / S`` with ``S`` the larger of the two losses' parts that
+are not the log-normaliser (``N - (n/2) log(2 pi u)``, > 0): data scaled by ``2^k`` shift every
+nats value by ``n k log 2``, so the gap, ``S``, the relative gap and the verdict are invariant;
+``|N*|`` itself can be ~0 or negative (proof and measured float32 numbers: docs/theory.md §7(f)).
 
 The defaults are for float32 training with sampled noise: such runs settle within ~1e-4..1e-3
 (relative) of the optimum's loss (measured in examples/audit_numpy_vae.py: 2e-4..4e-4 after

@@ -35,6 +35,14 @@ loss gap at most ``loss_rtol = 1e-3`` and every sorted singular value within ``s
 its map's scale (``sv_rtol=None``: the loss alone; a mode next to its threshold has a poorly
 determined singular value); collapse with rule ``"kl"`` and ``delta = 0.01`` nats, the rule people
 log (``"exact"`` -- 1e-6 nats -- is for float64 optimisers).
+
+A learned decoder variance (``setting=settings.get("vae", "learnable", "learned")`` and the other
+learned-decoder records, docs/theory.md §12): the loss is the negative beta-ELBO in nats, at the
+parameters' ``log_u`` (``log eta_dec^2``; a trained ``log_sigma_x`` etc. is recognised) or, when
+they have none, at the ``u`` optimal for them (profiled exactly); ``u`` must also be within
+``sv_rtol`` of the optimum's; where the loss has no minimum the assertion fails with NO OPTIMUM
+and says why (docs/theory.md §7(f), §12.2). :func:`problems` draws these settings too (bounded
+instances unless ``unbounded=True``); :func:`optimal_parameters` includes ``log_u``.
 """
 
 from __future__ import annotations

@@ -199,7 +199,8 @@ class Solution:
         Requires a spectrum computed ``with_basis=True``. Returns a dict of arrays named as in
         :mod:`vaetheory.losses` (``W``, ``U``, ``log_var`` ...; CVAE ``W1, W2, U1, U2``; hierarchical
         ``W1, U1, W2, U2, log_var1, log_var2``) plus biases (``encoder_bias``, ``decoder_bias`` ...)
-        when the spectrum was centred. Where rotations are free (fixed isotropic variances) any
+        when the spectrum was centred, and with a learned decoder variance ``log_u = log u*``
+        (docs/theory.md §12; absent where the loss has no minimum). Where rotations are free (fixed isotropic variances) any
         rotation of the latent space gives another optimum.
         """
         return self.at(index).matrices()
