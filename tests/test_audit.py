@@ -670,14 +670,6 @@ def literal_nats(setting, p, data, h, u=None):
     return per.mean(), u
 
 
-def _with_fixed(setting, p, hyper, d1):
-    h = vs.point_hyper(setting, hyper, d1)
-    q = dict(p)
-    for role, name in setting.fixed_log_vars.items():
-        q.setdefault(role, np.log(np.asarray(h[name], dtype=float) ** 2))
-    return q, h
-
-
 @pytest.mark.parametrize("center", [True, False])
 @pytest.mark.parametrize("name", list(LEARNED))
 def test_constructed_learned_decoder_optimum_passes_given_and_profiled(data, name, center):
@@ -695,7 +687,7 @@ def test_constructed_learned_decoder_optimum_passes_given_and_profiled(data, nam
     assert prof.decoder_variance["u"] == pytest.approx(given.decoder_variance["u"], rel=1e-12)
     assert prof.loss == pytest.approx(given.loss, rel=1e-13, abs=1e-12)
     # the optimum's u is the stationary point of the literal per-sample formula: R / n
-    q, h = _with_fixed(setting, noul, hyper, LEARNED[name][1])
+    q, h = _full(setting, noul, hyper, LEARNED[name][1], None)
     lit, u_lit = literal_nats(setting, q, data if setting.model == "cvae" else (data[0], None), h)
     assert u_lit == pytest.approx(np.exp(p["log_u"]), rel=1e-10)
     assert lit == pytest.approx(given.optimal_loss, rel=1e-10)
@@ -713,7 +705,7 @@ def test_learned_decoder_loss_equals_a_literal_per_sample_evaluation(data, name)
     arg = _data_arg(setting, data)
     pair = data if setting.model == "cvae" else (data[0], None)
     res = va.audit(q, arg, setting, **hyper)
-    qq, h = _with_fixed(setting, q, hyper, d1)
+    qq, h = _full(setting, q, hyper, d1, None)
     lit, u = literal_nats(setting, qq, pair, h)
     assert u == pytest.approx(np.exp(q["log_u"]), rel=1e-14)
     assert res.loss == pytest.approx(lit, rel=1e-11)

@@ -152,15 +152,14 @@ def test_the_missing_extra_is_named(files):
 
 
 @pytest.fixture(scope="module")
-def learned_files(tmp_path_factory):
+def learned_files(files):
+    """The data of ``files``; the weights of the learned-decoder optimum and doctored copies."""
     from safetensors.numpy import save_file
 
     from vaetheory import settings as vs
 
-    d = tmp_path_factory.mktemp("audit_learned")
-    rng = np.random.default_rng(5)
-    X = rng.normal(size=(300, 5)) * np.array([3.0, 2.0, 1.5, 0.7, 0.3]) + 2.0
-    np.save(d / "x.npy", X)
+    d = files
+    X = np.load(d / "x.npy")
     s = vs.get("vae", "learnable", "learned")
     m = s.solve(vt.empirical_spectrum(X, with_basis=True), 3, beta=2.0).at().matrices()
     names = {"encoder.weight": m["W"], "encoder.bias": m["encoder_bias"],
