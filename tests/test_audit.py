@@ -742,7 +742,7 @@ def test_perturbed_weights_and_a_wrong_u_fail_with_the_documented_messages(data,
     assert res.gap == pytest.approx(0.5 * n * (r - 1 - np.log(r)), rel=1e-8)
 
 
-@pytest.mark.parametrize("name", ["vae/learnable", "vae/fixed", "cvae/learnable"])
+@pytest.mark.parametrize("name", list(LEARNED))
 @pytest.mark.parametrize("k", [-30, 30])
 def test_learned_decoder_verdict_and_relative_gap_are_scale_invariant(data, name, k):
     """Data x 2^k and the weights in their units (log u + 2k log 2): every nats value shifts by

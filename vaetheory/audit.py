@@ -786,7 +786,8 @@ class Audit:
         AT OPTIMUM, NEAR, FAR or REFUTED (``verdict.exit_code``: 0, 5, 6, 3).
     loss, optimal_loss : float
         The exact loss of the trained parameters and the closed-form minimum (docs/theory.md §1
-        convention, constants dropped).
+        convention, constants dropped; with a learned decoder variance the negative beta-ELBO
+        per sample in nats, §12.1).
     gap, relative_gap : float
         ``loss - optimal_loss`` and its ratio to ``loss_scale``.
     gap_weights, gap_biases : float
@@ -808,6 +809,13 @@ class Audit:
     mapping, ignored : how the parameters were read (role text, name, guessed) and what was not.
     point : Point
         The closed-form optimum (:meth:`Solution.at`).
+    decoder_variance : dict
+        A learned decoder variance only (docs/theory.md §12, §7(f); the losses are then in nats
+        per sample): ``u`` (the weights' ``exp(log_u)``, or profiled), ``eta_dec``,
+        ``profiled``, the optimum's ``optimal_u`` / ``optimal_eta_dec``, ``relative_error``,
+        ``best_u_for_weights`` (``R / n``), ``unbounded``, ``flat`` and, where unbounded,
+        ``reason`` (the verdict is then NO OPTIMUM; ``optimal_loss`` -inf, ``gap`` and
+        ``relative_gap`` inf). Empty for a fixed ``eta_dec``.
     """
 
     verdict: Verdict
