@@ -1179,17 +1179,18 @@ def _resolved(spectrum, notes):
     when that changes anything (docs/theory.md §12.2)."""
     import dataclasses
 
-    ev = np.asarray(spectrum.eigenvalues, dtype=np.float64)
-    floor = RESOLUTION * spectrum.tolerance
-    cut = (ev > 0) & (ev <= floor)
+    # in the spectrum's scaled units (a power of two from the data's: the same comparison, exact)
+    ev = np.asarray(spectrum.scaled_eigenvalues, dtype=np.float64)
+    cut = (ev > 0) & (ev <= RESOLUTION * spectrum.scaled_tolerance)
     if not np.any(cut):
         return spectrum
+    floor = RESOLUTION * spectrum.tolerance
     notes.append(f"eta_dec learned: {int(np.sum(cut))} eigenvalue(s) at or below {floor:.3g} "
                  f"({RESOLUTION:g} x the rank tolerance) count as 0: a learned decoder variance "
                  "is set by the smallest eigenvalues, and these are round-off (docs/theory.md "
                  "§12.2)")
     ev = np.where(cut, 0.0, ev)
-    return dataclasses.replace(spectrum, eigenvalues=ev, rank=int(np.sum(ev > 0)))
+    return dataclasses.replace(spectrum, scaled_eigenvalues=ev, rank=int(np.sum(ev > 0)))
 
 
 def _learned_dict(eta, b, unbounded=None, flat=None):
