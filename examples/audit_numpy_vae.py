@@ -44,10 +44,15 @@ ETA_DEC = 0.55    # beta eta_dec^2 = 0.3025, between the digits' 4th and 5th eig
 
 
 def train_linear_vae(X, latent_dim, beta, eta_enc, eta_dec, epochs=300, batch_size=128, lr=3e-2,
-                     lr_final=3e-4, seed=0, kl_factor=0.5):
+                     lr_final=3e-4, seed=0, kl_factor=0.5, learn_noise=False, normaliser_dims=None):
     """Train q(z|x) = N(W_e x + b_e, diag(exp(log_var))), p(x|z) = N(W_d z + b_d, eta_dec^2 I) by
     minibatch Adam on the sampled negative beta-ELBO (one noise draw per sample and step), the
-    step size decaying geometrically. ``kl_factor`` is the 1/2 of the Gaussian KL (0.5 is right)."""
+    step size decaying geometrically. ``kl_factor`` is the 1/2 of the Gaussian KL (0.5 is right).
+
+    ``learn_noise``: the decoder's noise std is a parameter too, ``log_sigma_x`` (eta_dec =
+    exp(log_sigma_x), started at ``eta_dec``), and the loss is the full negative beta-ELBO in nats,
+    ``||x - x_hat||^2 / (2 sigma_x^2) + normaliser_dims * log(sigma_x) + beta * KL`` (plus
+    constants); ``normaliser_dims`` is the number of pixels D (right) unless given."""
     rng = np.random.default_rng(seed)
     X = X.astype(np.float32)
     n, d_in = X.shape
@@ -56,6 +61,9 @@ def train_linear_vae(X, latent_dim, beta, eta_enc, eta_dec, epochs=300, batch_si
          "decoder.weight": (0.01 * rng.standard_normal((d_in, latent_dim))).astype(np.float32),
          "decoder.bias": np.zeros(d_in, np.float32),
          "log_var": np.zeros(latent_dim, np.float32)}
+    if learn_noise:
+        p["log_sigma_x"] = np.full(1, np.log(eta_dec), np.float32)
+    n_norm = np.float32(d_in if normaliser_dims is None else normaliser_dims)
     m = {k: np.zeros_like(v) for k, v in p.items()}
     v = {k: np.zeros_like(v) for k, v in p.items()}
     per_epoch = -(-n // batch_size)
@@ -65,6 +73,8 @@ def train_linear_vae(X, latent_dim, beta, eta_enc, eta_dec, epochs=300, batch_si
                                                                       per_epoch)]
     for t, xb in enumerate(batches, start=1):
         n = xb.shape[0]
+        if learn_noise:
+            d2 = np.exp(2.0 * p["log_sigma_x"][0])
         eps = rng.standard_normal((n, latent_dim)).astype(np.float32)
         mu = xb @ p["encoder.weight"].T + p["encoder.bias"]
         std = np.exp(0.5 * p["log_var"])
@@ -79,6 +89,9 @@ def train_linear_vae(X, latent_dim, beta, eta_enc, eta_dec, epochs=300, batch_si
              "encoder.weight": g_mu.T @ xb, "encoder.bias": g_mu.sum(0),
              "log_var": (g_z * eps).sum(0) * 0.5 * std
                         + beta * kl_factor * (np.exp(p["log_var"]) / e2 - 1.0)}
+        if learn_noise:   # d/d log sigma_x of ||x - x_hat||^2 / (2 sigma_x^2) + D log sigma_x
+            g["log_sigma_x"] = np.array([n_norm - np.sum((xb - x_hat) ** 2) / d2 / n],
+                                        np.float32)
         a = lr * decay ** t
         for k in p:
             m[k] = 0.9 * m[k] + 0.1 * g[k]

@@ -615,3 +615,251 @@ def test_the_audit_is_scale_equivariant(data, name, k):
     assert scaled.verdict == base.verdict
     assert {z: c.found for z, c in scaled.collapse.items()} == \
         {z: c.found for z, c in base.collapse.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# a learned decoder variance (docs/theory.md §12): the loss in nats, u given or profiled
+
+LEARNED = {
+    "vae/learnable": (dict(beta=2.0), 3),
+    "vae/fixed": (dict(beta=2.0, sigma=[0.5, 0.7, 0.7]), 3),
+    "cvae/learnable": (dict(beta=0.5), 3),
+    "cvae/fixed": (dict(beta=0.5, sigma=0.6), 3),
+}
+
+
+def _learned(name, data, center=True):
+    model, variance = name.split("/")
+    setting = vs.get(model, variance, "learned")
+    hyper, d1 = LEARNED[name]
+    p = testing.optimal_parameters(_data_arg(setting, data), setting, d1, center=center, **hyper)
+    return setting, hyper, p
+
+
+def literal_nats(setting, p, data, h, u=None):
+    """The negative beta-ELBO per sample in nats, written from docs/theory.md §12.1 sample by
+    sample (the Gaussian noise integrated in closed form, missing biases 0): the mean over n of
+    ``||t_n - U m_n - b||^2 / (2u) + tr(U S U^T) / (2u) + (n_out/2) log(2 pi u)
+    + beta KL(N(m_n, S) || N(0, eta_enc^2 I))``, t = x (VAE) or y (CVAE). ``u`` None: the
+    weights' ``exp(log_u)``, or without it the u minimising this formula, found here by its own
+    stationarity (the mean squared error per output plus the decoder's share of the noise)."""
+    X, Y = data
+    ee = h["eta_enc"]
+    lv = np.asarray(p["log_var"], dtype=float)
+    S = np.diag(np.exp(lv))
+
+    def b(name, n):
+        return np.asarray(p.get(name, np.zeros(n)), dtype=float)
+
+    if setting.model == "vae":
+        W, U = p["W"], p["U"]
+        m = X @ W.T + b("encoder_bias", W.shape[0])
+        r = X - m @ U.T - b("decoder_bias", X.shape[1])
+    else:
+        W1, W2, U, U2 = p["W1"], p["W2"], p["U1"], p["U2"]
+        m = X @ W1.T + Y @ W2.T + b("encoder_bias", W1.shape[0])
+        r = Y - m @ U.T - X @ U2.T - b("decoder_bias", Y.shape[1])
+    n_out = r.shape[1]
+    sq = np.sum(r * r, 1) + np.trace(U @ S @ U.T)          # E||t - U z - b||^2 given t
+    if u is None:
+        u = float(np.exp(np.ravel(p["log_u"])[0])) if "log_u" in p else sq.mean() / n_out
+    var = np.exp(lv)
+    kl = 0.5 * (np.sum(var / ee ** 2) + np.sum(m * m, 1) / ee ** 2 - len(lv)
+                - np.sum(np.log(var / ee ** 2)))
+    per = sq / (2 * u) + 0.5 * n_out * np.log(2 * np.pi * u) + h["beta"] * kl
+    return per.mean(), u
+
+
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("name", list(LEARNED))
+def test_constructed_learned_decoder_optimum_passes_given_and_profiled(data, name, center):
+    setting, hyper, p = _learned(name, data, center)
+    assert "log_u" in p and np.ndim(p["log_u"]) == 0   # Point.matrices carries u
+    arg = _data_arg(setting, data)
+    given = testing.assert_at_optimum(p, arg, setting, center=center, **hyper)
+    noul = {k: v for k, v in p.items() if k != "log_u"}
+    prof = testing.assert_at_optimum(noul, arg, setting, center=center, **hyper)
+    for res in (given, prof):
+        assert res.verdict == Verdict.AT_OPTIMUM and abs(res.relative_gap) < 1e-12
+        assert res.to_dict()["loss_units"] == "nats per sample"
+    assert not given.decoder_variance["profiled"] and prof.decoder_variance["profiled"]
+    # profiled and given agree at the optimum: the same u and the same loss
+    assert prof.decoder_variance["u"] == pytest.approx(given.decoder_variance["u"], rel=1e-12)
+    assert prof.loss == pytest.approx(given.loss, rel=1e-13, abs=1e-12)
+    # the optimum's u is the stationary point of the literal per-sample formula: R / n
+    q, h = _full(setting, noul, hyper, LEARNED[name][1], None)
+    lit, u_lit = literal_nats(setting, q, data if setting.model == "cvae" else (data[0], None), h)
+    assert u_lit == pytest.approx(np.exp(p["log_u"]), rel=1e-10)
+    assert lit == pytest.approx(given.optimal_loss, rel=1e-10)
+    testing.assert_collapse_matches(p, arg, setting, center=center, **hyper)
+
+
+@pytest.mark.parametrize("name", list(LEARNED))
+def test_learned_decoder_loss_equals_a_literal_per_sample_evaluation(data, name):
+    setting, hyper, p = _learned(name, data)
+    rng = np.random.default_rng(11)
+    q = {r: v if r in setting.fixed_log_vars else v * (1 + 0.1 * rng.normal(size=np.shape(v)))
+         for r, v in p.items()}
+    q["log_u"] = p["log_u"] + 0.3
+    d1 = LEARNED[name][1]
+    arg = _data_arg(setting, data)
+    pair = data if setting.model == "cvae" else (data[0], None)
+    res = va.audit(q, arg, setting, **hyper)
+    qq, h = _full(setting, q, hyper, d1, None)
+    lit, u = literal_nats(setting, qq, pair, h)
+    assert u == pytest.approx(np.exp(q["log_u"]), rel=1e-14)
+    assert res.loss == pytest.approx(lit, rel=1e-11)
+    assert res.gap > 0 and res.verdict in (Verdict.NEAR, Verdict.FAR)
+    # without log_u: the profiled u minimises the literal formula, and the loss is its value
+    nou = {k: v for k, v in qq.items() if k != "log_u"}
+    res = va.audit({k: v for k, v in q.items() if k != "log_u"}, arg, setting, **hyper)
+    lit, u = literal_nats(setting, nou, pair, h)
+    assert res.decoder_variance["u"] == pytest.approx(u, rel=1e-11)
+    assert res.loss == pytest.approx(lit, rel=1e-11)
+    for f in (0.98, 1.02):
+        assert literal_nats(setting, nou, pair, h, u=u * f)[0] > lit
+
+
+@pytest.mark.parametrize("name", ["vae/learnable", "cvae/fixed"])
+def test_perturbed_weights_and_a_wrong_u_fail_with_the_documented_messages(data, name):
+    setting, hyper, p = _learned(name, data)
+    arg = _data_arg(setting, data)
+    dec = "U" if setting.model == "vae" else "U1"
+    with pytest.raises(AssertionError, match="not at the optimum") as e:
+        testing.assert_at_optimum(dict(p, **{dec: 1.3 * p[dec]}), arg, setting, **hyper)
+    assert "decoder variance u = eta_dec^2" in str(e.value) and "<-- off" in str(e.value)
+    # a wrong u with the optimal maps: the gap is all u's, and the hint says so
+    with pytest.raises(AssertionError) as e:
+        testing.assert_at_optimum(dict(p, log_u=p["log_u"] + np.log(2.0)), arg, setting, **hyper)
+    msg = str(e.value)
+    assert "relative error 100.00%" in msg and "<-- off" in msg
+    assert "is 2 x the u = R/n" in msg and "best for these very weights" in msg
+    # u alone 5 % off costs (n/2)(r - 1 - log r) = 6e-4 n nats, ~1e-3 of the scale n/2 + beta KL
+    res = va.audit(dict(p, log_u=p["log_u"] + np.log(1.05)), arg, setting, **hyper)
+    assert res.verdict in (Verdict.NEAR, Verdict.AT_OPTIMUM)
+    r = 1 / 1.05
+    n = data[0].shape[1] if setting.model == "vae" else data[1].shape[1]
+    assert res.gap == pytest.approx(0.5 * n * (r - 1 - np.log(r)), rel=1e-8)
+
+
+@pytest.mark.parametrize("name", list(LEARNED))
+@pytest.mark.parametrize("k", [-30, 30])
+def test_learned_decoder_verdict_and_relative_gap_are_scale_invariant(data, name, k):
+    """Data x 2^k and the weights in their units (log u + 2k log 2): every nats value shifts by
+    n k log 2, so the gap, the relative gap and the verdict are unchanged (docs/theory.md §7(f))."""
+    setting, hyper, p = _learned(name, data)
+    rng = np.random.default_rng(3)
+    q = {r: v if r in setting.fixed_log_vars or r == "log_u"
+         else v * (1 + 0.02 * rng.normal(size=np.shape(v))) for r, v in p.items()}
+    q["log_u"] = p["log_u"] + 0.05
+    s = 2.0 ** k
+    units = UNITS[setting.model]
+    q2 = {r: v * s ** units[r] if r in units else v for r, v in q.items()}
+    q2["log_u"] = q["log_u"] + 2 * k * np.log(2.0)
+    arg = _data_arg(setting, data)
+    arg2 = tuple(d * s for d in data) if setting.model == "cvae" else data[0] * s
+    n = data[0].shape[1] if setting.model == "vae" else data[1].shape[1]
+    for drop in (False, True):     # u given, and u profiled
+        a = {r: v for r, v in q.items() if not (drop and r == "log_u")}
+        b = {r: v for r, v in q2.items() if not (drop and r == "log_u")}
+        base, scaled = va.audit(a, arg, setting, **hyper), va.audit(b, arg2, setting, **hyper)
+        assert scaled.verdict == base.verdict
+        assert scaled.relative_gap == pytest.approx(base.relative_gap, rel=1e-9)
+        assert scaled.gap == pytest.approx(base.gap, rel=1e-8, abs=1e-12)
+        assert scaled.loss - base.loss == pytest.approx(n * k * np.log(2.0), rel=1e-10)
+        assert scaled.decoder_variance["u"] == pytest.approx(base.decoder_variance["u"] * s * s,
+                                                             rel=1e-10)
+
+
+def test_an_unbounded_learned_decoder_loss_is_one_answer_not_a_number(data):
+    """latent dim >= rank and D > beta x rank (docs §12.2): no minimum -- NO OPTIMUM (exit 7),
+    the reason and where the trained u should be heading, never a gap."""
+    X = data[0]
+    X3 = np.c_[X[:, :3], X[:, :2] @ np.array([[1.0, 0.5], [-0.3, 2.0]])]   # rank 3 of 5
+    setting = vs.get("vae", "learnable", "learned")
+    point = testing.optimum(X3, setting, 4, beta=1.0)
+    assert point.learned["unbounded"] and point.optimal_loss == -np.inf
+    m = point.matrices()
+    assert "log_u" not in m                      # no optimal u: it goes to 0
+    q = dict(m, log_var=np.maximum(m["log_var"], -12.0), log_u=np.array([-8.0]))
+    res = va.audit(q, X3, setting, beta=1.0)
+    assert res.verdict == Verdict.NO_OPTIMUM and res.verdict.exit_code == 7
+    assert res.relative_gap == np.inf and res.optimal_loss == -np.inf and np.isfinite(res.loss)
+    assert "latent dim 4 >= rank 3" in res.decoder_variance["reason"]
+    assert len(res.hints) == 1 and "should drive log u down" in res.hints[0]
+    assert "a clip or floor on the log-variance" in res.hints[0]
+    doc = res.to_dict()
+    assert doc["verdict"] == "NO OPTIMUM" and doc["decoder_variance"]["unbounded"] is True
+    with pytest.raises(AssertionError, match="has no optimum here"):
+        testing.assert_at_optimum(q, X3, setting, beta=1.0)
+    # profiled: the weights' best u is tiny, and it is said to be profiled
+    res = va.audit({k: v for k, v in q.items() if k != "log_u"}, X3, setting, beta=1.0)
+    assert res.verdict == Verdict.NO_OPTIMUM and "u was profiled" in res.hints[0]
+    # at beta x rank >= D there is a minimum again
+    assert not testing.optimum(X3, setting, 4, beta=2.0).learned["unbounded"]
+
+
+def test_the_decoder_variance_role_names_transforms_and_shapes(data):
+    setting, hyper, p = _learned("vae/learnable", data)
+    X = data[0]
+    base = {"encoder.weight": p["W"], "encoder.bias": p["encoder_bias"],
+            "decoder.weight": p["U"], "decoder.bias": p["decoder_bias"], "logvar": p["log_var"]}
+    lu = float(p["log_u"])
+    for name, value, role in [("log_sigma_x", 0.5 * lu, "log_std:log_u"),
+                              ("logvar_x", lu, "log_u"), ("dec_logvar", lu, "log_u"),
+                              ("decoder.log_var", lu, "log_u"), ("log_scale", 0.5 * lu, "log_std:log_u"),
+                              ("log_noise_std", 0.5 * lu, "log_std:log_u"),
+                              ("noise_std", np.exp(0.5 * lu), "std:log_u")]:
+        assert va.guess_role(name, setting) == role, name
+        res = va.audit(dict(base, **{name: np.array([value])}), X, setting, **hyper)
+        assert res.verdict == Verdict.AT_OPTIMUM and not res.decoder_variance["profiled"], name
+        assert (role, name, True) in res.mapping
+    # an explicit mapping with a transform; a per-output vector with equal entries is one u
+    res = va.audit(dict(base, s2=np.full(5, np.exp(lu))), X, setting, mapping={"s2": "var:log_u"},
+                   **hyper)
+    assert res.verdict == Verdict.AT_OPTIMUM
+    with pytest.raises(ParameterError, match="per-output decoder variance is outside the theory"):
+        va.audit(dict(base, dec_logvar=lu + np.arange(5.0)), X, setting, **hyper)
+    # a fixed eta_dec has no such role: the name is not used
+    fixed = va.audit(dict(base, dec_logvar=np.array([lu])), X, vs.get("vae", "learnable"),
+                     beta=2.0)
+    assert "dec_logvar" in fixed.ignored and not fixed.decoder_variance
+    with pytest.raises(ParameterError, match="'log_u' is not a parameter"):
+        va.audit(base, X, vs.get("vae", "learnable"), mapping={"logvar": "log_u"}, beta=2.0)
+
+
+def test_hierarchical_learned_decoder_has_no_closed_form_to_audit(data):
+    setting = vs.get("mhvae", "sigma2-learnable", "learned")
+    with pytest.raises(NotCoveredError, match="no closed form"):
+        va.audit({}, data[0], setting, sigma1=0.5)
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(testing.problems(settings=[s for s in vs.RECORDS if s.learned_decoder and s.covered],
+                        center=None))
+def test_drawn_learned_decoder_problems_pass_at_their_optimum_given_and_profiled(problem):
+    p = problem.optimal_parameters()
+    assert "log_u" in p
+    kw = dict(center=problem.center, **problem.dims, **problem.hyper)
+    given_u = testing.assert_at_optimum(p, problem.data, problem.setting, **kw)
+    prof = testing.assert_at_optimum({k: v for k, v in p.items() if k != "log_u"}, problem.data,
+                                     problem.setting, **kw)
+    assert abs(given_u.relative_gap) < 1e-9 and abs(prof.relative_gap) < 1e-9
+    assert prof.decoder_variance["u"] == pytest.approx(given_u.decoder_variance["u"], rel=1e-7)
+    # a wrong u raises the loss by (n/2)(r - 1 - log r) > 0 exactly
+    off = va.audit(dict(p, log_u=p["log_u"] + 0.4), problem.data, problem.setting,
+                   diagnose=False, **kw)
+    assert off.gap > 0 and off.verdict != Verdict.AT_OPTIMUM
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(testing.problems(settings=[vs.get("vae", "learnable", "learned")], unbounded=True,
+                        dim=(2, 5)))
+def test_drawn_unbounded_problems_say_no_optimum(problem):
+    point = problem.optimum()
+    p = problem.optimal_parameters()
+    q = dict(p, log_var=np.maximum(p["log_var"], -30.0))
+    q.setdefault("log_u", np.array(-20.0))
+    res = va.audit(q, problem.data, problem.setting, center=problem.center, **problem.dims,
+                   **problem.hyper)
+    assert (res.verdict == Verdict.NO_OPTIMUM) == bool(point.learned["unbounded"])

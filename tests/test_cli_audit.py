@@ -145,3 +145,83 @@ def test_the_missing_extra_is_named(files):
     assert p.stderr.strip() == ("error: reading .safetensors weights needs the safetensors "
                                 "package, which is not installed: pip install \"vaetheory[audit]\" "
                                 "(or save the weights with numpy.savez)")
+
+
+# ------------------------------------------------------------------------------------------
+# --eta-dec learned (docs/theory.md §12): u given or profiled, NO OPTIMUM
+
+
+@pytest.fixture(scope="module")
+def learned_files(files):
+    """The data of ``files``; the weights of the learned-decoder optimum and doctored copies."""
+    from safetensors.numpy import save_file
+
+    from vaetheory import settings as vs
+
+    d = files
+    X = np.load(d / "x.npy")
+    s = vs.get("vae", "learnable", "learned")
+    m = s.solve(vt.empirical_spectrum(X, with_basis=True), 3, beta=2.0).at().matrices()
+    names = {"encoder.weight": m["W"], "encoder.bias": m["encoder_bias"],
+             "decoder.weight": m["U"], "decoder.bias": m["decoder_bias"], "log_var": m["log_var"]}
+    np.savez(d / "prof.npz", **names)
+    with_u = dict(names, log_sigma_x=np.array([0.5 * m["log_u"]]))
+    np.savez(d / "u.npz", **with_u)
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in with_u.items()},
+              str(d / "u.safetensors"))
+    np.savez(d / "u2.npz", **dict(names, log_sigma_x=np.array([0.5 * m["log_u"] + 0.35])))
+    # rank 3 of 5 with latent dim 4 at beta 1: no minimum (docs §12.2)
+    X3 = np.c_[X[:, :3], X[:, :2] @ np.array([[1.0, 0.5], [-0.3, 2.0]])]
+    np.save(d / "x3.npy", X3)
+    m3 = s.solve(vt.empirical_spectrum(X3, with_basis=True), 4, beta=1.0).at().matrices()
+    np.savez(d / "unb.npz", W=m3["W"], U=m3["U"], log_var=np.maximum(m3["log_var"], -12.0),
+             encoder_bias=m3["encoder_bias"], decoder_bias=m3["decoder_bias"], log_u=[-9.0])
+    return d
+
+
+def test_learned_decoder_audit_exit_codes_and_text(learned_files):
+    d = learned_files
+    for w in ("u.npz", "u.safetensors"):
+        r = run("audit", d / w, d / "x.npy", "--beta", "2", "--eta-dec", "learned")
+        assert r.exit_code == 0, (r.stdout, r.stderr)
+        assert "audit: AT OPTIMUM -- vae/learnable/learned-decoder" in r.stdout
+        assert "log_std:log_u <- 'log_sigma_x'" in r.stdout
+        assert "decoder variance u = eta_dec^2" in r.stdout and "(the weights' log_u)" in r.stdout
+        assert "nats per sample" in r.stdout
+    r = run("audit", d / "prof.npz", d / "x.npy", "--beta", "2", "--eta-dec", "learned")
+    assert r.exit_code == 0 and "(profiled:" in r.stdout
+    r = run("audit", d / "u2.npz", d / "x.npy", "--beta", "2", "--eta-dec", "learned")
+    assert r.exit_code == 6 and "audit: FAR" in r.stdout and "<-- off" in r.stdout
+    assert "best for these very weights" in r.stdout
+    r = run("audit", d / "unb.npz", d / "x3.npy", "--eta-dec", "learned")
+    assert r.exit_code == 7, (r.stdout, r.stderr)
+    assert "audit: NO OPTIMUM" in r.stdout and "optimal: none" in r.stdout
+    assert "latent dim 4 >= rank 3" in r.stdout and "should drive log u down" in r.stdout
+    assert r.stderr == ""
+
+
+def test_learned_decoder_audit_json(learned_files):
+    d = learned_files
+    r = run("audit", d / "u.npz", d / "x.npy", "--beta", "2", "--eta-dec", "learned", "--json")
+    assert r.exit_code == 0 and r.stderr == ""
+    doc = json.loads(r.stdout)
+    assert doc["decoder"] == "learned" and doc["loss_units"] == "nats per sample"
+    dv = doc["decoder_variance"]
+    assert dv["profiled"] is False and dv["unbounded"] is False
+    assert dv["u"] == pytest.approx(dv["optimal_u"], rel=1e-12) and "eta_dec" not in doc["hyper"]
+    assert doc["settings"]["decoder"] == "learned"
+    r = run("audit", d / "unb.npz", d / "x3.npy", "--eta-dec", "learned", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 7 and doc["verdict"] == "NO OPTIMUM" and doc["exit_code"] == 7
+    assert doc["optimal_loss"] is None and doc["gap"] is None and doc["relative_gap"] is None
+    assert doc["decoder_variance"]["unbounded"] is True and doc["decoder_variance"]["reason"]
+
+
+def test_learned_decoder_audit_errors(learned_files):
+    d = learned_files
+    r = run("audit", d / "u.npz", d / "x.npy", "--eta-dec", "learned", "--model", "mhvae",
+            "--sigma1", "0.5")
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "no closed form" in r.stderr
+    r = run("audit", d / "u.npz", d / "x.npy", "--eta-dec", "learned", "--map",
+            "log_sigma_x=log_std:log_var")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1

@@ -32,3 +32,14 @@ def test_torch_vae_converged_passes_and_the_missing_bias_is_named():
     assert bad["assert_at_optimum"] == "failed" and "no decoder_bias" in bad["message"]
     assert all(c["exit_code"] == 6 for c in bad["cli"])
     assert res["held"]
+
+
+def test_learned_decoder_variance_loop_passes_and_the_normaliser_bug_is_caught():
+    res = load("audit_learned_decoder").main(fast=True, verbose=False)
+    (row,) = res["rows"]
+    assert row["verdict"] == "AT OPTIMUM" and row["profiled_verdict"] == "AT OPTIMUM"
+    assert row["relative_gap"] <= 1e-3 and row["u_error"] <= 0.01
+    assert res["cli_code"] == 0 and "audit: AT OPTIMUM" in res["cli"]
+    # log sigma_x instead of D log sigma_x: u ~ D = 64 times the best one for the weights
+    assert 30 < res["bug_u_ratio"] < 70 and "best for these very weights" in res["bug_message"]
+    assert res["held"]

@@ -447,3 +447,17 @@ def test_constructed_optimum_has_the_closed_form_loss_in_nats():
                                eta_enc=sol.at().hyper["eta_enc"], eta_dec=np.sqrt(u))
         C = vt.losses.vae_constant(u, 6, 3, 1.7, sol.at().hyper["eta_enc"])
         assert vt.losses.neg_elbo(L, C, u) == pytest.approx(sol.at().optimal_loss, rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [0, -40, 40])
+def test_round_off_eigenvalues_count_as_zero_for_a_learned_decoder(k):
+    """docs §12.2 "Resolution": an eigenvalue at or below 1e3 x the rank tolerance is 0 for a
+    learned u (this path raised a TypeError once: Spectrum has no `eigenvalues` field). By hand:
+    d1 = 1, beta = 1, eigenvalues 1, 0.5, (1e-14 -> 0): u = (0.5 + 0) / (3 - 1) = 0.25."""
+    from vaetheory.moments import spectrum_from_eigenvalues
+
+    s = 4.0 ** k
+    sol = settings.get("vae", "learnable", "learned").solve(
+        spectrum_from_eigenvalues(np.array([1.0, 0.5, 1e-14]) * s), 1, beta=1.0)
+    assert sol.spectrum.rank == 2 and any("count as 0" in n for n in sol.notes)
+    assert float(sol.learned["u"]) == pytest.approx(0.25 * s, rel=1e-14)

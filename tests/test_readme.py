@@ -43,6 +43,13 @@ def workdir(tmp_path_factory):
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in opt.items()},
               str(d / "vae.safetensors"))
     np.savez(d / "vae_bug.npz", **{k: 0.5 * v for k, v in opt.items()})
+    # the --eta-dec learned paragraph (examples/audit_learned_decoder.py writes trained ones)
+    from vaetheory import settings as vs
+
+    lu = optimal_parameters(X, vs.get("vae", "learnable", "learned"), 6, beta=5.0)
+    lu["log_sigma_x"] = np.atleast_1d(0.5 * lu.pop("log_u"))
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in lu.items()},
+              str(d / "vae_u.safetensors"))
     return d
 
 

@@ -95,3 +95,36 @@ def test_demo_documents_validate_and_the_schema_rejects_a_wrong_document():
         validator("predict").validate(d)
     with pytest.raises(jsonschema.ValidationError):
         validator("predict").validate({"model": "vae"})
+
+
+def test_audit_documents_validate(tmp_path):
+    """`audit --json`: a fixed eta_dec, a learned one (u given), and NO OPTIMUM (nulls)."""
+    import vaetheory as vt
+    from vaetheory import settings as vs
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 5)) * np.array([3.0, 2.0, 1.5, 0.7, 0.3]) + 1.0
+    np.save(tmp_path / "x.npy", X)
+    sp = vt.empirical_spectrum(X, with_basis=True)
+    np.savez(tmp_path / "fixed.npz", **vt.vae_learnable_sigma(sp, 3, beta=2.0).matrices())
+    s = vs.get("vae", "learnable", "learned")
+    np.savez(tmp_path / "learned.npz", **s.solve(sp, 3, beta=2.0).at().matrices())
+    X3 = np.c_[X[:, :3], X[:, :2] @ np.array([[1.0, 0.5], [-0.3, 2.0]])]
+    np.save(tmp_path / "x3.npy", X3)
+    m = s.solve(vt.empirical_spectrum(X3, with_basis=True), 4, beta=1.0).at().matrices()
+    np.savez(tmp_path / "unb.npz", **dict(m, log_var=np.maximum(m["log_var"], -12.0),
+                                          log_u=[-9.0]))
+    v = validator("audit")
+    for args, code in [(["fixed.npz", "x.npy", "--beta", "2"], 0),
+                       (["fixed.npz", "x.npy", "--beta", "1"], 6),
+                       (["learned.npz", "x.npy", "--beta", "2", "--eta-dec", "learned"], 0),
+                       (["unb.npz", "x3.npy", "--eta-dec", "learned"], 7)]:
+        r = CliRunner().invoke(main, ["audit", *[str(tmp_path / a) if a.endswith(("npz", "npy"))
+                                                 else a for a in args], "--json"])
+        assert r.exit_code == code, (r.stdout, r.stderr)
+        d = json.loads(r.stdout)
+        v.validate(d)
+        jsonschema.Draft202012Validator(SCHEMA).validate(d)
+    d["verdict"] = "AT OPTIMUM"    # a NO OPTIMUM document's nulls are only valid with its verdict
+    with pytest.raises(jsonschema.ValidationError):
+        v.validate(d)

@@ -159,3 +159,40 @@ def test_new_strategies_check_their_arguments_when_built(build):
 
     with pytest.raises(ParameterError):
         build()
+
+
+# ------------------------------------------------------------------------------------------
+# learned decoder variance (docs/theory.md §12): strategies and the oracle
+
+
+@pytest.mark.parametrize("setting", [s for s in vs.LEARNED_DECODER.values()],
+                         ids=lambda s: s.name)
+def test_hyperparameters_of_learned_decoder_settings_have_no_eta_dec(setting):
+    from hypothesis import find
+
+    hp = find(testing.hyperparameters(setting, latent_dim=3, latent_dim2=2), lambda h: True)
+    assert "eta_dec" not in hp and set(hp) == set(setting.names)
+    vs.point_hyper(setting, hp, 3, 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(testing.problems(center=None))
+def test_problems_draw_learned_decoder_settings_with_a_minimum(problem):
+    point = problem.optimum()
+    assert np.isfinite(point.optimal_loss)
+    if problem.setting.learned_decoder:
+        assert "eta_dec" not in problem.hyper and not point.learned["unbounded"]
+        m = problem.optimal_parameters()
+        assert np.exp(m["log_u"]) == pytest.approx(point.learned["u"], rel=1e-15)
+
+
+def test_the_default_problems_cover_the_learned_decoder_records():
+    from hypothesis import find
+
+    for s in vs.LEARNED_DECODER.values():
+        if s.covered:
+            assert find(testing.problems(), lambda p, s=s: p.setting is s).setting is s
+    from vaetheory.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="no closed form"):
+        testing.problems(settings=[vs.get("mhvae", "sigma2-fixed", "learned")])

@@ -42,7 +42,8 @@ def _vae_like(point, spectral_values):
     else:
         U = P * omega
         W = (P * gain).T
-        log_var = np.log(point.mode("sigma") ** 2)
+        with np.errstate(divide="ignore"):   # sigma -> 0 in the limit of an unbounded loss
+            log_var = np.log(point.mode("sigma") ** 2)
     return W, U, log_var
 
 
@@ -100,4 +101,10 @@ def optimal_matrices(point):
         raise ParameterError("the optimal matrices need the eigenvectors: compute the spectrum "
                              "with with_basis=True")
     centred = bool(spec.centered) and spec.mean is not None
-    return _BUILDERS[point.solution.model](point, spec, centred)
+    out = _BUILDERS[point.solution.model](point, spec, centred)
+    learned = point.learned
+    if learned and not learned["unbounded"]:
+        # a learned decoder variance: its role log u = log eta_dec^2 (docs/theory.md §12); none
+        # where the loss has no minimum (u -> 0)
+        out[point.solution.setting.decoder_variance_role] = np.log(learned["u"])
+    return out

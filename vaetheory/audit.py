@@ -33,7 +33,23 @@ NEAR            not AT OPTIMUM and ``g <= near_rtol`` (5e-2)               5
 FAR             ``g > near_rtol``                                          6
 REFUTED         ``g < -1e-8``: a loss *below* the closed-form minimum,     3
                 a counterexample to the theory
+NO OPTIMUM      a learned decoder variance where the loss has no minimum   7
+                (docs/theory.md §12.2): nothing to compare with
 ==============  =========================================================  =========
+
+**A learned decoder variance** (the records ``settings.get(model, variance, "learned")``,
+docs/theory.md §12; the VAE and CVAE -- the hierarchical ones have no closed form): the loss is
+the full negative beta-ELBO per sample in nats (§12.1), at the weights' own ``u = eta_dec^2`` if
+they carry it -- the optional role ``log_u`` (``log eta_dec^2``, as :mod:`vaetheory.sgd` trains
+it; ``std:log_u``/``var:log_u``/``log_std:log_u`` for a std, a variance, a log-std; guessed from
+``log_sigma_x``, ``logvar_x``, ``dec_logvar``, ``decoder.log_var``, ``log_scale``,
+``log_noise_std`` ...) -- and otherwise at the ``u`` optimal for the given maps, ``u = R / n``
+(exact: the loss is affine in ``u``; "u profiled" in the report). :attr:`Audit.decoder_variance`
+compares the ``u`` found with the optimum's, and AT OPTIMUM also needs ``|u - u*| <= sv_rtol
+u*``. The relative gap is ``(N - N*) / S`` with ``S`` the larger of the two losses' parts that
+are not the log-normaliser (``N - (n/2) log(2 pi u)``, > 0): data scaled by ``2^k`` shift every
+nats value by ``n k log 2``, so the gap, ``S``, the relative gap and the verdict are invariant;
+``|N*|`` itself can be ~0 or negative (proof and measured float32 numbers: docs/theory.md §7(f)).
 
 The defaults are for float32 training with sampled noise: such runs settle within ~1e-4..1e-3
 (relative) of the optimum's loss (measured in examples/audit_numpy_vae.py: 2e-4..4e-4 after
@@ -209,7 +225,14 @@ class _Spec:
 
 
 def _valid_roles(setting):
-    return tuple(setting.parameters) + setting.biases
+    u = setting.decoder_variance_role
+    return tuple(setting.parameters) + setting.biases + ((u,) if u else ())
+
+
+def _is_log(role):
+    """Whether a role is a log-variance (the encoder's ``log_var...`` or the decoder's ``log_u``):
+    the roles the ``std:``/``var:``/``log_std:`` transforms apply to."""
+    return role.startswith("log_var") or role == "log_u"
 
 
 def _parse_role(text, setting, name) -> _Spec:
@@ -234,10 +257,10 @@ def _parse_role(text, setting, name) -> _Spec:
         if r not in known:
             raise ParameterError(f"mapping of {name!r}: {r!r} is not a parameter of "
                                  f"{setting.name}; its roles are {', '.join(known)}")
-    if len(roles) > 1 and any(r.startswith("log_var") or r in setting.biases for r in roles):
+    if len(roles) > 1 and any(_is_log(r) or r in setting.biases for r in roles):
         raise ParameterError(f"mapping of {name!r}: only weight matrices can be concatenated "
                              f"({t!r})")
-    if transform != "log_var" and not (len(roles) == 1 and roles[0].startswith("log_var")):
+    if transform != "log_var" and not (len(roles) == 1 and _is_log(roles[0])):
         raise ParameterError(f"mapping of {name!r}: {pre}: applies to a log-variance role")
     return _Spec(name, roles, transpose, transform)
 
@@ -273,16 +296,19 @@ def guess_role(name, setting) -> Optional[str]:
     names = setting.common_names
     if kind is None:
         for role, stems in names.items():
-            if not role.startswith("log_var"):
+            base = role.rpartition(":")[2]   # a key may carry its transform (``std:log_u``)
+            if not _is_log(base):
                 continue
             if stem in stems:
                 return role
+            if base != role:
+                continue
             for transform, words in _STD_WORDS.items():
                 variants = {s.replace("logvar", w) for s in stems if "logvar" in s for w in words}
                 if stem in variants:
                     return f"{transform}:{role}"
     for role, stems in names.items():
-        if role.startswith("log_var") or stem not in stems:
+        if _is_log(role.rpartition(":")[2]) or stem not in stems:
             continue
         if kind == "bias":
             first = role.strip("[]").split(",")[0]
@@ -347,7 +373,7 @@ def _specs(names, setting, mapping, layout):
                 ignored.append(n)
                 continue
         spec = _parse_role(text, setting, n)
-        matrix = not (spec.roles[0].startswith("log_var") or spec.roles[0] in setting.biases)
+        matrix = not (_is_log(spec.roles[0]) or spec.roles[0] in setting.biases)
         if layout == "in_out" and matrix:
             spec = _Spec(spec.name, spec.roles, not spec.transpose, spec.transform)
         specs.append(_Spec(spec.name, spec.roles, spec.transpose, spec.transform, guessed))
@@ -383,6 +409,8 @@ def _expected(spec, shapes):
 def _all_shapes(setting, D, x_dim, d1, d2):
     shapes = setting.parameter_shapes(D, d1, d2, x_dim)
     shapes.update(setting.bias_shapes(D, d1, d2, x_dim))
+    if setting.decoder_variance_role:
+        shapes[setting.decoder_variance_role] = (1,)   # one u for every output (docs §12)
     return shapes
 
 
@@ -423,6 +451,15 @@ def bind(params, setting, D, x_dim=None, *, mapping=None, layout="out_in", laten
     out, biases, lines = {}, {}, []
     for s in specs:
         arr, want = values[s.name], _expected(s, shapes)
+        if s.roles[0] == "log_u" and arr.size > 1:
+            flat = arr.ravel()
+            if not np.all(flat == flat[0]):
+                raise ParameterError(
+                    f"parameter {s.name!r} (role {s.text}) has {arr.size} different entries: a "
+                    "per-output decoder variance is outside the theory, which learns one u = "
+                    "eta_dec^2 for every output (docs/theory.md §12); audit a model with one "
+                    "(a scalar log-variance)")
+            arr = flat[:1]
         if not _fits(arr, want):
             msg = (f"parameter {s.name!r} (role {s.text}) has shape {_shape_text(arr.shape)}, "
                    f"expected {_shape_text(want)} for latent dim {d1}"
@@ -521,6 +558,9 @@ def _data(data, setting, center, with_basis=False):
                                  " Selection")
         spec = load_spectrum(sel, with_basis=with_basis)
         centred = sel.center
+        if spec.matrix is None:   # wide data (N < D) take the dual path, without the D x D matrix
+            spec = _with_matrix(spec, data if not isinstance(data, Selection) else None,
+                                residual, centred)
     if spec.kind != setting.spectrum_kind:
         raise ParameterError(f"{setting.name} needs a {setting.spectrum_kind} spectrum, got a "
                              f"{spec.kind} spectrum")
@@ -533,12 +573,38 @@ def _data(data, setting, center, with_basis=False):
     return spec, bool(centred), mean, (int(spec.x_dim) if residual else None)
 
 
+def _with_matrix(spec, arrays, residual, centred):
+    """The spectrum with the moment matrix the exact loss needs, from in-memory data whose
+    spectrum was computed on the dual path (N < D, docs/theory.md §9.6: no D x D matrix)."""
+    import dataclasses
+
+    from .moments import empirical_moments
+
+    if arrays is None:
+        raise ParameterError("the audit needs the data's D x D second-moment matrix, which wide "
+                             "data (fewer samples than features) read from a Selection do not "
+                             "form: pass the data as arrays")
+    Z = np.hstack([np.asarray(a, dtype=np.float64) for a in arrays]) if residual else \
+        np.asarray(arrays, dtype=np.float64)
+    mom = empirical_moments(Z, center=centred)
+    e = int(spec.scale_exponent)
+    return dataclasses.replace(spec, scaled_matrix=np.ldexp(mom.matrix, -2 * e),
+                               scaled_mean=np.ldexp(mom.mean, -e) if spec.scaled_mean is None
+                               else spec.scaled_mean)
+
+
 # ------------------------------------------------------------------------------------------
 # the loss of the trained parameters and their measures
 
 
 class _Evaluator:
-    """Exact loss (and its parts) of parameters on one dataset, for one setting."""
+    """Exact loss (and its parts) of parameters on one dataset, for one setting.
+
+    A fixed decoder variance: the loss of docs/theory.md §1 (``2 eta_dec^2`` times the negative
+    ELBO, constants dropped). A learned one (§12.1): the full negative beta-ELBO per sample in
+    nats, at the weights' ``u = exp(log_u)`` or, without ``log_u``, at the ``u`` that is optimal
+    for the other parameters, ``u = R / n`` (§12.6: ``L`` is affine in ``u``, ``R`` its part at
+    ``u = 0``, ``n`` the number of Gaussian outputs) -- profiled exactly."""
 
     def __init__(self, setting, M, x_dim, mean, centred, d1, d2):
         from .sgd import _MEASURES  # the measures a training run is judged by
@@ -547,26 +613,75 @@ class _Evaluator:
         self.mean, self.centred, self.d1, self.d2 = mean, centred, d1, d2
         self.zero = np.zeros_like(M)
         self._measure = _MEASURES[setting.model]
+        self.learned = setting.learned_decoder
+        self.n = setting.gaussian_outputs(M.shape[0], d1, x_dim) if self.learned else None
 
-    def _loss(self, M, p, h):
+    def _kw(self, h):
         s = self.setting
         kw = {k: h[k] for k in s.axes}
+        if self.learned:
+            kw["eta_dec"] = h["eta_dec"]
+        return kw
+
+    def _loss(self, M, p, h, recon=False):
+        s = self.setting
+        kw = self._kw(h)
         if s.has_second_latent:
             kw["sigma1_entropy"] = s.sigma1_entropy
+        if recon:
+            kw["recon"] = True
         lead = (M, self.x_dim) if s.spectrum_kind == "residual" else (M,)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             return float(s.loss_function(*lead, *[p[n] for n in s.parameters], **kw))
 
-    def mean_terms(self, p, biases, h):
+    def mean_terms(self, p, biases, h, recon=False):
         """(value, {latent: posterior mean at the data mean}); zero for the bias-free model."""
         s = self.setting
         if not self.centred or s.mean_terms_function is None:
             return 0.0, {}
         lead = (self.mean, self.x_dim) if s.spectrum_kind == "residual" else (self.mean,)
+        kw = dict(self._kw(h), recon=True) if recon else self._kw(h)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             return s.mean_terms_function(*lead, *[p[n] for n in s.parameters],
-                                         *[biases.get(b) for b in s.biases],
-                                         **{k: h[k] for k in s.axes})
+                                         *[biases.get(b) for b in s.biases], **kw)
+
+    def profiled_u(self, p, biases, h):
+        """``u = R / n``: the decoder variance that minimises the loss for these maps (§12.6)."""
+        h1 = dict(h, eta_dec=1.0)   # unused by recon=True, checked
+        R = self._loss(self.M, p, h1, recon=True) + float(self.mean_terms(p, biases, h1,
+                                                                          recon=True)[0])
+        return R / self.n
+
+    def decoder_u(self, p, biases, h):
+        """(u, profiled): the weights' ``exp(log_u)``, or :meth:`profiled_u` without it."""
+        if "log_u" in p:
+            return float(np.exp(np.asarray(p["log_u"], dtype=float).ravel()[0])), False
+        return self.profiled_u(p, biases, h), True
+
+    def nats(self, p, biases, h, u):
+        """(N, the covariance part, the bias part, N's scale-free part, latent means) at ``u``:
+        ``N = (L_u + C(u)) / (2u)`` (docs/theory.md §12.1), its scale-free part
+        ``N - (n/2) log(2 pi u) = E||x - U z||^2 / (2u) + beta E KL >= 0`` (§7(f))."""
+        from .losses import neg_elbo
+        from .sgd import _constant
+
+        if not (u > 0 and math.isfinite(u)):   # a perfect reconstruction: -inf (unbounded)
+            return -math.inf, -math.inf, 0.0, math.inf, {}
+        hu = dict(h, eta_dec=math.sqrt(u))
+        cov = self._loss(self.M, p, hu)
+        bias, means = self.mean_terms(p, biases, hu)
+        C = float(_constant(self.setting, u, self.M.shape[0], self.x_dim, self.d1, self.d2, hu,
+                            p))
+        total = float(neg_elbo(cov + float(bias), C, u))
+        with np.errstate(over="ignore", invalid="ignore"):
+            size = total - 0.5 * self.n * math.log(2.0 * math.pi * u)
+        return total, float(neg_elbo(cov, C, u)), float(bias) / (2.0 * u), size, means
+
+    def total(self, p, biases, h):
+        """The loss the verdict compares with the optimum (at the weights' or the profiled u)."""
+        if not self.learned:
+            return self._loss(self.M, p, h) + float(self.mean_terms(p, biases, h)[0])
+        return self.nats(p, biases, h, self.decoder_u(p, biases, h)[0])[0]
 
     def losses(self, p, biases, h):
         """(loss on the covariance, bias part, data-independent part, latent means)."""
@@ -581,6 +696,15 @@ class _Evaluator:
 
 def _relative(total, rest, optimal):
     scale = max(abs(total - rest) + abs(rest), abs(optimal), np.finfo(float).tiny)
+    return (total - optimal) / scale, scale
+
+
+def _relative_nats(total, size, optimal, optimal_size):
+    """The relative gap of a loss in nats (docs/theory.md §7(f)): the gap over the larger
+    scale-free part, ``max(N - (n/2) log(2 pi u), N* - (n/2) log(2 pi u*))`` -- invariant under a
+    rescaling of the data (which shifts every nats value alike) and > 0, where ``|N*|`` can be
+    ~0 or negative."""
+    scale = max(size, optimal_size, np.finfo(float).tiny)
     return (total - optimal) / scale, scale
 
 
@@ -662,7 +786,8 @@ class Audit:
         AT OPTIMUM, NEAR, FAR or REFUTED (``verdict.exit_code``: 0, 5, 6, 3).
     loss, optimal_loss : float
         The exact loss of the trained parameters and the closed-form minimum (docs/theory.md §1
-        convention, constants dropped).
+        convention, constants dropped; with a learned decoder variance the negative beta-ELBO
+        per sample in nats, §12.1).
     gap, relative_gap : float
         ``loss - optimal_loss`` and its ratio to ``loss_scale``.
     gap_weights, gap_biases : float
@@ -684,6 +809,13 @@ class Audit:
     mapping, ignored : how the parameters were read (role text, name, guessed) and what was not.
     point : Point
         The closed-form optimum (:meth:`Solution.at`).
+    decoder_variance : dict
+        A learned decoder variance only (docs/theory.md §12, §7(f); the losses are then in nats
+        per sample): ``u`` (the weights' ``exp(log_u)``, or profiled), ``eta_dec``,
+        ``profiled``, the optimum's ``optimal_u`` / ``optimal_eta_dec``, ``relative_error``,
+        ``best_u_for_weights`` (``R / n``), ``unbounded``, ``flat`` and, where unbounded,
+        ``reason`` (the verdict is then NO OPTIMUM; ``optimal_loss`` -inf, ``gap`` and
+        ``relative_gap`` inf). Empty for a fixed ``eta_dec``.
     """
 
     verdict: Verdict
@@ -711,6 +843,7 @@ class Audit:
     point: object = field(default=None, repr=False)
     spectrum: object = field(default=None, repr=False)
     _groups: Dict[str, Tuple[int, ...]] = field(default_factory=dict, repr=False)
+    decoder_variance: Dict[str, object] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -742,6 +875,8 @@ class Audit:
             "mapping": [{"role": r, "name": n, "guessed": g} for r, n, g in self.mapping],
             "ignored": list(self.ignored), "biases_given": list(self.biases_given),
             "hints": list(self.hints),
+            **({"decoder": self.setting.decoder, "loss_units": "nats per sample",
+                "decoder_variance": dict(self.decoder_variance)} if self.decoder_variance else {}),
         }
 
 
@@ -800,6 +935,33 @@ def _natural_scales(setting, spectrum, h):
     return out
 
 
+def _unbounded_reason(setting, point, d1):
+    """Why a learned decoder variance leaves the loss without a minimum (docs/theory.md §12.2-4)."""
+    spec = point.solution.spectrum
+    n = int(spec.dim)   # the outputs the decoder noise covers (y's for a residual spectrum)
+    rank = int(spec.rank)
+    if rank == 0 or not setting.latent(setting.critical_latent).learned:
+        what = "y has no variance x does not explain" if setting.spectrum_kind == "residual" \
+            else "the data have no variance"
+        return f"{what}, so the decoder can reproduce them exactly"
+    beta = point.hyper["beta"]
+    return (f"latent dim {d1} >= rank {rank} of the {'residual ' if spec.kind == 'residual' else ''}"
+            f"spectrum and {n:g} outputs > beta x rank = {beta * rank:.4g}: the decoder can "
+            "reproduce the data exactly")
+
+
+def _unbounded_hint(dv):
+    """The one answer where no minimum exists: where the trained u should be heading."""
+    where = (f"u was profiled for these weights: the best u for them is R/n = {dv['u']:.4g}"
+             if dv["profiled"] else f"the trained u = {dv['u']:.4g} (eta_dec = "
+             f"{dv['eta_dec']:.4g}) is not an optimum")
+    return (f"no minimum to compare with ({dv['reason']}): the negative ELBO falls without bound "
+            f"as u = eta_dec^2 -> 0, so training should drive log u down until something stops it "
+            f"-- a clip or floor on the log-variance, or the end of training; {where}. For a "
+            "minimum: a latent dim below the rank, a larger beta (beta x rank >= the number of "
+            "outputs), or a fixed eta_dec (docs/theory.md §12.2)")
+
+
 def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, latent_dim=None,
           latent_dim2=None, loss_rtol=LOSS_RTOL, near_rtol=NEAR_RTOL, sv_rtol=SV_RTOL,
           rule="kl", delta=DELTA, diagnose=True, **hyper) -> Audit:
@@ -845,12 +1007,6 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
         Unusable data, or parameters that are not finite.
     """
     setting = resolve_setting(setting, hyper)
-    if setting.learned_decoder:
-        raise NotCoveredError("the audit judges a fixed decoder variance (eta_dec given); a "
-                              "learned one is not audited yet: give the eta_dec your training "
-                              "ended with (vaetheory check covers --eta-dec learned)",
-                              cli="audit --eta-dec learned is not supported yet: give the "
-                                  "eta_dec your training ended with (check covers it)")
     if not setting.covered:
         raise NotCoveredError(f"{setting.name} has no closed form in the theory, so there is no "
                               "optimum to audit against (vaetheory check gives its numerical "
@@ -885,17 +1041,43 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
                              "mean_terms): audit it on centred data or with center=False")
     point = setting.solve(spectrum, d1, d2, **dict(h)).at()
     optimal = point.optimal_loss
-    if not math.isfinite(optimal):
+    learned = point.learned
+    unbounded = bool(learned.get("unbounded"))
+    if not (math.isfinite(optimal) or unbounded):
         raise ParameterError("the optimal loss is not representable in float64 at these "
                              "hyperparameters and data (docs/theory.md §9.11)")
     ev = _Evaluator(setting, M, x_dim, mean, centred, d1, d2)
     p = binding.params
-    cov, bias, rest, means = ev.losses(p, binding.biases, h)
-    total = cov + bias
-    if not math.isfinite(total):
+    decoder = {}
+    if setting.learned_decoder:
+        u, profiled = ev.decoder_u(p, binding.biases, h)
+        total, cov, bias, size, means = ev.nats(p, binding.biases, h, u)
+        best_u = u if profiled else ev.profiled_u(p, binding.biases, h)
+        u_opt = float(learned["u"])
+        decoder = {"u": u, "eta_dec": math.sqrt(u) if u >= 0 else math.nan,
+                   "profiled": profiled, "optimal_u": u_opt,
+                   "optimal_eta_dec": float(learned["eta_dec"]),
+                   "relative_error": abs(u - u_opt) / u_opt if u_opt > 0 else math.nan,
+                   "best_u_for_weights": best_u, "unbounded": unbounded,
+                   "flat": bool(learned.get("flat"))}
+        if unbounded:
+            decoder["reason"] = _unbounded_reason(setting, point, d1)
+    else:
+        cov, bias, rest, means = ev.losses(p, binding.biases, h)
+        total = cov + bias
+    if not math.isfinite(total) and not (unbounded or total == -math.inf):
         raise DataError("the loss of these parameters is not finite (overflow): the weights or "
                         "log-variances are far too large")
-    rel, scale = _relative(total, rest, optimal)
+    if unbounded:
+        rel, scale = math.inf, math.nan
+    elif setting.learned_decoder:
+        if total == -math.inf:   # the weights reproduce the data exactly: below any minimum
+            rel, scale = -math.inf, math.nan
+        else:
+            opt_size = optimal - 0.5 * ev.n * math.log(2.0 * math.pi * u_opt)
+            rel, scale = _relative_nats(total, size, optimal, opt_size)
+    else:
+        rel, scale = _relative(total, rest, optimal)
 
     # singular values and per-dim measures
     sv, msq, stds, _prior = ev.measures(p, h)
@@ -930,10 +1112,13 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
         per_dim[z.name] = entry
         groups[z.name] = _groups(setting, z.name, h, point.latent_dims[z.name])
 
-    if rel < -REFUTE_RTOL:
+    u_ok = (not decoder or sv_rtol is None or decoder["relative_error"] <= sv_rtol)
+    if unbounded:
+        verdict = Verdict.NO_OPTIMUM
+    elif rel < -REFUTE_RTOL:
         verdict = Verdict.REFUTED
-    elif rel <= loss_rtol and (sv_rtol is None or all(v["relative"] <= sv_rtol
-                                                      for v in svs.values())):
+    elif rel <= loss_rtol and u_ok and (sv_rtol is None or all(v["relative"] <= sv_rtol
+                                                               for v in svs.values())):
         verdict = Verdict.AT_OPTIMUM
     elif rel <= near_rtol:
         verdict = Verdict.NEAR
@@ -941,14 +1126,17 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
         verdict = Verdict.FAR
     result = Audit(
         verdict=verdict, setting=setting, hyper=h, latent_dims=dict(point.latent_dims),
-        center=centred, loss=total, optimal_loss=optimal, gap=total - optimal, relative_gap=rel,
-        gap_weights=cov - optimal, gap_biases=bias, loss_scale=scale,
+        center=centred, loss=total, optimal_loss=optimal,
+        gap=math.inf if unbounded else total - optimal, relative_gap=rel,
+        gap_weights=math.inf if unbounded else cov - optimal, gap_biases=bias, loss_scale=scale,
         tolerances={"loss_rtol": loss_rtol, "near_rtol": near_rtol, "sv_rtol": sv_rtol},
         singular_values=svs, per_dim=per_dim, collapse={}, rule=rule, delta=delta,
         mapping=binding.mapping, ignored=binding.ignored, biases_given=tuple(binding.biases),
-        point=point, spectrum=spectrum, _groups=groups)
+        point=point, spectrum=spectrum, _groups=groups, decoder_variance=decoder)
     result.collapse = _collapse(result, rule, delta)
-    if verdict == Verdict.REFUTED:
+    if verdict == Verdict.NO_OPTIMUM:
+        result.hints.append(_unbounded_hint(decoder))
+    elif verdict == Verdict.REFUTED:
         result.hints.append(
             f"the loss is {-rel:.3g} (relative) below the closed-form minimum {optimal:.10g}: a "
             "counterexample to the theory, which should not exist; check that the data, centring "
@@ -965,15 +1153,14 @@ def audit(params, data, setting, *, mapping=None, layout="out_in", center=None, 
 def _gap_at(ev, setting, spectrum, p, biases, h, d1, d2, scale):
     """The relative gap at other hyperparameters, against a fixed ``scale`` (one loss evaluation:
     the diagnoses compare gaps, they need no new denominator)."""
-    cov = ev._loss(ev.M, p, h)
-    bias = ev.mean_terms(p, biases, h)[0]
+    total = ev.total(p, biases, h)
     try:
         opt = setting.solve(spectrum, d1, d2, **dict(h)).at().optimal_loss
     except ParameterError:
         return math.inf
-    if not math.isfinite(opt) or not math.isfinite(cov + bias):
+    if not math.isfinite(opt) or not math.isfinite(total):
         return math.inf
-    return (cov + bias - opt) / scale
+    return (total - opt) / scale
 
 
 def _factor_words(name, f):
@@ -1009,7 +1196,12 @@ def _diagnose(a: Audit, ev, binding, mean, spectrum, d1, d2) -> List[str]:
         opt = a.point.matrices()
         p_opt = {r: opt[r] for r in setting.parameters}
         b_opt = {b: opt[b] for b in setting.biases if b in opt and b not in missing}
-        cost = ev.mean_terms(p_opt, b_opt, h)[0] / a.loss_scale if missing else 0.0
+        if not missing:
+            cost = 0.0
+        elif setting.learned_decoder:   # in nats, u profiled for the optimal maps without them
+            cost = (ev.total(p_opt, b_opt, h) - a.optimal_loss) / a.loss_scale
+        else:
+            cost = ev.mean_terms(p_opt, b_opt, h)[0] / a.loss_scale
         size = float(np.sqrt(mean @ mean))
         needed = [b for b in missing if b in opt and np.any(opt[b] != 0)] or missing
         if cost > tol:
@@ -1056,7 +1248,21 @@ def _diagnose(a: Audit, ev, binding, mean, spectrum, d1, d2) -> List[str]:
         hints.append(f"the weights are at the optimum for {name} = {v * factor:.4g}, {factor:.3g} x "
                      f"the {name} = {v:.4g} given (relative gap {max(g, 0.0):.2g} there, "
                      f"{gap:.2g} here){_factor_words(name, factor)}")
-    # 3. a square matrix stored transposed
+    # 3. a trained decoder variance off the best one for these very weights (docs §12.6)
+    dv = a.decoder_variance
+    if dv and not dv["profiled"] and dv["best_u_for_weights"] > 0:
+        u, best = dv["u"], dv["best_u_for_weights"]
+        at_best = ev.nats(p, biases, h, best)[0]
+        share = (a.loss - at_best) / a.loss_scale
+        if share > tol and share >= 0.5 * gap:
+            hints.append(
+                f"the trained u = eta_dec^2 = {u:.4g} is {u / best:.3g} x the u = R/n = {best:.4g} "
+                f"that is best for these very weights (the reconstruction error per output, docs/"
+                f"theory.md §12.6): at that u the relative gap is {max(gap - share, 0.0):.2g} "
+                f"instead of {gap:.2g}. log u is not trained to its optimum: check that its "
+                "gradient reaches it (the log-normaliser (n/2) log(2 pi u) in the loss, its "
+                "learning rate, a clip)")
+    # 4. a square matrix stored transposed
     for role in setting.parameters:
         arr = p.get(role)
         if arr is None or arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:

@@ -9,14 +9,15 @@ call the library (:func:`vaetheory.moments.load_spectrum`, :meth:`Request.solve`
 and :mod:`vaetheory.plot` (figures). No data pipeline and no prediction is computed here.
 
 Exit codes: 0 ok (``check``: CONFIRMED; ``audit``: AT OPTIMUM); 3 REFUTED; 4 INCONCLUSIVE;
-5 NEAR, 6 FAR (``audit``); 2 usage (bad option values,
+5 NEAR, 6 FAR, 7 NO OPTIMUM (``audit``); 2 usage (bad option values,
 non-positive hyperparameters, latent dim < 1, unknown model, settings the theory does not cover);
 1 data (missing/unreadable file, NaN/inf, mismatched rows, too few samples) or resources (memory,
 disk, permissions on writing); 70 an internal error (a bug: the message says so); 130 interrupted
 (Ctrl-C, SIGINT); 141 the reader of stdout went away (``| head``: 128 + SIGPIPE, silent, as ``cat``
-and ``seq`` do). Errors are one line on stderr starting with ``error:`` and nothing else is
-written to stderr (warnings from the numerics are not shown; ``--debug`` shows them and the
-traceback).
+and ``seq`` do). Errors are one line on stderr starting with ``error:``; otherwise stderr holds
+only ``warning:`` lines about the data (what a reader was unsure of, a column that dominates the
+variance; under ``--json`` they are the document's ``notes``) and progress bars in a terminal.
+Warnings from the numerics are never shown (``--debug`` shows them and the traceback).
 """
 
 from __future__ import annotations
@@ -1268,8 +1269,8 @@ def main():
     Start with `vaetheory demo`. Data files: .npy, .npz, .csv/.tsv/.txt (optionally .gz), '-'
     for stdin; with the formats extra .h5, .zarr, .parquet, .arrow. Rows are samples, images are
     flattened row-wise. Exit codes: 0 ok, 1 data or resource error, 2 usage error; `check` (and
-    `predict --check`): 3 REFUTED, 4 INCONCLUSIVE; `audit`: 5 NEAR, 6 FAR; 130 interrupted; 141
-    the reader of the output went away (| head).
+    `predict --check`): 3 REFUTED, 4 INCONCLUSIVE; `audit`: 5 NEAR, 6 FAR, 7 NO OPTIMUM; 130
+    interrupted; 141 the reader of the output went away (| head).
     """
 
 
@@ -1871,12 +1872,17 @@ def audit(weights, data, mapping, layout, tol, near, tol_sv, rule, delta, as_jso
       NEAR (5)        relative loss gap <= --near
       FAR (6)         further
       REFUTED (3)     a loss below the closed-form minimum (a counterexample)
+      NO OPTIMUM (7)  --eta-dec learned where the loss has no minimum (docs/theory.md §12.2)
+    With --eta-dec learned the loss is the negative beta-ELBO in nats; a trained decoder
+    variance (role log_u = log eta_dec^2, e.g. --map log_sigma_x=log_std:log_u) is used if the
+    weights carry it, else u is profiled (the optimal u for the weights).
 
     \b
     Examples:
       vaetheory audit vae.npz X.npy --beta 2
       vaetheory audit vae.safetensors X.npy --beta 2 --map fc_mu.weight=W --json
       vaetheory audit cvae.npz X.npy --model cvae --y Y.npy --sigma 0.5 --layout in-out
+      vaetheory audit vae.npz X.npy --beta 2 --eta-dec learned
     """
     from . import audit as vaudit
 

@@ -88,7 +88,8 @@ class Verdict(str, enum.Enum):
 
     CONFIRMED / CONSISTENT / NUMERICAL exit 0, INCONCLUSIVE 4, REFUTED 3. The audit of trained
     weights (:mod:`vaetheory.audit`): AT OPTIMUM 0, NEAR 5, FAR 6 (REFUTED 3 if the weights' loss
-    is below the closed-form minimum). Over several points the worst verdict (:meth:`worst`)
+    is below the closed-form minimum; NO OPTIMUM 7 where a learned decoder variance leaves the
+    loss without a minimum, docs/theory.md §12.2). Over several points the worst verdict (:meth:`worst`)
     decides: REFUTED and FAR over INCONCLUSIVE and NEAR over the rest. A ``Verdict`` is a ``str``:
     it compares equal to its value and serialises to it in JSON.
     """
@@ -101,6 +102,8 @@ class Verdict(str, enum.Enum):
     AT_OPTIMUM = "AT OPTIMUM"        # audit: trained weights at the closed-form optimum
     NEAR = "NEAR"                    # audit: close (relative loss gap <= near_rtol), not at it
     FAR = "FAR"                      # audit: far from the optimum
+    NO_OPTIMUM = "NO OPTIMUM"        # audit: the loss has no minimum (a learned decoder
+    #                                  variance with nothing left for the noise, docs §12.2)
 
     def __str__(self):
         return self.value
@@ -110,11 +113,13 @@ class Verdict(str, enum.Enum):
 
     @property
     def exit_code(self) -> int:
-        return {"INCONCLUSIVE": 4, "REFUTED": 3, "NEAR": 5, "FAR": 6}.get(self.value, 0)
+        return {"INCONCLUSIVE": 4, "REFUTED": 3, "NEAR": 5, "FAR": 6,
+                "NO OPTIMUM": 7}.get(self.value, 0)
 
     @property
     def severity(self) -> int:
-        return {"INCONCLUSIVE": 1, "REFUTED": 2, "NEAR": 1, "FAR": 2}.get(self.value, 0)
+        return {"INCONCLUSIVE": 1, "REFUTED": 2, "NEAR": 1, "FAR": 2,
+                "NO OPTIMUM": 2}.get(self.value, 0)
 
     @classmethod
     def worst(cls, verdicts) -> "Verdict":

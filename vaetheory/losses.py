@@ -109,7 +109,7 @@ def _colsq(M):
 
 
 # ----------------------------------------------------------------------------- VAE
-def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
+def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False, recon=False):
     r"""Exact loss of the standard linear VAE (docs/theory.md §1.1).
 
     Model: ``q(z|x) = N(W x, Sigma)``, ``p(x|z) = N(U z, eta_dec^2 I)``,
@@ -137,6 +137,12 @@ def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
         ``c = eta_dec / eta_enc``, ``kappa = beta eta_dec^2``.
     grad : bool
         Also return the gradients.
+    recon : bool
+        Return ``R``, the part of ``L`` that ``u = eta_dec^2`` does not multiply (``L`` is affine
+        in ``u``: ``L = R + u K``; ``R`` is ``L`` at ``u = 0``, the reconstruction error): the
+        optimal learned decoder variance for these parameters is ``R / n`` (docs/theory.md
+        §12.6). ``eta_dec`` is then checked but unused. Every loss and mean-terms function of
+        this module takes it.
 
     Returns
     -------
@@ -154,6 +160,7 @@ def vae_loss(A, W, U, log_var, *, beta, eta_enc, eta_dec, grad=False):
     d1 = _latent("W", W)
     _check("W", W, (d1, D)), _check("U", U, (D, d1)), _check("log_var", log_var, (d1,))
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    eta_dec = 0.0 if recon else eta_dec   # L at u = 0: the part u does not multiply (§12.6)
     Z = factor(A)
     out = _vae_core(Z, W @ Z, U, log_var, beta * (eta_dec / eta_enc) ** 2, beta * eta_dec ** 2,
                     grad)
@@ -181,7 +188,8 @@ def _vae_core(Z, V, U, log_var, bc2, kappa, grad=False):
 
 
 # ----------------------------------------------------------------------------- CVAE
-def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad=False):
+def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad=False,
+              recon=False):
     r"""Exact loss of the conditional linear VAE (docs/theory.md §1.2).
 
     Model: condition ``x`` (D0), output ``y`` (D2); ``q(z|x,y) = N(W1 x + W2 y, Sigma)``,
@@ -235,6 +243,7 @@ def cvae_loss(M, x_dim, W1, W2, U1, U2, log_var, *, beta, eta_enc, eta_dec, grad
     _check("W1", W1, (d1, D0)), _check("W2", W2, (d1, D2)), _check("U1", U1, (D2, d1))
     _check("U2", U2, (D2, D0)), _check("log_var", log_var, (d1,))
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    eta_dec = 0.0 if recon else eta_dec   # L at u = 0: the part u does not multiply (§12.6)
     Z = factor(M)
     G = np.concatenate([W1, W2], axis=1)
     out = _cvae_core(Z[:D0], Z[D0:], G @ Z, U1, U2, log_var, beta * (eta_dec / eta_enc) ** 2,
@@ -265,7 +274,7 @@ def _cvae_core(Zx, Zy, V, U1, U2, log_var, bc2, kappa, grad=False):
 
 # ----------------------------------------------------------------------------- MHVAE
 def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, eta_dec,
-               sigma1_entropy=False, grad=False):
+               sigma1_entropy=False, grad=False, recon=False):
     r"""Exact loss of the two-latent hierarchical linear VAE (docs/theory.md §1.3), for any
     diagonal Sigma1 and Sigma2.
 
@@ -330,6 +339,7 @@ def mhvae_loss(A, W1, U1, W2, U2, log_var1, log_var2, *, beta1, beta2, eta_enc, 
     _check("U2", U2, (d1, d2)), _check("log_var1", lv1, (d1,)), _check("log_var2", lv2, (d2,))
     beta1, beta2, eta_enc, eta_dec = _hyper(beta1=beta1, beta2=beta2, eta_enc=eta_enc,
                                             eta_dec=eta_dec)
+    eta_dec = 0.0 if recon else eta_dec   # L at u = 0: the part u does not multiply (§12.6)
     Z = factor(A)
     out = _mhvae_core(Z, W1 @ Z, U1, W2, U2, lv1, lv2, beta1, beta2 * (eta_dec / eta_enc) ** 2,
                       beta2 * eta_dec ** 2, beta1 * eta_dec ** 2 if sigma1_entropy else 0.0, grad)
@@ -409,7 +419,7 @@ def _bias(name, value, n):
 
 
 def vae_mean_terms(mean, W, U, log_var, encoder_bias=None, decoder_bias=None, *, beta, eta_enc,
-                   eta_dec):
+                   eta_dec, recon=False):
     """What the data mean adds to the loss of the VAE with biases (docs/theory.md §1.5).
 
     With ``q(z|x) = N(W x + a, Sigma)`` and ``p(x|z) = N(U z + b, eta_dec^2 I)`` the loss on data
@@ -434,13 +444,14 @@ def vae_mean_terms(mean, W, U, log_var, encoder_bias=None, decoder_bias=None, *,
     d1, D = W.shape
     _check("U", U, (D, d1))
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    eta_dec = 0.0 if recon else eta_dec   # L at u = 0: the part u does not multiply (§12.6)
     m = W @ mu + _bias("encoder_bias", encoder_bias, d1)
     r = mu - U @ m - _bias("decoder_bias", decoder_bias, D)
     return float(r @ r + beta * (eta_dec / eta_enc) ** 2 * (m @ m)), {"z": m}
 
 
 def cvae_mean_terms(mean, x_dim, W1, W2, U1, U2, log_var, encoder_bias=None, decoder_bias=None, *,
-                    beta, eta_enc, eta_dec):
+                    beta, eta_enc, eta_dec, recon=False):
     """What the data mean adds to the loss of the CVAE with biases (docs/theory.md §1.5).
 
     ``q(z|x,y) = N(W1 x + W2 y + a, Sigma)``, ``p(y|z,x) = N(U1 z + U2 x + b, eta_dec^2 I)``:
@@ -453,6 +464,7 @@ def cvae_mean_terms(mean, x_dim, W1, W2, U1, U2, log_var, encoder_bias=None, dec
     mx, my = mu[:D0], mu[D0:]
     d1 = W1.shape[0]
     beta, eta_enc, eta_dec = _hyper(beta=beta, eta_enc=eta_enc, eta_dec=eta_dec)
+    eta_dec = 0.0 if recon else eta_dec   # L at u = 0: the part u does not multiply (§12.6)
     m = W1 @ mx + W2 @ my + _bias("encoder_bias", encoder_bias, d1)
     r = my - U1 @ m - U2 @ mx - _bias("decoder_bias", decoder_bias, my.size)
     return float(r @ r + beta * (eta_dec / eta_enc) ** 2 * (m @ m)), {"z": m}
@@ -460,7 +472,7 @@ def cvae_mean_terms(mean, x_dim, W1, W2, U1, U2, log_var, encoder_bias=None, dec
 
 def mhvae_mean_terms(mean, W1, U1, W2, U2, log_var1, log_var2, encoder_bias=None,
                      decoder_bias=None, encoder2_bias=None, decoder2_bias=None, *, beta1, beta2,
-                     eta_enc, eta_dec):
+                     eta_enc, eta_dec, recon=False):
     """What the data mean adds to the loss of the hierarchical VAE with biases on all four means
     (docs/theory.md §1.5): ``q(z1|x) = N(W1 x + a1, .)``, ``q(z2|z1) = N(W2 z1 + a2, .)``,
     ``p(z1|z2) = N(U2 z2 + c2, .)``, ``p(x|z1) = N(U1 z1 + c1, .)``. With ``m1 = W1 mu + a1`` and
@@ -474,6 +486,7 @@ def mhvae_mean_terms(mean, W1, U1, W2, U2, log_var1, log_var2, encoder_bias=None
     d1, d2 = W1.shape[0], W2.shape[0]
     beta1, beta2, eta_enc, eta_dec = _hyper(beta1=beta1, beta2=beta2, eta_enc=eta_enc,
                                             eta_dec=eta_dec)
+    eta_dec = 0.0 if recon else eta_dec   # L at u = 0: the part u does not multiply (§12.6)
     m1 = W1 @ mu + _bias("encoder_bias", encoder_bias, d1)
     m2 = W2 @ m1 + _bias("encoder2_bias", encoder2_bias, d2)
     r1 = mu - U1 @ m1 - _bias("decoder_bias", decoder_bias, mu.size)

@@ -1375,6 +1375,20 @@ def _hyper_text(audit) -> str:
     return ", ".join(parts)
 
 
+def _decoder_variance_lines(audit, dv, sv_tol) -> List[str]:
+    """A learned decoder variance: u found (or profiled) vs the optimum's (docs/theory.md §12)."""
+    if dv["unbounded"]:
+        return [f"no optimum: {dv['reason']}; the negative ELBO falls without bound as "
+                "eta_dec -> 0 (what is shown below is the limit)"]
+    how = ("profiled: the weights carry no decoder variance, so u is the one optimal for them, "
+           "R/n (docs/theory.md §12.6)" if dv["profiled"] else "the weights' log_u")
+    flag = ("" if sv_tol is None or dv["relative_error"] <= sv_tol else "  <-- off")
+    need = "" if sv_tol is None else f"; AT OPTIMUM needs <= {sv_tol:.0%}"
+    return [f"decoder variance u = eta_dec^2: {fmt(dv['u'], 6)} ({how}) vs {fmt(dv['optimal_u'], 6)} "
+            f"at the optimum (eta_dec {fmt(dv['eta_dec'], 4)} vs {fmt(dv['optimal_eta_dec'], 4)}): "
+            f"relative error {dv['relative_error']:.2%}{need}{flag}"]
+
+
 def audit_lines(audit, mapping=True) -> List[str]:
     """The audit for people (the assertion message of :mod:`vaetheory.testing` and the text of
     ``vaetheory audit``): verdict, loss gap, singular values per map, collapsed dims, hints."""
@@ -1386,19 +1400,31 @@ def audit_lines(audit, mapping=True) -> List[str]:
                 else "raw second moments (the bias-free model)")]
     if mapping:
         lines.append(mapping_sentence(audit))
-    lines.append(f"loss: {audit.loss:.10g} trained vs {audit.optimal_loss:.10g} optimal: gap "
-                 f"{fmt(audit.gap)}, relative {fmt(audit.relative_gap, 3)} (weights "
-                 f"{fmt(audit.gap_weights)}, biases {fmt(audit.gap_biases)}); AT OPTIMUM needs "
-                 f"<= {fmt(tol['loss_rtol'])}, NEAR <= {fmt(tol['near_rtol'])}")
+    dv = audit.decoder_variance
     sv_tol = tol["sv_rtol"]
+    if dv:
+        lines += _decoder_variance_lines(audit, dv, sv_tol)
+    if dv and dv["unbounded"]:
+        lines.append(f"loss: {audit.loss:.10g} nats per sample trained; optimal: none -- the loss "
+                     "is unbounded below here (docs/theory.md §12.2)")
+    else:
+        units = " nats per sample" if dv else ""
+        lines.append(f"loss: {audit.loss:.10g} trained vs {audit.optimal_loss:.10g} optimal"
+                     f"{units}: gap {fmt(audit.gap)}, relative {fmt(audit.relative_gap, 3)} "
+                     f"(weights {fmt(audit.gap_weights)}, biases {fmt(audit.gap_biases)}); AT "
+                     f"OPTIMUM needs <= {fmt(tol['loss_rtol'])}, NEAR <= {fmt(tol['near_rtol'])}")
     rows = []
     for m, v in audit.singular_values.items():
         flag = "" if sv_tol is None or v["relative"] <= sv_tol else "  <-- off"
         rows.append([m, _values(v["found"]), _values(v["predicted"]),
                      f"{fmt(v['error'], 3)} ({v['relative']:.1%} of {fmt(v['scale'], 3)}){flag}"])
-    lines.append("singular values, sorted (encoders whitened, docs/theory.md §0.5); AT OPTIMUM "
-                 + ("ignores them:" if sv_tol is None else f"needs errors <= {sv_tol:.0%} of "
-                    "each map's scale:"))
+    if dv and dv["unbounded"]:
+        lines.append("singular values, sorted (encoders whitened, docs/theory.md §0.5), against "
+                     "the limit eta_dec -> 0:")
+    else:
+        lines.append("singular values, sorted (encoders whitened, docs/theory.md §0.5); AT OPTIMUM "
+                     + ("ignores them:" if sv_tol is None else f"needs errors <= {sv_tol:.0%} of "
+                        "each map's scale:"))
     lines += ["  " + r for r in text_table(["map", "found", "predicted", "max error"],
                                            rows).splitlines()]
     from .audit import RULES

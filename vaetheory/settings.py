@@ -187,6 +187,22 @@ class Setting:
         return self.decoder == "learned"
 
     @property
+    def decoder_variance_role(self) -> Optional[str]:
+        """The optional parameter role of a trained decoder variance: ``"log_u"`` (``log u =
+        log eta_dec^2``, as :mod:`vaetheory.sgd` trains it) for a learned decoder variance, None
+        otherwise (docs/theory.md §12). :mod:`vaetheory.audit` evaluates the loss at it when the
+        weights carry it and profiles ``u`` exactly when they do not."""
+        return "log_u" if self.learned_decoder else None
+
+    def gaussian_outputs(self, D, d1=None, x_dim=None, hyper=None) -> float:
+        """``n``, the number of Gaussian outputs ``eta_dec`` is the std of (docs/theory.md §12.6):
+        the optimal ``u`` for given maps is ``R / n``; the VAE's ``D``, the CVAE's ``D - x_dim``
+        (y), the hierarchical VAE's ``D + beta1 d1`` (``eta_dec`` is also the std of z1 given z2)."""
+        if self.has_second_latent:
+            return float(D + hyper["beta1"] * d1)
+        return float(D - (x_dim if self.spectrum_kind == "residual" else 0))
+
+    @property
     def learned_hyperparameters(self) -> Tuple[str, ...]:
         """Hyperparameters of the paper that this setting learns instead (``("eta_dec",)``)."""
         return ("eta_dec",) if self.learned_decoder else ()
@@ -403,6 +419,24 @@ _HIER_BIAS = {"W1": "encoder_bias", "U1": "decoder_bias", "W2": "encoder2_bias",
               "U2": "decoder2_bias"}
 _FLAT_EXTRA = dict(bias_of=_FLAT_BIAS, mean_terms="vae_mean_terms", common_names=_FLAT_NAMES)
 _COND_EXTRA = dict(bias_of=_COND_BIAS, mean_terms="cvae_mean_terms", common_names=_COND_NAMES)
+#: names users give a trained decoder (log-)variance, by role and transform (a learned decoder
+#: variance's optional role ``log_u``, docs/theory.md §12); first in the records' common_names so
+#: that e.g. ``log_scale`` is the decoder's there, not a log-std of the encoder
+_LOG_U_NAMES = {
+    "log_u": ("logu", "logvarx", "xlogvar", "logvary", "ylogvar", "declogvar", "decoderlogvar",
+              "logvardec", "logvardecoder", "pxlogvar", "noiselogvar", "logvarnoise",
+              "lognoisevar", "outputlogvar", "outlogvar", "obslogvar", "logobsvar",
+              "likelihoodlogvar", "reconlogvar", "logdecvar", "logdecodervar"),
+    "log_std:log_u": ("logscale", "lognoisestd", "lognoisesigma", "logsigmanoise", "logdecstd",
+                      "logdecoderstd", "logdecsigma", "logoutputstd", "logobsstd", "logobssigma",
+                      "logeta", "logetadec"),
+    "std:log_u": ("noisestd", "noisesigma", "decstd", "decoderstd", "decsigma", "obsstd",
+                  "obssigma", "outputstd", "etadec"),
+    "var:log_u": ("noisevar", "noisevariance", "decvar", "decodervar", "obsvar",
+                  "outputvar"),
+}
+_FLAT_EXTRA_U = dict(_FLAT_EXTRA, common_names={**_LOG_U_NAMES, **_FLAT_NAMES})
+_COND_EXTRA_U = dict(_COND_EXTRA, common_names={**_LOG_U_NAMES, **_COND_NAMES})
 _HIER_EXTRA = dict(bias_of=_HIER_BIAS, mean_terms="mhvae_mean_terms", common_names=_HIER_NAMES)
 
 _FLAT = ("W", "U", "log_var")
@@ -449,22 +483,22 @@ _LEARNED_RECORDS = (
             "variance (docs/theory.md §12.2)", "§12.2", (_BETA, _ETA_ENC), (_Z_LEARNED,), "z",
             ("beta",), "data", "vae_learnable_sigma_learned_decoder", "vae_loss", _FLAT,
             ("log_var",), water="water_learned_decoder", decoder="learned", kl_terms=_KL_Z,
-            **_DEP_LEARN_U, **_FLAT_EXTRA),
+            **_DEP_LEARN_U, **_FLAT_EXTRA_U),
     Setting("vae", "fixed", "standard VAE", "Theorem 1 profiled over the learned decoder "
             "variance (docs/theory.md §12.3)", "§12.3", (_BETA, _ETA_ENC, _SIGMA), (_Z_FIXED,),
             "z", ("beta", "eta_enc"), "data", "vae_fixed_sigma_learned_decoder", "vae_loss", _FLAT,
             (), {"log_var": "sigma"}, water="water_learned_decoder", decoder="learned",
-            kl_terms=_KL_Z, **_DEP_FIXED_U, **_FLAT_EXTRA),
+            kl_terms=_KL_Z, **_DEP_FIXED_U, **_FLAT_EXTRA_U),
     Setting("cvae", "learnable", "conditional VAE (y given x)", "Theorem 2 profiled over the "
             "learned decoder variance (docs/theory.md §12.4)", "§12.4", (_BETA, _ETA_ENC),
             (_Z_LEARNED,), "z", ("beta",), "residual", "cvae_learnable_sigma_learned_decoder",
             "cvae_loss", _COND, ("log_var",), water="water_learned_decoder", decoder="learned",
-            kl_terms=_KL_ZC, **_DEP_LEARN_U, **_COND_EXTRA),
+            kl_terms=_KL_ZC, **_DEP_LEARN_U, **_COND_EXTRA_U),
     Setting("cvae", "fixed", "conditional VAE (y given x)", "§4b profiled over the learned "
             "decoder variance (docs/theory.md §12.4)", "§12.4", (_BETA, _ETA_ENC, _SIGMA),
             (_Z_FIXED,), "z", ("beta", "eta_enc"), "residual", "cvae_fixed_sigma_learned_decoder",
             "cvae_loss", _COND, (), {"log_var": "sigma"}, water="water_learned_decoder",
-            decoder="learned", kl_terms=_KL_ZC, **_DEP_FIXED_U, **_COND_EXTRA),
+            decoder="learned", kl_terms=_KL_ZC, **_DEP_FIXED_U, **_COND_EXTRA_U),
     Setting("mhvae", "sigma2-learnable", "two-latent hierarchical VAE", None, "§12.5",
             (_BETA1, _BETA2, _ETA_ENC, _SIGMA1), (_Z1, _Z2_LEARNED), "z2", (), "data", None,
             "mhvae_loss", _HIER, ("log_var2",), {"log_var1": "sigma1"}, decoder="learned",

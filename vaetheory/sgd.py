@@ -393,7 +393,7 @@ def train_sgd(model, variance, X, latent_dim, latent_dim2=None, *, y=None, epoch
     M = 0.5 * (M + M.T)
 
     learned_u = setting.learned_decoder
-    n_out = _N_OUT[setting.model](D, D0, d1, h)
+    n_out = setting.gaussian_outputs(D, d1, D0, h)
     if learned_u:  # u = eta_dec^2 learned as log u, from the data's variance per element
         h = dict(h, eta_dec=np.sqrt(max(np.trace(M[D0:, D0:] if setting.spectrum_kind ==
                                                  "residual" else M) / n_out, 1e-300)))
@@ -481,9 +481,6 @@ def _minibatch_loss(setting, params, batch, eps, h, dims):
 #: in log units whatever the data scale
 LR_LOG_U = 0.02
 
-#: n, the number of Gaussian outputs eta_dec is the std of (docs/theory.md §12.6)
-_N_OUT = {"vae": lambda D, D0, d1, h: float(D), "cvae": lambda D, D0, d1, h: float(D - D0),
-          "mhvae": lambda D, D0, d1, h: float(D + h["beta1"] * d1)}
 
 
 def _constant(setting, u, D, D0, d1, d2, h, p):

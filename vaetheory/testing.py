@@ -35,6 +35,14 @@ loss gap at most ``loss_rtol = 1e-3`` and every sorted singular value within ``s
 its map's scale (``sv_rtol=None``: the loss alone; a mode next to its threshold has a poorly
 determined singular value); collapse with rule ``"kl"`` and ``delta = 0.01`` nats, the rule people
 log (``"exact"`` -- 1e-6 nats -- is for float64 optimisers).
+
+A learned decoder variance (``setting=settings.get("vae", "learnable", "learned")`` and the other
+learned-decoder records, docs/theory.md §12): the loss is the negative beta-ELBO in nats, at the
+parameters' ``log_u`` (``log eta_dec^2``; a trained ``log_sigma_x`` etc. is recognised) or, when
+they have none, at the ``u`` optimal for them (profiled exactly); ``u`` must also be within
+``sv_rtol`` of the optimum's; where the loss has no minimum the assertion fails with NO OPTIMUM
+and says why (docs/theory.md §7(f), §12.2). :func:`problems` draws these settings too (bounded
+instances unless ``unbounded=True``); :func:`optimal_parameters` includes ``log_u``.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from . import audit as _audit
 from . import settings as _settings
 from ._numerics import DELTA
 from .audit import LOSS_RTOL, SV_RTOL, resolve_setting
-from .errors import ParameterError
+from .errors import ParameterError, Verdict
 from .moments import Spectrum, spectrum_from_eigenvalues
 from .theory import vae_fixed_sigma, vae_learnable_sigma
 
@@ -422,21 +430,26 @@ class Problem:
 
 
 def problems(settings=None, *, n_samples=(6, 24), dim=(1, 5), latent_dim=(1, 4),
-             latent_dim2=(1, 4), center=True, ranges=None, scale=1.0):
+             latent_dim2=(1, 4), center=True, ranges=None, scale=1.0, unbounded=False):
     """Hypothesis strategy of :class:`Problem`: setting, latent dims, data and hyperparameters
     drawn together.
 
     ``settings``: records or names (default: every setting with a closed form, read from
-    :data:`~vaetheory.settings.SETTINGS`); ``latent_dim`` / ``latent_dim2`` ints or ranges
+    :data:`~vaetheory.settings.RECORDS`: the learned-decoder ones, docs/theory.md §12, included;
+    their ``hyper`` has no ``eta_dec``); ``latent_dim`` / ``latent_dim2`` ints or ranges
     (``latent_dim2`` only for settings with a second latent); ``center``: True, False or None
     (either); the data come from :func:`data_matrices` (:func:`cvae_pairs` for settings whose
     spectrum is a residual) with ``n_samples``, ``dim`` (for the CVAE: each of x and y) and
     ``scale``; hyperparameters from :func:`hyperparameters` with ``ranges``. The defaults keep
-    an example well under a millisecond of numpy.
+    an example well under a millisecond of numpy. ``unbounded``: also draw learned-decoder
+    instances whose loss has no minimum (latent dim >= rank and more outputs than beta x rank,
+    docs/theory.md §12.2; :meth:`Problem.optimum` then has ``learned["unbounded"]`` and an
+    optimal loss of -inf); by default they are rejected (``hypothesis.assume``).
     """
+    from hypothesis import assume
     from hypothesis import strategies as st
 
-    chosen = ([s for s in _settings.SETTINGS.values() if s.covered] if settings is None
+    chosen = ([s for s in _settings.RECORDS if s.covered] if settings is None
               else [resolve_setting(s) for s in settings])
     if not chosen:
         raise ParameterError("settings is empty")
@@ -461,7 +474,10 @@ def problems(settings=None, *, n_samples=(6, 24), dim=(1, 5), latent_dim=(1, 4),
         hyper = draw(hyperparameters(s, latent_dim=d1, latent_dim2=d2, ranges=rng))
         case = draw(pairs if s.spectrum_kind == "residual" else data)
         c = draw(st.booleans()) if center is None else center
-        return Problem(s, d1, d2, case, hyper, c)
+        problem = Problem(s, d1, d2, case, hyper, c)
+        if s.learned_decoder and not unbounded:
+            assume(not problem.optimum().learned["unbounded"])
+        return problem
 
     return build()
 
@@ -546,6 +562,11 @@ def assert_at_optimum(params, data, setting, *, mapping=None, layout="out_in", c
     result = _audit.audit(params, data, setting, mapping=mapping, layout=layout, center=center,
                           latent_dim=latent_dim, latent_dim2=latent_dim2, loss_rtol=loss_rtol,
                           sv_rtol=sv_rtol, **hyper)
+    if result.verdict == Verdict.NO_OPTIMUM:
+        raise AssertionError(_message(
+            f"{result.setting.name} has no optimum here (NO OPTIMUM): "
+            f"{result.decoder_variance['reason']}, so the loss falls without bound as eta_dec -> 0 "
+            "(docs/theory.md §12.2)", result))
     if not result.passed:
         raise AssertionError(_message(
             f"the parameters are not at the optimum of {result.setting.name}: {result.verdict}, "

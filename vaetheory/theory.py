@@ -199,7 +199,8 @@ class Solution:
         Requires a spectrum computed ``with_basis=True``. Returns a dict of arrays named as in
         :mod:`vaetheory.losses` (``W``, ``U``, ``log_var`` ...; CVAE ``W1, W2, U1, U2``; hierarchical
         ``W1, U1, W2, U2, log_var1, log_var2``) plus biases (``encoder_bias``, ``decoder_bias`` ...)
-        when the spectrum was centred. Where rotations are free (fixed isotropic variances) any
+        when the spectrum was centred, and with a learned decoder variance ``log_u = log u*``
+        (docs/theory.md §12; absent where the loss has no minimum). Where rotations are free (fixed isotropic variances) any
         rotation of the latent space gives another optimum.
         """
         return self.at(index).matrices()
@@ -313,6 +314,17 @@ class Point:
     @property
     def optimal_loss(self) -> float:
         return float(self.value(self.solution.optimal_loss))
+
+    @property
+    def learned(self) -> Dict[str, object]:
+        """A learned decoder variance here (docs/theory.md §12): ``eta_dec``, ``u``, ``kappa``
+        (floats; NaN where unbounded), ``unbounded`` and ``flat`` (bools); empty for a fixed
+        ``eta_dec``."""
+        out = {}
+        for k, v in self.solution.learned.items():
+            x = self.value(v)
+            out[k] = bool(x) if np.asarray(x).dtype == bool else float(x)
+        return out
 
     @property
     def kl(self) -> Dict[str, np.ndarray]:
@@ -1167,17 +1179,18 @@ def _resolved(spectrum, notes):
     when that changes anything (docs/theory.md §12.2)."""
     import dataclasses
 
-    ev = np.asarray(spectrum.eigenvalues, dtype=np.float64)
-    floor = RESOLUTION * spectrum.tolerance
-    cut = (ev > 0) & (ev <= floor)
+    # in the spectrum's scaled units (a power of two from the data's: the same comparison, exact)
+    ev = np.asarray(spectrum.scaled_eigenvalues, dtype=np.float64)
+    cut = (ev > 0) & (ev <= RESOLUTION * spectrum.scaled_tolerance)
     if not np.any(cut):
         return spectrum
+    floor = RESOLUTION * spectrum.tolerance
     notes.append(f"eta_dec learned: {int(np.sum(cut))} eigenvalue(s) at or below {floor:.3g} "
                  f"({RESOLUTION:g} x the rank tolerance) count as 0: a learned decoder variance "
                  "is set by the smallest eigenvalues, and these are round-off (docs/theory.md "
                  "§12.2)")
     ev = np.where(cut, 0.0, ev)
-    return dataclasses.replace(spectrum, eigenvalues=ev, rank=int(np.sum(ev > 0)))
+    return dataclasses.replace(spectrum, scaled_eigenvalues=ev, rank=int(np.sum(ev > 0)))
 
 
 def _learned_dict(eta, b, unbounded=None, flat=None):
