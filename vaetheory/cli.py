@@ -1039,7 +1039,7 @@ def _predict_points(opts: Options, sols, checks=None, delta=0.01):
     ``delta``, docs/theory.md §11)."""
     if checks is None:
         for sol in _blocks_of(opts, sols):
-            yield from report.encode_points(sol, delta=delta)
+            yield from report.encode_points(sol, delta=delta, joined=True)
         return
     pairs = [(sol, idx) for sol in sols for idx in report.grid_indices(sol)]
     for (sol, idx), chk in zip(pairs, checks):
