@@ -29,7 +29,7 @@ def formatter(request, monkeypatch):
         monkeypatch.setattr(bj, "_FAST", [])
         assert bj._fast_floats() is not None, "orjson installed but disagrees with repr"
     else:
-        monkeypatch.setattr(bj, "_FAST", [None])
+        monkeypatch.setattr(bj, "_FAST", [(None, None)])
     return request.param
 
 
@@ -147,7 +147,7 @@ def test_float_strings_are_what_json_writes(values, repeat):
     v = np.repeat(np.asarray(values, dtype=np.float64), repeat)   # runs of equal values
     want = [_json_number(float(x)) for x in v]
     saved = list(bj._FAST)
-    for fast in ([], [None]):
+    for fast in ([bj._fast()], [(None, None)]):
         bj._FAST[:] = fast
         try:
             got = bj.column_strings("f", v)
@@ -172,16 +172,23 @@ leaf = st.one_of(
     st.builds(lambda: "f"), st.builds(lambda: "i"), st.builds(lambda: "b"), st.builds(lambda: "c"))
 
 
+@pytest.mark.parametrize("fast", ["fast", "repr"])
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 9), st.data())
-def test_block_text_of_a_tree_is_json_dumps_of_each_row(m, data):
+@given(m=st.integers(1, 9), data=st.data())
+def test_block_text_of_a_tree_is_json_dumps_of_each_row(fast, m, data):
     """Random trees of columns, constants and optional / alternative parts (the forms a point
     can take) against json.dumps of the value of each row built by hand."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
 
     def node(depth):
-        kind = data.draw(st.sampled_from(["f", "i", "b", "c", "dict", "list", "opt", "alt"]
-                                         if depth < 3 else ["f", "i", "b", "c"]))
+        kind = data.draw(st.sampled_from(["f", "i", "b", "c", "v", "dict", "list", "opt", "alt"]
+                                         if depth < 3 else ["f", "i", "b", "c", "v"]))
+        if kind == "v":
+            d = data.draw(st.integers(0, 3))
+            M = rng.choice([0.0, -0.0, 2.5, np.nan, -np.inf, 1e-5, 7.0e-300, 1e16], size=(m, d))
+            if data.draw(st.booleans()):
+                M[:] = M[:1]   # the same list in every row
+            return bj.Vec(M), lambda r: [float(x) if math.isfinite(x) else None for x in M[r]]
         if kind == "f":
             v = rng.choice([0.0, -0.0, 1.5, np.nan, np.inf, 1e-7, 3.0e20], size=m)
             return bj.Col("f", v), lambda r: float(v[r]) if math.isfinite(v[r]) else None
@@ -212,6 +219,11 @@ def test_block_text_of_a_tree_is_json_dumps_of_each_row(m, data):
 
     tree, value = node(0)
     want = [json.dumps(value(r), indent=2).replace("\n", "\n    ") for r in range(m)]
-    assert bj.texts(tree, m, 4) == want
-    text, head, tail = bj.block_text(tree, m, 4, ",\n")
+    saved = list(bj._FAST)
+    bj._FAST[:] = [bj._fast()] if fast == "fast" else [(None, None)]
+    try:
+        assert bj.texts(tree, m, 4) == want
+        text, head, tail = bj.block_text(tree, m, 4, ",\n")
+    finally:
+        bj._FAST[:] = saved
     assert text == ",\n".join(want) and head == want[0] and tail == want[-1]

@@ -24,7 +24,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-__all__ = ["Col", "Const", "Opt", "Alt", "texts", "block_text", "column_strings", "float_strings",
+__all__ = ["Col", "Vec", "Const", "Opt", "Alt", "texts", "block_text", "column_strings", "float_strings",
            "SEP"]
 
 
@@ -36,6 +36,16 @@ class Col:
 
     def __init__(self, kind: str, values):
         self.kind, self.values = kind, np.asarray(values)
+
+
+class Vec:
+    """A leaf with one list of floats per row: the rows of ``values`` (``(m, d)``, float64;
+    non-finite -> null), written as one piece per row (orjson formats whole rows)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=np.float64)
 
 
 class Const:
@@ -110,7 +120,7 @@ def _skeleton(node, row: int, leaves: List[Col]):
         return _skeleton(node.yes if node.mask[row] else node.no, row, leaves)
     if isinstance(node, Const):
         return node.value
-    if isinstance(node, Col):
+    if isinstance(node, (Col, Vec)):
         leaves.append(node)
         return f"\x01{len(leaves) - 1}\x01"
     raise TypeError(f"not a tree node: {type(node).__name__}")
@@ -119,7 +129,7 @@ def _skeleton(node, row: int, leaves: List[Col]):
 #: separates the rows' texts in :func:`block_text` (json.dumps escapes it in any string)
 SEP = "\x02"
 
-_FAST = []   # [formatter or None], decided on first use (:func:`_fast_floats`)
+_FAST = []   # [(floats, rows) of orjson, or (None, None)], decided on first use (:func:`_fast`)
 
 #: values whose text a formatter must get right to be used (each decade's edges, the switch
 #: points of repr's fixed and exponent forms, the extremes, signed zeros, non-finite values)
@@ -147,30 +157,107 @@ def _fast_floats():
     same layout except below 1e-4 (``0.00001`` and ``1.5e-7`` for repr's ``1e-05`` and
     ``1.5e-07``): those few values are redone with ``repr``. Used only if it reproduces
     ``repr`` on :data:`_PROBES` (so a future orjson with another layout is simply not used)."""
+    return _fast()[0]
+
+
+def _fast():
+    """``(floats, rows)``: orjson's formatters of a column and of the rows of a matrix (as
+    :func:`float_strings` and :func:`vec_strings` write them), or ``(None, None)``."""
     if _FAST:
         return _FAST[0]
-    fn = None
+    pair = (None, None)
     try:
         import orjson
     except ImportError:
         orjson = None
     if orjson is not None:
         opt = orjson.OPT_SERIALIZE_NUMPY
+        rows_opt = opt | orjson.OPT_INDENT_2
 
-        def fn(vals):
+        def floats(vals):
             out = orjson.dumps(vals, option=opt)[1:-1].decode("ascii").split(",")
-            small = np.flatnonzero((np.abs(vals) < 1e-4) & (vals != 0)).tolist()
-            for i in small:
+            for i in np.flatnonzero((np.abs(vals) < 1e-4) & (vals != 0)).tolist():
                 out[i] = float.__repr__(float(vals[i]))
             return out
 
+        def rows(M, level):
+            # M nested in wrapper lists so that orjson itself indents its rows to ``level``
+            # (values at level + 2); each row without its opening bracket:
+            # "\n<level+2>v1,\n<level+2>v2\n<level>]"
+            if level % 2 or level < 2:
+                text = orjson.dumps(M, option=rows_opt).decode("ascii")[5:-2]
+                text = text.replace("\n    ", "\n" + " " * (level + 2)).replace(
+                    "\n  ]", "\n" + " " * level + "]")
+                out = text.split(",\n  [")
+            else:
+                k = level // 2 - 1
+                obj = M
+                for _ in range(k):
+                    obj = [obj]
+                out = orjson.dumps(obj, option=rows_opt).decode("ascii").split(
+                    ",\n" + " " * level + "[")
+                head = 1 + sum(2 + 2 * i for i in range(1, k + 2))   # "[" "\n  [" ...
+                tail = sum(2 + 2 * i for i in range(k + 1))          # "\n  ]" ... "\n]"
+                out[0] = out[0][head:]
+                out[-1] = out[-1][:len(out[-1]) - tail]
+            small = np.flatnonzero(np.any((np.abs(M) < 1e-4) & (M != 0), axis=1)).tolist()
+            for i in small:
+                out[i] = _repr_row(M[i], level)
+            return out
+
         try:
-            if fn(_PROBES) != _repr_floats(_PROBES):
-                fn = None
+            P = _PROBES[: _PROBES.size // 4 * 4].reshape(-1, 4)
+            if (floats(_PROBES) != _repr_floats(_PROBES)
+                    or any(rows(P, lv) != [_repr_row(r, lv) for r in P] for lv in (1, 2, 6))):
+                raise ValueError("orjson writes floats unlike repr")
+            pair = (floats, rows)
         except Exception:   # any failure of the accelerator: the plain path
-            fn = None
-    _FAST.append(fn)
-    return fn
+            pair = (None, None)
+    _FAST.append(pair)
+    return pair
+
+
+def _repr_row(row, level) -> str:
+    """One row of :func:`vec_strings` with :func:`_repr_floats`."""
+    ind = " " * (level + 2)
+    return "\n" + ind + (",\n" + ind).join(_repr_floats(row)) + "\n" + " " * level + "]"
+
+
+def vec_strings(M, level: int, rows=None):
+    """The JSON list of each row of ``M`` (``(m, d)`` float64) as placed at indentation
+    ``level`` with indent 2, without its opening ``[``: ``"\n" + items + "\n" + pad + "]"``;
+    one string when every row has the same text. Each run of equal rows is formatted once."""
+    M = np.asarray(M, dtype=np.float64)
+    if rows is not None:
+        M = M[rows]
+    m = M.shape[0]
+    if m == 0:
+        return []
+    if M.shape[1] == 0:
+        return "]"
+    M = np.ascontiguousarray(M)
+    key = M.view(np.int64)
+    change = np.any(key[1:] != key[:-1], axis=1)
+    runs = int(np.count_nonzero(change)) + 1
+    if runs == m:
+        starts, vals = None, M
+    else:
+        starts = np.flatnonzero(np.concatenate(([True], change)))
+        vals = M[starts]
+    fast = _fast()[1]
+    if fast is not None:
+        out = fast(vals, level)
+    else:
+        cols = [_repr_floats(np.ascontiguousarray(vals[:, j])) for j in range(vals.shape[1])]
+        ind = " " * (level + 2)
+        head, mid, end = "\n" + ind, ",\n" + ind, "\n" + " " * level + "]"
+        out = [head + mid.join(r) + end for r in zip(*cols)]
+    if starts is None:
+        return out if m > 1 else out[0]
+    if runs == 1:
+        return out[0]
+    run = np.cumsum(np.concatenate(([0], change)))
+    return np.array(out, dtype=object)[run].tolist()
 
 
 def float_strings(vals) -> List[str]:
@@ -217,14 +304,22 @@ def column_strings(kind: str, values, rows=None):
     return np.array(out, dtype=object)[run].tolist()
 
 
-def _fill(lits: List[str], slots: List[int], leaves: List[Col], rows, m: int, sep: str):
+def _fill(lits: List[str], slots: List[int], leaves: List[Col], rows, m: int, sep: str,
+          indent: int):
     """The texts of ``m`` rows of one form joined by ``sep``, with the first and the last row's
     own texts: literal pieces and column strings interleaved (a column with one text everywhere
     joins the literal pieces), then one ``str.join``."""
     fixed, columns = [lits[0]], []
     for j, k in enumerate(slots):
         leaf = leaves[k]
-        strs = column_strings(leaf.kind, leaf.values, rows)
+        if isinstance(leaf, Vec):   # its rows close at the indentation of their first line
+            first_line = len(fixed) == 1 and "\n" not in fixed[0]
+            line = fixed[-1].rsplit("\n", 1)[-1]
+            level = len(line) - len(line.lstrip(" ")) + (indent if first_line else 0)
+            fixed[-1] += "["
+            strs = vec_strings(leaf.values, level, rows)
+        else:
+            strs = column_strings(leaf.kind, leaf.values, rows)
         if isinstance(strs, str):
             fixed[-1] += strs + lits[j + 1]
         else:
@@ -270,8 +365,8 @@ def block_text(tree, m: int, indent: int = 0, sep: str = SEP) -> Tuple[str, str,
         lits, slots = parts[0::2], [int(s) for s in parts[1::2]]
         size = m if rows is None else rows.size
         if rows is None:
-            return _fill(lits, slots, leaves, rows, size, sep)
-        filled = _fill(lits, slots, leaves, rows, size, SEP)[0]
+            return _fill(lits, slots, leaves, rows, size, sep, indent)
+        filled = _fill(lits, slots, leaves, rows, size, SEP, indent)[0]
         for i, t in zip(rows.tolist(), filled.split(SEP)):   # several forms: placed in order
             texts[i] = t
     return sep.join(texts), texts[0], texts[-1]

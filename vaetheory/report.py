@@ -552,11 +552,9 @@ def _point_tree(sol, start, stop, delta):
         return bj.Col(kind, np.asarray(grid_rows(arr, shape, start, stop), dtype=dtype))
 
     def vec(arr):
-        M = np.asarray(grid_rows(arr, shape, start, stop, True), dtype=np.float64)
-        return [bj.Col("f", M[:, j]) for j in range(M.shape[1])]
+        return bj.Vec(grid_rows(arr, shape, start, stop, True))
 
-    def cols(M):
-        return [bj.Col("f", M[:, j]) for j in range(M.shape[1])]
+    cols = bj.Vec
 
     def count(lo, hi):
         return bj.Alt(lo == hi, bj.Col("i", lo), [bj.Col("i", lo), bj.Col("i", hi)])
