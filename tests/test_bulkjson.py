@@ -227,3 +227,14 @@ def test_block_text_of_a_tree_is_json_dumps_of_each_row(fast, m, data):
     finally:
         bj._FAST[:] = saved
     assert text == ",\n".join(want) and head == want[0] and tail == want[-1]
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 3000])
+def test_dumps_with_long_float_lists_is_json_dumps(n, formatter):
+    rng = np.random.default_rng(n)
+    v = rng.choice([0.0, -0.0, 1.5, np.nan, np.inf, 1e-6, 123456.789, 1e300], size=n)
+    doc = {"settings": {"grid": {"beta": v.tolist(), "eta": v, "ints": list(range(n))},
+                        "nested": [[float(x) for x in v], (1, 2.5)],
+                        "f32": np.clip(v, -1e30, 1e30).astype(np.float32)},
+           "mixed": [1.0] * n + [2], "s": "§", "none": None}
+    assert report.dumps(doc) == json.dumps(report._clean(doc), indent=2, allow_nan=False)

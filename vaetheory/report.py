@@ -102,8 +102,43 @@ def text_table(header: Sequence, rows: Sequence[Sequence]) -> str:
 
 
 def dumps(doc, indent=2) -> str:
-    """The JSON text of a document (strict JSON: no NaN/Infinity tokens)."""
+    """The JSON text of a document (strict JSON: no NaN/Infinity tokens).
+
+    A document holding long lists of floats (a sweep's grid values in ``settings``) is written
+    with those lists formatted in bulk (:mod:`vaetheory._bulkjson`): the same text as
+    ``json.dumps`` of :func:`_clean` of it, without a Python step per number."""
+    if indent == 2:
+        big = []
+        tree = _bulk_tree(doc, big)
+        if big:
+            from ._bulkjson import block_text
+
+            return block_text(tree, 1, 0)[0]
     return json.dumps(_clean(doc), indent=indent, allow_nan=False)
+
+
+#: a list of at least this many floats is formatted in bulk by :func:`dumps`
+_BULK_LIST = 256
+
+
+def _bulk_tree(obj, big):
+    """:func:`_clean` as a :mod:`vaetheory._bulkjson` tree of one row: each float64 array or list
+    of Python floats with at least ``_BULK_LIST`` entries a ``Vec`` (appended to ``big``), the
+    rest constants."""
+    from . import _bulkjson as bj
+
+    if isinstance(obj, dict):
+        return {str(k): _bulk_tree(v, big) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray) and obj.dtype == np.float64 and obj.ndim == 1:
+        if obj.size >= _BULK_LIST:
+            big.append(obj)
+            return bj.Vec(obj[None, :])
+    elif isinstance(obj, list) and len(obj) >= _BULK_LIST and all(type(v) is float for v in obj):
+        big.append(obj)
+        return bj.Vec(np.asarray(obj, dtype=np.float64)[None, :])
+    if isinstance(obj, (list, tuple)):
+        return [_bulk_tree(v, big) for v in obj]
+    return bj.Const(_clean(obj))
 
 
 def grid_indices(sol) -> List[Tuple[int, ...]]:
@@ -509,7 +544,8 @@ def write_json(write: Callable[[str], object], doc: dict, points: Iterable, key=
             text, k = (item if isinstance(item, str) else _indent(dumps(item), 4)), 1
         if k == 0:
             continue
-        write(("[\n    " if n == 0 else ",\n    ") + text)
+        write("[\n    " if n == 0 else ",\n    ")
+        write(text)   # a block's text is large: never copied into a concatenation
         n += k
     write("[]" if n == 0 else "\n  ]")
     write(after)
@@ -631,10 +667,11 @@ def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
     write :func:`point_dict` (with ``delta``: its ``logged`` object too) -- but ``block`` points at
     a time from arrays: every per-point quantity (``logged`` included,
     :func:`vaetheory.logged.logged_block`) for the block at once, every number formatted in bulk
-    (:mod:`vaetheory._bulkjson`: ``repr`` over lists, once per run of equal values, NaN/inf ->
-    null by masks). Falls back to the dicts if the bulk text ever disagrees with them (checked on
-    the first and last point of every block; ``strict``: raise instead -- the tests' way of
-    making sure the fast path is the one taken). ``joined``: yield one :class:`PointsText` per
+    (:mod:`vaetheory._bulkjson`: orjson's shortest digits when installed, else ``repr``, over
+    whole columns and rows, once per run of equal values, NaN/inf -> null by masks). Falls back to the dicts if the bulk text ever disagrees with them (checked on
+    the solution's first and last points, a dict each being ~10^3 times a point's bulk cost;
+    ``strict``: raise instead -- the tests' way of making sure the fast path is the one taken;
+    tests/test_bulkjson.py compares every point). ``joined``: yield one :class:`PointsText` per
     block (its points joined as :func:`write_json` joins them) instead of one text per point."""
     from ._bulkjson import SEP, block_text
 
@@ -649,8 +686,9 @@ def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
             try:
                 text, head, tail = block_text(_point_tree(sol, start, stop, delta), stop - start,
                                               4, sep)
-                if (head != _dict_text(sol, start, delta)
-                        or tail != _dict_text(sol, stop - 1, delta)):
+                # the canary: the solution's first and last points against their dicts
+                if ((start == 0 and head != _dict_text(sol, start, delta))
+                        or (stop == n and tail != _dict_text(sol, stop - 1, delta))):
                     raise _Mismatch()
             except (_Mismatch, KeyError, ValueError, TypeError, IndexError) as exc:
                 if strict:
