@@ -34,7 +34,8 @@ __all__ = [
     "prediction_notes",
     "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "logged_table", "logged_lines", "rate_sentence", "check_dict", "check_table", "check_lines", "numerical_document",
-    "numerical_table", "text_table", "write_json", "encode_points", "change_points",
+    "numerical_table", "text_table", "write_json", "encode_points", "encode_thresholds",
+    "change_points",
     "summary_rows", "audit_lines", "audit_document", "mapping_sentence",
 ]
 
@@ -572,54 +573,112 @@ def _param_key(name):
     return _PARAM_ORDER.index(name) if name in _PARAM_ORDER else 99
 
 
+class _Rows:
+    """Columns of the points ``start .. stop - 1`` of a solution, as :mod:`vaetheory._bulkjson`
+    leaves."""
+
+    def __init__(self, sol, start, stop):
+        self.sol, self.start, self.stop = sol, start, stop
+
+    def col(self, arr, kind="f"):
+        from . import _bulkjson as bj
+        from ._grid import grid_rows
+
+        dtype = {"f": np.float64, "i": np.int64, "b": bool}[kind]
+        rows = grid_rows(arr, self.sol.grid_shape, self.start, self.stop)
+        return bj.Col(kind, np.asarray(rows, dtype=dtype))
+
+    def vec(self, arr):
+        from . import _bulkjson as bj
+        from ._grid import grid_rows
+
+        return bj.Vec(grid_rows(arr, self.sol.grid_shape, self.start, self.stop, True))
+
+    def params(self):
+        """:meth:`vaetheory.theory.Point.params` (an isotropic vector as one float)."""
+        from . import _bulkjson as bj
+
+        sol = self.sol
+        out = {}
+        for name in sorted(sol.params, key=_param_key):
+            if sol.setting.hyperparameter(name).kind == "vector":
+                M = np.asarray(self.vec(sol.params[name]).values, dtype=np.float64)
+                out[name] = bj.Alt(np.all(M == M[:, :1], axis=1), bj.Col("f", M[:, 0]),
+                                   bj.Vec(M))
+            else:
+                out[name] = self.col(sol.params[name])
+        dims = list(sol.latent_dims.values())
+        out["latent_dim"] = bj.Const(int(dims[0]))
+        if len(dims) > 1:
+            out["latent_dim2"] = bj.Const(int(dims[1]))
+        return out
+
+    def learned(self):
+        """:func:`learned_point` (None for a fixed decoder variance)."""
+        from . import _bulkjson as bj
+
+        sol = self.sol
+        if not sol.learned:
+            return None
+        unbounded = self.col(sol.learned["unbounded"], "b")
+        return {"eta_dec": self.col(sol.learned["eta_dec"]),
+                "decoder_variance": self.col(sol.learned["u"]),
+                "beta_u": self.col(sol.learned["kappa"]), "unbounded": unbounded,
+                "flat": self.col(sol.learned["flat"], "b"),
+                "reason": bj.Opt(unbounded.values, bj.Const(_unbounded_reason(sol)))}
+
+    def collapsed(self, latent):
+        """``Point.collapsed[latent]``: an int where exact, else ``[min, max]``."""
+        lo = self.col(self.sol.collapsed_min[latent], "i")
+        hi = self.col(self.sol.collapsed_max[latent], "i")
+        return lo if self.sol.exact[latent] else [lo, hi]
+
+
+def _thresholds_tree(sol, start, stop):
+    """:func:`thresholds_point` of the points ``start .. stop - 1`` as one tree of columns."""
+    from . import _bulkjson as bj
+
+    r = _Rows(sol, start, stop)
+    latent = critical_latent(sol)
+    d = sol.latent_dims[latent]
+    vals = spectrum_values(sol.spectrum)
+    padded = np.zeros(d)
+    padded[:min(d, vals.size)] = vals[:d]
+    tree = {"params": r.params()}
+    learned = r.learned()
+    if learned is not None:
+        tree["learned"] = learned
+    tree.update({
+        "latent": bj.Const(latent),
+        "spectrum": bj.Vec(np.broadcast_to(padded, (stop - start, d))),
+        "critical": {name: r.vec(v) for name, v in sol.critical.items()},
+        "critical_direction": bj.Const(dict(sol.critical_direction)),
+        "active": r.col(sol.ranks[sol.setting.latent(latent).encoder], "i"),
+        "collapsed": r.collapsed(latent),
+    })
+    return tree
+
+
 def _point_tree(sol, start, stop, delta):
     """:func:`point_dict` of the points ``start .. stop - 1`` (C order) of ``sol`` as one tree of
     columns (:mod:`vaetheory._bulkjson`): the same keys in the same order, each number a column
     over the points, each per-point difference of form (an isotropic sigma, a ``[min, max]``
     count, a learned decoder's ``reason``, the rotation ranges) an Opt/Alt node."""
     from . import _bulkjson as bj
-    from ._grid import grid_rows
 
-    shape = sol.grid_shape
-    setting = sol.setting
-
-    def col(arr, kind="f"):
-        dtype = {"f": np.float64, "i": np.int64, "b": bool}[kind]
-        return bj.Col(kind, np.asarray(grid_rows(arr, shape, start, stop), dtype=dtype))
-
-    def vec(arr):
-        return bj.Vec(grid_rows(arr, shape, start, stop, True))
-
-    cols = bj.Vec
+    r = _Rows(sol, start, stop)
+    col, vec, cols = r.col, r.vec, bj.Vec
 
     def count(lo, hi):
         return bj.Alt(lo == hi, bj.Col("i", lo), [bj.Col("i", lo), bj.Col("i", hi)])
 
-    params = {}
-    for name in sorted(sol.params, key=_param_key):
-        if setting.hyperparameter(name).kind == "vector":
-            M = np.asarray(grid_rows(sol.params[name], shape, start, stop, True), np.float64)
-            params[name] = bj.Alt(np.all(M == M[:, :1], axis=1), bj.Col("f", M[:, 0]), cols(M))
-        else:
-            params[name] = col(sol.params[name])
-    dims = list(sol.latent_dims.values())
-    params["latent_dim"] = bj.Const(int(dims[0]))
-    if len(dims) > 1:
-        params["latent_dim2"] = bj.Const(int(dims[1]))
     tree = {}
-    if sol.learned:
-        unbounded = col(sol.learned["unbounded"], "b")
-        tree["learned"] = {"eta_dec": col(sol.learned["eta_dec"]),
-                           "decoder_variance": col(sol.learned["u"]),
-                           "beta_u": col(sol.learned["kappa"]), "unbounded": unbounded,
-                           "flat": col(sol.learned["flat"], "b"),
-                           "reason": bj.Opt(unbounded.values, bj.Const(_unbounded_reason(sol)))}
-    collapsed = {}
-    for latent in sol.latent_dims:
-        lo, hi = col(sol.collapsed_min[latent], "i"), col(sol.collapsed_max[latent], "i")
-        collapsed[latent] = lo if sol.exact[latent] else [lo, hi]
+    learned = r.learned()
+    if learned is not None:
+        tree["learned"] = learned
+    collapsed = {latent: r.collapsed(latent) for latent in sol.latent_dims}
     tree.update({
-        "params": params,
+        "params": r.params(),
         "singular_values": {k: vec(v) for k, v in sol.singular_values.items()},
         "posterior_std": {k: vec(v) for k, v in sol.posterior_std.items()},
         "collapsed": collapsed,
@@ -656,9 +715,12 @@ def _point_tree(sol, start, stop, delta):
 
 
 def _dict_text(sol, flat, delta):
+    return _indent(dumps(point_dict(sol, _flat_index(sol, flat), delta)), 4)
+
+
+def _flat_index(sol, flat):
     shape = sol.grid_shape
-    idx = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
-    return _indent(dumps(point_dict(sol, idx, delta)), 4)
+    return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
 def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
@@ -668,11 +730,26 @@ def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
     a time from arrays: every per-point quantity (``logged`` included,
     :func:`vaetheory.logged.logged_block`) for the block at once, every number formatted in bulk
     (:mod:`vaetheory._bulkjson`: orjson's shortest digits when installed, else ``repr``, over
-    whole columns and rows, once per run of equal values, NaN/inf -> null by masks). Falls back to the dicts if the bulk text ever disagrees with them (checked on
-    the solution's first and last points, a dict each being ~10^3 times a point's bulk cost;
-    ``strict``: raise instead -- the tests' way of making sure the fast path is the one taken;
-    tests/test_bulkjson.py compares every point). ``joined``: yield one :class:`PointsText` per
-    block (its points joined as :func:`write_json` joins them) instead of one text per point."""
+    whole columns and rows, once per run of equal values, NaN/inf -> null by masks). Falls back
+    to the dicts if the bulk text ever disagrees with them (checked on the solution's first and
+    last points, a dict each being ~10^3 times a point's bulk cost; ``strict``: raise instead --
+    the tests' way of making sure the fast path is the one taken; tests/test_bulkjson.py compares
+    every point). ``joined``: yield one :class:`PointsText` per block (its points joined as
+    :func:`write_json` joins them) instead of one text per point."""
+    return _encode(sol, lambda a, b: _point_tree(sol, a, b, delta),
+                   lambda flat: _dict_text(sol, flat, delta), block, strict, joined)
+
+
+def encode_thresholds(sol, *, block: int = 4096, strict: bool = False,
+                      joined: bool = False) -> Iterator[str]:
+    """:func:`encode_points` for the points of ``vaetheory thresholds --json``
+    (:func:`thresholds_point`, without ``keep`` or ``rate`` answers)."""
+    return _encode(sol, lambda a, b: _thresholds_tree(sol, a, b),
+                   lambda flat: _indent(dumps(thresholds_point(sol, _flat_index(sol, flat))), 4),
+                   block, strict, joined)
+
+
+def _encode(sol, tree_of, dict_text, block, strict, joined):
     from ._bulkjson import SEP, block_text
 
     n = int(np.prod(sol.grid_shape))
@@ -684,19 +761,18 @@ def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
         text = None
         if fast:
             try:
-                text, head, tail = block_text(_point_tree(sol, start, stop, delta), stop - start,
-                                              4, sep)
+                text, head, tail = block_text(tree_of(start, stop), stop - start, 4, sep)
                 # the canary: the solution's first and last points against their dicts
-                if ((start == 0 and head != _dict_text(sol, start, delta))
-                        or (stop == n and tail != _dict_text(sol, stop - 1, delta))):
+                if ((start == 0 and head != dict_text(start))
+                        or (stop == n and tail != dict_text(stop - 1))):
                     raise _Mismatch()
             except (_Mismatch, KeyError, ValueError, TypeError, IndexError) as exc:
                 if strict:
-                    raise ValueError("encode_points: the bulk text disagrees with point_dict "
+                    raise ValueError("the bulk JSON text disagrees with the point's dict "
                                      f"({type(exc).__name__}: {exc})") from exc
                 fast, text = False, None
         if text is None:  # the slow, always-right path
-            text = sep.join(_dict_text(sol, flat, delta) for flat in range(start, stop))
+            text = sep.join(dict_text(flat) for flat in range(start, stop))
         if joined:
             yield PointsText(text, stop - start)
         else:
