@@ -236,14 +236,8 @@ def vec_strings(M, level: int, rows=None):
     if M.shape[1] == 0:
         return "]"
     M = np.ascontiguousarray(M)
-    key = M.view(np.int64)
-    change = np.any(key[1:] != key[:-1], axis=1)
-    runs = int(np.count_nonzero(change)) + 1
-    if runs == m:
-        starts, vals = None, M
-    else:
-        starts = np.flatnonzero(np.concatenate(([True], change)))
-        vals = M[starts]
+    starts, change = _runs(M.view(np.int64))
+    vals = M if starts is None else M[starts]
     fast = _fast()[1]
     if fast is not None:
         out = fast(vals, level)
@@ -252,12 +246,28 @@ def vec_strings(M, level: int, rows=None):
         ind = " " * (level + 2)
         head, mid, end = "\n" + ind, ",\n" + ind, "\n" + " " * level + "]"
         out = [head + mid.join(r) + end for r in zip(*cols)]
+    return _expand(out, starts, change, m)
+
+
+def _runs(key):
+    """``(starts, change)``: the first row of each run of equal rows of ``key`` (bit patterns),
+    None when every row differs from the one before; ``change[i]``: row i+1 differs from i."""
+    change = key[1:] != key[:-1]
+    if change.ndim > 1:
+        change = np.any(change, axis=1)
+    if np.all(change):
+        return None, change
+    return np.flatnonzero(np.concatenate(([True], change))), change
+
+
+def _expand(out, starts, change, m):
+    """The texts of all ``m`` rows from those of the runs' first rows: one string when every row
+    has the same text."""
     if starts is None:
         return out if m > 1 else out[0]
-    if runs == 1:
+    if starts.size == 1:
         return out[0]
-    run = np.cumsum(np.concatenate(([0], change)))
-    return np.array(out, dtype=object)[run].tolist()
+    return np.array(out, dtype=object)[np.cumsum(np.concatenate(([0], change)))].tolist()
 
 
 def float_strings(vals) -> List[str]:
@@ -288,20 +298,10 @@ def column_strings(kind: str, values, rows=None):
     else:
         v = np.ascontiguousarray(v, dtype=np.int64)
         key = v
-    change = key[1:] != key[:-1]
-    runs = int(np.count_nonzero(change)) + 1
-    if runs == m:          # all distinct: format every value
-        starts, vals = None, v
-    else:
-        starts = np.flatnonzero(np.concatenate(([True], change)))
-        vals = v[starts]
+    starts, change = _runs(key)
+    vals = v if starts is None else v[starts]
     out = float_strings(vals) if kind == "f" else list(map(int.__repr__, vals.tolist()))
-    if starts is None:
-        return out if m > 1 else out[0]
-    if runs == 1:
-        return out[0]
-    run = np.cumsum(np.concatenate(([0], change)))
-    return np.array(out, dtype=object)[run].tolist()
+    return _expand(out, starts, change, m)
 
 
 def _fill(lits: List[str], slots: List[int], leaves: List[Col], rows, m: int, sep: str,
