@@ -20,6 +20,8 @@ Large grids are solved in pieces: :func:`point_values` gives the hyperparameters
 grid points (C-order indices) as flat arrays, and :func:`solve_points` the closed form at exactly
 those points -- the theory is elementwise over the grid (docs/theory.md: each point's optimum
 depends on that point's hyperparameters only), so a piece gives the same numbers as the whole.
+:func:`grid_rows` reads a run of points of a solution's (broadcastable) array as rows, for code
+that works on a block of points at once (the streamed JSON).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from .errors import ParameterError
 
 __all__ = ["parse_values", "parse_ints", "parse_vector", "make_grid", "MAX_GRID_POINTS",
-           "point_values", "solve_points", "blocks"]
+           "point_values", "solve_points", "blocks", "grid_rows"]
 
 MAX_GRID_POINTS = 1_000_000
 
@@ -170,3 +172,20 @@ def blocks(n_points: int, size: int):
     size = max(1, int(size))
     for start in range(0, int(n_points), size):
         yield range(start, min(start + size, int(n_points)))
+
+
+def grid_rows(arr, shape, start: int, stop: int, per_dim: bool = False) -> np.ndarray:
+    """Points ``start .. stop - 1`` (C order) of an array broadcastable to the grid ``shape``
+    (``per_dim``: to ``shape + (d,)``), as an array ``(stop - start,)`` (or ``(stop - start,
+    d)``): the values :meth:`~vaetheory.theory.Point.value` (``.vector``) reads point by
+    point (same dtype), with only those rows materialised (a broadcast array is never expanded whole)."""
+    a = np.asarray(arr)
+    full = tuple(shape) + (a.shape[-1:] if per_dim else ())
+    if a.shape == full and a.flags.c_contiguous:
+        flat = a.reshape((-1,) + full[len(shape):])
+        return flat[start:stop]
+    b = np.broadcast_to(a, full)
+    if not shape:
+        return b.reshape((1,) + full)[start:stop]
+    idx = np.unravel_index(np.arange(start, stop), tuple(shape))
+    return b[idx]

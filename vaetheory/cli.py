@@ -1040,7 +1040,7 @@ def _predict_points(opts: Options, sols, checks=None, delta=0.01):
     ``delta``, docs/theory.md §11)."""
     if checks is None:
         for sol in _blocks_of(opts, sols):
-            yield from report.encode_points(sol, delta=delta)
+            yield from report.encode_points(sol, delta=delta, joined=True)
         return
     pairs = [(sol, idx) for sol in sols for idx in report.grid_indices(sol)]
     for (sol, idx), chk in zip(pairs, checks):
@@ -1485,8 +1485,12 @@ def thresholds(data, keep, target, param, as_json, plot_to, force, all_rows, **k
         if figure is not None:
             settings["plot"] = {"file": _render_figure(figure, "collapse", sols, param=param),
                                 "kind": "collapse"}
-        _emit(report.thresholds_document(sols, info, settings, []),
-              (_rate_json(e, opts) for _, _, e in entries()))
+        if keep is None and target is None:   # the points alone: written in bulk
+            points = (t for sol in _blocks_of(opts, sols)
+                      for t in report.encode_thresholds(sol, joined=True))
+        else:
+            points = (_rate_json(e, opts) for _, _, e in entries())
+        _emit(report.thresholds_document(sols, info, settings, []), points)
         return
     console = _console()
     _say_data(console, info)

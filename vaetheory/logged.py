@@ -196,6 +196,30 @@ def _meaning(setting, latent):
             "its std equals eta_enc, so KL>delta can count it as active")
 
 
+FREE_NOTE = ("{latent}: a free rotation within groups of equal fixed stds leaves the per-dim "
+             "values undetermined: the values are those of the constructed optimum, *_range what "
+             "any optimum can show, counts are [min, max]; totals are determined")
+
+
+def _solution_notes(spec, f1) -> List[str]:
+    """The notes every point of a solution has (before the per-latent rotation notes)."""
+    if f1 is None:
+        return ["the data were not centred and the spectrum has no basis: Var_x E[z_j|x] needs "
+                "the eigenvectors and the mean (with_basis=True); not reported"]
+    if spec.centered is None:
+        return ["a given spectrum is taken as centred: Var_x E[z_j|x] = E[mu_j^2]"]
+    return []
+
+
+def _check_delta(delta) -> float:
+    delta = float(delta)
+    if not (np.isfinite(delta) and delta > 0):
+        from .errors import ParameterError
+
+        raise ParameterError(f"delta must be finite and > 0, got {delta}")
+    return delta
+
+
 def logged(point, delta: float = DELTA) -> Logged:
     """The quantities a training log shows, at the optimum of one grid point.
 
@@ -213,21 +237,12 @@ def logged(point, delta: float = DELTA) -> Logged:
         free rotations, and the counts of each rule; the total rate (sum of KL) and distortion
         ``E||x - x_hat||^2`` (docs/theory.md §7, §11).
     """
-    delta = float(delta)
-    if not (np.isfinite(delta) and delta > 0):
-        from .errors import ParameterError
-
-        raise ParameterError(f"delta must be finite and > 0, got {delta}")
+    delta = _check_delta(delta)
     sol = point.solution
     spec = sol.spectrum
-    notes = []
     d1 = max(sol.latent_dims.values())
     f1 = _uncentred_factor(spec, d1)
-    if f1 is None:
-        notes.append("the data were not centred and the spectrum has no basis: Var_x E[z_j|x] "
-                     "needs the eigenvectors and the mean (with_basis=True); not reported")
-    elif spec.centered is None:
-        notes.append("a given spectrum is taken as centred: Var_x E[z_j|x] = E[mu_j^2]")
+    notes = _solution_notes(spec, f1)
     latents = {}
     fixed = [z.name for z in sol.setting.latents if not z.learned]
     hyper = point.hyper if fixed else {}
@@ -263,10 +278,7 @@ def logged(point, delta: float = DELTA) -> Logged:
         latents[latent] = LatentLog(latent, _meaning(sol.setting, latent), kl, var, std, counts,
                                     kl_rng, var_rng)
         if free:
-            notes.append(f"{latent}: a free rotation within groups of equal fixed stds leaves the "
-                         "per-dim values undetermined: the values are those of the constructed "
-                         "optimum, *_range what any optimum can show, counts are [min, max]; "
-                         "totals are determined")
+            notes.append(FREE_NOTE.format(latent=latent))
     return Logged(delta, latents, point.rate, point.distortion, notes=tuple(notes))
 
 
@@ -278,19 +290,194 @@ def _group_eigs(var, g, point, latent):
         return var[g]
     lam = point.mode("lambda")
     if latent == "z2":
-        lam = np.zeros(point.solution.latent_dims["z2"])
-        k = min(lam.size, point.mode("lambda").size)
-        lam[:k] = point.mode("w2")[:k] * point.mode("lambda")[:k]
+        lam = _z2_lambda(point.solution.latent_dims["z2"], point.mode("w2"), lam)
+    return _cov_eigs(lam[g], _mean_directions(spec, max(g) + 1)[g])
+
+
+def _z2_lambda(d2, w2, lam):
+    """z2's mean map per mode (``w2_i lambda_i`` for the paired modes, 0 past them), along the
+    last axis."""
+    out = np.zeros(lam.shape[:-1] + (d2,))
+    k = min(d2, lam.shape[-1])
+    out[..., :k] = w2[..., :k] * lam[..., :k]
+    return out
+
+
+def _mean_directions(spec, length):
+    """``h_i = p_i^T m / sqrt(phi_i)`` for modes i < ``length`` (0 where phi_i = 0): the data's
+    mean along each eigenvector, in units of its raw second moment (uncentred data)."""
     if spec.kind == "residual":
         k = spec.x_dim
         mean = spec.mean[k:] - spec.regression @ spec.mean[:k]
     else:
         mean = spec.mean
-    ev = spec.padded(max(g) + 1)
+    ev = spec.padded(length)
     n = min(ev.size, spec.basis.shape[1])
     proj = np.zeros(ev.size)
     proj[:n] = spec.basis[:, :n].T @ mean
-    h = np.where(ev > 0, proj / np.sqrt(np.where(ev > 0, ev, 1.0)), 0.0)[g]
-    lg = lam[g]
-    C = np.outer(lg, lg) * (np.eye(g.size) - np.outer(h, h))
-    return np.clip(np.linalg.eigvalsh(0.5 * (C + C.T)), 0.0, None)
+    return np.where(ev > 0, proj / np.sqrt(np.where(ev > 0, ev, 1.0)), 0.0)
+
+
+def _cov_eigs(lg, h):
+    """Eigenvalues (ascending, clipped at 0) of ``C_ij = l_i l_j (delta_ij - h_i h_j)``, for one
+    ``l`` (``(s,)``) or a stack of them (``(m, s)``: one matrix per row, the same numbers)."""
+    lg = np.asarray(lg, dtype=np.float64)
+    C = (lg[..., :, None] * lg[..., None, :]) * (np.eye(h.size) - np.outer(h, h))
+    return np.clip(np.linalg.eigvalsh(0.5 * (C + np.swapaxes(C, -1, -2))), 0.0, None)
+
+
+# ------------------------------------------------------------------------------------------
+# a block of grid points at once (the streamed JSON of long sweeps)
+
+
+@dataclass(frozen=True)
+class LatentBlock:
+    """:class:`LatentLog` of a run of grid points: one row per point, mode order along the last
+    axis (:func:`logged_block`).
+
+    ``counts``: rule -> ``(lo, hi)`` int arrays (a point's count is ``lo`` where ``lo == hi``,
+    else ``[lo, hi]``); ``free``: where a rotation is free (``*_range`` and ``[min, max]`` counts
+    apply there; the ranges' rows elsewhere are the values themselves).
+    """
+
+    latent: str
+    meaning: str
+    kl: np.ndarray
+    total_kl: np.ndarray
+    mean_variance: Optional[np.ndarray]
+    posterior_std: np.ndarray
+    counts: Dict[str, Tuple[np.ndarray, np.ndarray]]
+    free: np.ndarray
+    kl_range: Tuple[np.ndarray, np.ndarray]
+    mean_variance_range: Optional[Tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class LoggedBlock:
+    """:class:`Logged` of a run of grid points (:func:`logged_block`): ``notes`` every point has,
+    then ``FREE_NOTE`` for each latent where it is free."""
+
+    delta: float
+    latents: Dict[str, LatentBlock]
+    rate: np.ndarray
+    distortion: np.ndarray
+    notes: Tuple[str, ...]
+
+
+def _count_range_rows(M, delta):
+    """:func:`count_range` of every row of ``M`` (``(m, s)``), as two int arrays; the same
+    arithmetic, row by row (sort, running means, comparisons)."""
+    s = M.shape[1]
+    E = np.sort(M, axis=1)[:, ::-1]
+    ar = np.arange(1, s + 1)
+    hi = np.count_nonzero(np.cumsum(E, axis=1) / ar > delta, axis=1)
+    tail = (np.cumsum(E[:, ::-1], axis=1) / ar)[:, ::-1]
+    below = tail <= delta
+    lo = np.where(below.any(axis=1), below.argmax(axis=1), s)
+    return lo, hi
+
+
+def logged_block(sol, delta: float = DELTA, start: int = 0,
+                 stop: Optional[int] = None) -> LoggedBlock:
+    """:func:`logged` at the grid points ``start .. stop - 1`` (C order) of ``sol`` at once, as
+    arrays over those points: every number equals the one ``logged(sol.at(index), delta)`` gives
+    (the same operations on rows; docs/theory.md §7, §11), without a Python step per point."""
+    from ._grid import grid_rows
+
+    delta = _check_delta(delta)
+    shape = sol.grid_shape
+    n = int(np.prod(shape))
+    stop = n if stop is None else int(stop)
+    m = stop - int(start)
+
+    def rows(arr, per_dim=True, dtype=np.float64):
+        return np.asarray(grid_rows(arr, shape, start, stop, per_dim), dtype=dtype)
+
+    spec = sol.spectrum
+    d1 = max(sol.latent_dims.values())
+    f1 = _uncentred_factor(spec, d1)
+    modes = sol._modes
+    latents = {}
+    for latent, d in sol.latent_dims.items():
+        setting_latent = sol.setting.latent(latent)
+        kl = np.ascontiguousarray(rows(sol.kl[latent]))
+        if latent == "z2":
+            k = min(sol.latent_dims["z1"], d)
+            lam, w2 = rows(modes["lambda"]), rows(modes["w2"])
+            var = None
+            if f1 is not None:
+                var = np.zeros((m, d))
+                var[:, :k] = (w2[:, :k] * lam[:, :k]) ** 2 * f1[:k]
+        else:
+            lam = rows(modes["lambda"])
+            var = None if f1 is None else lam * lam * f1[:d]
+        if setting_latent.learned:
+            std = rows(sol.posterior_std[latent])
+            tied = np.zeros((m, max(d - 1, 0)), dtype=bool)
+        else:
+            if latent == "z":
+                std = rows(modes["sigma_sorted"])
+            else:
+                name = "sigma1" if latent == "z1" else "sigma2"
+                std = np.repeat(rows(sol.params[name], per_dim=False)[:, None], d, axis=1)
+            tied = std[:, 1:] == std[:, :-1]
+        free = tied.any(axis=1)
+        lo = rows(sol.collapsed_min[latent], False, np.int64)
+        hi = rows(sol.collapsed_max[latent], False, np.int64)
+        kl_count = np.count_nonzero(kl > delta, axis=1)
+        counts = {"theory": (d - hi, d - lo), "kl": (kl_count, kl_count.copy())}
+        if var is not None:
+            au = np.count_nonzero(var > delta, axis=1)
+            counts["au"] = (au, au.copy())
+        kl_rng = (kl.copy(), kl.copy())
+        var_rng = None if var is None else (var.copy(), var.copy())
+        if free.any():
+            where = np.flatnonzero(free)
+            patterns, which = np.unique(tied[where], axis=0, return_inverse=True)
+            for p, pattern in enumerate(patterns):
+                r = where[np.ravel(which) == p]
+                groups = _groups(np.concatenate([[0], np.cumsum(~pattern)]))
+                _free_rows(r, groups, kl, var, delta, counts, kl_rng, var_rng, spec, latent,
+                           sol, lam, modes, start, stop)
+        latents[latent] = LatentBlock(latent, _meaning(sol.setting, latent), kl,
+                                      np.sum(kl, axis=-1), var, std, counts, free, kl_rng,
+                                      var_rng)
+    rate = rows(sol.rate, per_dim=False)
+    distortion = rows(sol.distortion, per_dim=False)
+    return LoggedBlock(delta, latents, rate, distortion, tuple(_solution_notes(spec, f1)))
+
+
+def _free_rows(r, groups, kl, var, delta, counts, kl_rng, var_rng, spec, latent, sol, lam,
+               modes, start, stop):
+    """The rows ``r`` (one tie pattern, ``groups``) of a free latent: counts as ranges over the
+    rotations within each group, and the per-dim ranges (as :func:`logged`)."""
+    from ._grid import grid_rows
+
+    kl_lo = np.zeros(r.size, dtype=np.int64)
+    kl_hi = kl_lo.copy()
+    au_lo, au_hi = kl_lo.copy(), kl_lo.copy()
+    uncentred = spec.centered is False
+    if var is not None and uncentred:
+        lam_r = lam[r]
+        if latent == "z2":
+            w2 = np.asarray(grid_rows(modes["w2"], sol.grid_shape, start, stop, True),
+                            dtype=np.float64)[r]
+            lam_r = _z2_lambda(sol.latent_dims["z2"], w2, lam_r)
+    for g in groups:
+        K = kl[np.ix_(r, g)]
+        a, b = _count_range_rows(K, delta)
+        kl_lo, kl_hi = kl_lo + a, kl_hi + b
+        kl_rng[0][np.ix_(r, g)] = K.min(axis=1)[:, None]
+        kl_rng[1][np.ix_(r, g)] = K.max(axis=1)[:, None]
+        if var is not None:
+            if uncentred and g.size > 1:
+                e = _cov_eigs(lam_r[:, g], _mean_directions(spec, max(g) + 1)[g])
+            else:
+                e = var[np.ix_(r, g)]
+            a, b = _count_range_rows(e, delta)
+            au_lo, au_hi = au_lo + a, au_hi + b
+            var_rng[0][np.ix_(r, g)] = e.min(axis=1)[:, None]
+            var_rng[1][np.ix_(r, g)] = e.max(axis=1)[:, None]
+    counts["kl"][0][r], counts["kl"][1][r] = kl_lo, kl_hi
+    if var is not None:
+        counts["au"][0][r], counts["au"][1][r] = au_lo, au_hi

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,7 +34,8 @@ __all__ = [
     "prediction_notes",
     "spectrum_table", "thresholds_document", "thresholds_table", "thresholds_point", "keep_answer", "keep_sentence",
     "data_sentence", "fmt", "logged_table", "logged_lines", "rate_sentence", "check_dict", "check_table", "check_lines", "numerical_document",
-    "numerical_table", "text_table", "write_json", "encode_points", "change_points",
+    "numerical_table", "text_table", "write_json", "encode_points", "encode_thresholds",
+    "change_points",
     "summary_rows", "audit_lines", "audit_document", "mapping_sentence",
 ]
 
@@ -103,8 +103,43 @@ def text_table(header: Sequence, rows: Sequence[Sequence]) -> str:
 
 
 def dumps(doc, indent=2) -> str:
-    """The JSON text of a document (strict JSON: no NaN/Infinity tokens)."""
+    """The JSON text of a document (strict JSON: no NaN/Infinity tokens).
+
+    A document holding long lists of floats (a sweep's grid values in ``settings``) is written
+    with those lists formatted in bulk (:mod:`vaetheory._bulkjson`): the same text as
+    ``json.dumps`` of :func:`_clean` of it, without a Python step per number."""
+    if indent == 2:
+        big = []
+        tree = _bulk_tree(doc, big)
+        if big:
+            from ._bulkjson import block_text
+
+            return block_text(tree, 1, 0)[0]
     return json.dumps(_clean(doc), indent=indent, allow_nan=False)
+
+
+#: a list of at least this many floats is formatted in bulk by :func:`dumps`
+_BULK_LIST = 256
+
+
+def _bulk_tree(obj, big):
+    """:func:`_clean` as a :mod:`vaetheory._bulkjson` tree of one row: each float64 array or list
+    of Python floats with at least ``_BULK_LIST`` entries a ``Vec`` (appended to ``big``), the
+    rest constants."""
+    from . import _bulkjson as bj
+
+    if isinstance(obj, dict):
+        return {str(k): _bulk_tree(v, big) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray) and obj.dtype == np.float64 and obj.ndim == 1:
+        if obj.size >= _BULK_LIST:
+            big.append(obj)
+            return bj.Vec(obj[None, :])
+    elif isinstance(obj, list) and len(obj) >= _BULK_LIST and all(type(v) is float for v in obj):
+        big.append(obj)
+        return bj.Vec(np.asarray(obj, dtype=np.float64)[None, :])
+    if isinstance(obj, (list, tuple)):
+        return [_bulk_tree(v, big) for v in obj]
+    return bj.Const(_clean(obj))
 
 
 def grid_indices(sol) -> List[Tuple[int, ...]]:
@@ -359,11 +394,15 @@ def learned_point(sol, idx) -> Optional[dict]:
            "beta_u": float(v["kappa"]), "unbounded": bool(v["unbounded"]),
            "flat": bool(v["flat"])}
     if out["unbounded"]:
-        out["reason"] = ("unbounded below as eta_dec -> 0: the latent dims carry all of the "
-                         "data's variance and D > beta x (number of data modes) (docs/theory.md "
-                         "§12.2)" if sol.setting.latent(sol.setting.critical_latent).learned else
-                         "unbounded below as eta_dec -> 0: the data have no variance")
+        out["reason"] = _unbounded_reason(sol)
     return out
+
+
+def _unbounded_reason(sol) -> str:
+    return ("unbounded below as eta_dec -> 0: the latent dims carry all of the data's variance "
+            "and D > beta x (number of data modes) (docs/theory.md §12.2)"
+            if sol.setting.latent(sol.setting.critical_latent).learned else
+            "unbounded below as eta_dec -> 0: the data have no variance")
 
 
 def _learned_doc(sol) -> dict:
@@ -481,17 +520,6 @@ def _with_checks(points, checks):
 # streamed JSON: the same text as dumps(document), one point at a time
 
 _SENTINEL = "\x00vaetheory-streamed-points\x00"
-#: how %r writes a non-finite number in a template's slot (after ': ' or the indent, before ',' or
-#: the line end) and the JSON null it stands for; quoted keys and strings never match
-_NONFINITE = tuple((f" {tok}{end}", f" null{end}") for tok in ("-inf", "inf", "nan")
-                   for end in (",\n", "\n"))
-
-
-def _nulls(text: str) -> str:
-    if "nan" in text or "inf" in text:
-        for old, new in _NONFINITE:
-            text = text.replace(old, new)
-    return text
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -502,7 +530,8 @@ def write_json(write: Callable[[str], object], doc: dict, points: Iterable, key=
     """Write ``doc`` with ``doc[key]`` streamed from ``points``; returns the number of points.
 
     The text equals ``dumps({**doc, key: list(points)})`` (indent 2) exactly, without holding the
-    list: ``points`` yields point dicts or the text :func:`encode_points` makes of them.
+    list: ``points`` yields point dicts or the text :func:`encode_points` makes of them (one
+    point's, or a :class:`PointsText` of several).
     ``write`` is called with pieces of text (e.g. ``sys.stdout.write``).
     """
     head = dumps({**doc, key: _SENTINEL})
@@ -510,133 +539,244 @@ def write_json(write: Callable[[str], object], doc: dict, points: Iterable, key=
     write(before)
     n = 0
     for item in points:
-        text = item if isinstance(item, str) else _indent(dumps(item), 4)
-        write(("[\n    " if n == 0 else ",\n    ") + text)
-        n += 1
+        if isinstance(item, PointsText):
+            text, k = item.text, item.n_points
+        else:
+            text, k = (item if isinstance(item, str) else _indent(dumps(item), 4)), 1
+        if k == 0:
+            continue
+        write("[\n    " if n == 0 else ",\n    ")
+        write(text)   # a block's text is large: never copied into a concatenation
+        n += k
     write("[]" if n == 0 else "\n  ]")
     write(after)
     return n
 
 
 class _Mismatch(Exception):
-    """The template disagrees with :func:`point_dict` (its structure changed): use the dicts."""
+    """The bulk text disagrees with :func:`point_dict` (its structure changed): use the dicts."""
 
 
-def _point_columns(sol):
-    """:func:`point_dict` over a whole solution: the same nested structure, each leaf a column
-    of every point's value (C order) tagged ``f`` (float), ``i`` (int) or ``c`` (the same
-    value at every point)."""
-    shape = sol.grid_shape
-    n = int(np.prod(shape))
+class PointsText:
+    """The text of ``n_points`` consecutive points, already joined as :func:`write_json` joins
+    them (what ``encode_points(..., joined=True)`` yields)."""
 
-    def grid(arr):
-        return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape).reshape(n)
+    __slots__ = ("text", "n_points")
 
-    def per_dim(arr):
-        arr = np.asarray(arr, dtype=np.float64)
-        return np.broadcast_to(arr, shape + arr.shape[-1:]).reshape(n, arr.shape[-1])
+    def __init__(self, text: str, n_points: int):
+        self.text, self.n_points = text, int(n_points)
 
-    first = point_dict(sol, tuple(0 for _ in shape))
-    setting = sol.setting
-    params = {}
-    for name, value in first["params"].items():
-        if name in sol.params and setting.hyperparameter(name).kind != "vector":
-            params[name] = ("f", grid(sol.params[name]))
-        else:
-            params[name] = ("c", value)
-    desc = {part: {k: [("f", c) for c in per_dim(v).T]      # mode order, as point_dict
-                   for k, v in getattr(sol, part).items()}
-            for part in ("singular_values", "posterior_std")}
-    collapsed = {}
-    for latent in sol.latent_dims:
-        lo, hi = grid(sol.collapsed_min[latent]), grid(sol.collapsed_max[latent])
-        collapsed[latent] = ("i", lo) if sol.exact[latent] else [("i", lo), ("i", hi)]
-    return {
-        "params": params,
-        "singular_values": desc["singular_values"],
-        "posterior_std": desc["posterior_std"],
+
+def _param_key(name):
+    from .theory import _PARAM_ORDER
+
+    return _PARAM_ORDER.index(name) if name in _PARAM_ORDER else 99
+
+
+class _Rows:
+    """Columns of the points ``start .. stop - 1`` of a solution, as :mod:`vaetheory._bulkjson`
+    leaves."""
+
+    def __init__(self, sol, start, stop):
+        self.sol, self.start, self.stop = sol, start, stop
+
+    def col(self, arr, kind="f"):
+        from . import _bulkjson as bj
+        from ._grid import grid_rows
+
+        dtype = {"f": np.float64, "i": np.int64, "b": bool}[kind]
+        rows = grid_rows(arr, self.sol.grid_shape, self.start, self.stop)
+        return bj.Col(kind, np.asarray(rows, dtype=dtype))
+
+    def vec(self, arr):
+        from . import _bulkjson as bj
+        from ._grid import grid_rows
+
+        return bj.Vec(grid_rows(arr, self.sol.grid_shape, self.start, self.stop, True))
+
+    def params(self):
+        """:meth:`vaetheory.theory.Point.params` (an isotropic vector as one float)."""
+        from . import _bulkjson as bj
+
+        sol = self.sol
+        out = {}
+        for name in sorted(sol.params, key=_param_key):
+            if sol.setting.hyperparameter(name).kind == "vector":
+                M = np.asarray(self.vec(sol.params[name]).values, dtype=np.float64)
+                out[name] = bj.Alt(np.all(M == M[:, :1], axis=1), bj.Col("f", M[:, 0]),
+                                   bj.Vec(M))
+            else:
+                out[name] = self.col(sol.params[name])
+        dims = list(sol.latent_dims.values())
+        out["latent_dim"] = bj.Const(int(dims[0]))
+        if len(dims) > 1:
+            out["latent_dim2"] = bj.Const(int(dims[1]))
+        return out
+
+    def learned(self):
+        """:func:`learned_point` (None for a fixed decoder variance)."""
+        from . import _bulkjson as bj
+
+        sol = self.sol
+        if not sol.learned:
+            return None
+        unbounded = self.col(sol.learned["unbounded"], "b")
+        return {"eta_dec": self.col(sol.learned["eta_dec"]),
+                "decoder_variance": self.col(sol.learned["u"]),
+                "beta_u": self.col(sol.learned["kappa"]), "unbounded": unbounded,
+                "flat": self.col(sol.learned["flat"], "b"),
+                "reason": bj.Opt(unbounded.values, bj.Const(_unbounded_reason(sol)))}
+
+    def collapsed(self, latent):
+        """``Point.collapsed[latent]``: an int where exact, else ``[min, max]``."""
+        lo = self.col(self.sol.collapsed_min[latent], "i")
+        hi = self.col(self.sol.collapsed_max[latent], "i")
+        return lo if self.sol.exact[latent] else [lo, hi]
+
+
+def _thresholds_tree(sol, start, stop):
+    """:func:`thresholds_point` of the points ``start .. stop - 1`` as one tree of columns."""
+    from . import _bulkjson as bj
+
+    r = _Rows(sol, start, stop)
+    latent = critical_latent(sol)
+    d = sol.latent_dims[latent]
+    vals = spectrum_values(sol.spectrum)
+    padded = np.zeros(d)
+    padded[:min(d, vals.size)] = vals[:d]
+    tree = {"params": r.params()}
+    learned = r.learned()
+    if learned is not None:
+        tree["learned"] = learned
+    tree.update({
+        "latent": bj.Const(latent),
+        "spectrum": bj.Vec(np.broadcast_to(padded, (stop - start, d))),
+        "critical": {name: r.vec(v) for name, v in sol.critical.items()},
+        "critical_direction": bj.Const(dict(sol.critical_direction)),
+        "active": r.col(sol.ranks[sol.setting.latent(latent).encoder], "i"),
+        "collapsed": r.collapsed(latent),
+    })
+    return tree
+
+
+def _point_tree(sol, start, stop, delta):
+    """:func:`point_dict` of the points ``start .. stop - 1`` (C order) of ``sol`` as one tree of
+    columns (:mod:`vaetheory._bulkjson`): the same keys in the same order, each number a column
+    over the points, each per-point difference of form (an isotropic sigma, a ``[min, max]``
+    count, a learned decoder's ``reason``, the rotation ranges) an Opt/Alt node."""
+    from . import _bulkjson as bj
+
+    r = _Rows(sol, start, stop)
+    col, vec, cols = r.col, r.vec, bj.Vec
+
+    def count(lo, hi):
+        return bj.Alt(lo == hi, bj.Col("i", lo), [bj.Col("i", lo), bj.Col("i", hi)])
+
+    tree = {}
+    learned = r.learned()
+    if learned is not None:
+        tree["learned"] = learned
+    collapsed = {latent: r.collapsed(latent) for latent in sol.latent_dims}
+    tree.update({
+        "params": r.params(),
+        "singular_values": {k: vec(v) for k, v in sol.singular_values.items()},
+        "posterior_std": {k: vec(v) for k, v in sol.posterior_std.items()},
         "collapsed": collapsed,
-        "critical": {k: [("f", c) for c in per_dim(v).T] for k, v in sol.critical.items()},
-        "ranks": {k: ("i", grid(v)) for k, v in sol.ranks.items()},
-        "optimal_loss": ("f", grid(sol.optimal_loss)),
+        "critical": {k: vec(v) for k, v in sol.critical.items()},
+        "ranks": {k: col(v, "i") for k, v in sol.ranks.items()},
+        "optimal_loss": col(sol.optimal_loss),
+    })
+    if delta is None:
+        return tree
+    from .logged import FREE_NOTE, RULES, logged_block
+
+    lb = logged_block(sol, delta, start, stop)
+    latents = {}
+    for z, b in lb.latents.items():
+        node = {"meaning": bj.Const(b.meaning), "kl": cols(b.kl),
+                "total_kl": bj.Col("f", b.total_kl),
+                "mean_variance": (bj.Const(None) if b.mean_variance is None
+                                  else cols(b.mean_variance)),
+                "posterior_std": cols(b.posterior_std),
+                "counts": {rule: count(lo, hi) for rule, (lo, hi) in b.counts.items()},
+                "kl_range": bj.Opt(b.free, [cols(b.kl_range[0]), cols(b.kl_range[1])])}
+        if b.mean_variance_range is not None:
+            node["mean_variance_range"] = bj.Opt(b.free, [cols(b.mean_variance_range[0]),
+                                                          cols(b.mean_variance_range[1])])
+        latents[z] = node
+    tree["logged"] = {
+        "delta": bj.Const(lb.delta), "rate": bj.Col("f", lb.rate),
+        "distortion": bj.Col("f", lb.distortion), "rules": bj.Const(dict(RULES)),
+        "latents": latents,
+        "notes": [bj.Const(t) for t in lb.notes]
+        + [bj.Opt(b.free, bj.Const(FREE_NOTE.format(latent=z))) for z, b in lb.latents.items()],
     }
+    return tree
 
 
-def _template(columns):
-    """``(format string, leaf columns)``: the JSON text of one point (indent 2, placed at depth 2)
-    with ``%r`` / ``%d`` where each point's numbers go."""
-    leaves = []
-
-    def skeleton(node):
-        if isinstance(node, dict):
-            return {k: skeleton(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [skeleton(v) for v in node]
-        kind, value = node
-        if kind == "c":
-            return _clean(value)
-        leaves.append((kind, value))
-        return f"\x01{len(leaves) - 1}\x01"
-
-    text = _indent(json.dumps(skeleton(columns), indent=2, allow_nan=False), 4).replace("%", "%%")
-    kinds = [k for k, _ in leaves]
-    text = re.sub(r'"\\u0001(\d+)\\u0001"',
-                  lambda m: "%r" if kinds[int(m.group(1))] == "f" else "%d", text)
-    return text, [v for _, v in leaves]
+def _dict_text(sol, flat, delta):
+    return _indent(dumps(point_dict(sol, _flat_index(sol, flat), delta)), 4)
 
 
-_POINT_END = "\n    }"       # how the text of a point (indented at depth 2) ends
+def _flat_index(sol, flat):
+    shape = sol.grid_shape
+    return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
 def encode_points(sol, *, delta: Optional[float] = None, block: int = 4096,
-                  strict: bool = False) -> Iterator[str]:
+                  strict: bool = False, joined: bool = False) -> Iterator[str]:
     """The JSON text of every point of ``sol`` (C order), each exactly as :func:`write_json` would
-    write :func:`point_dict` -- but from one template and one numeric matrix per ``block`` points
-    (a few microseconds per point instead of a dict, a cleaning pass and the pure-Python
-    indenting encoder). Falls back to the dicts if the template ever disagrees with them (checked
-    on the first and last point of every block; ``strict``: raise instead -- the tests' way of
-    making sure the fast path is the one taken). With ``delta``, each point ends with its
-    ``logged`` object (``point_dict(sol, idx, delta)``), encoded per point."""
-    if delta is not None:
-        for text, idx in zip(encode_points(sol, block=block, strict=strict),
-                             grid_indices(sol)):
-            logged = _indent(dumps(sol.at(idx).logged(delta).to_dict()), 6)
-            yield text[:-len(_POINT_END)] + ',\n      "logged": ' + logged + _POINT_END
-        return
-    shape = sol.grid_shape
-    n = int(np.prod(shape))
-    if sol.learned:  # a learned decoder's point has a per-point structure (reason iff unbounded)
-        for idx in grid_indices(sol):
-            yield _indent(dumps(point_dict(sol, idx)), 4)
-        return
-    try:
-        fmt_text, cols = _template(_point_columns(sol))
-    except (KeyError, ValueError, TypeError):
-        if strict:
-            raise
-        fmt_text, cols = None, []
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        if fmt_text is not None:
-            mat = (np.column_stack([c[start:stop] for c in cols]) if cols
-                   else np.zeros((stop - start, 0)))
-            texts = [fmt_text % tuple(row) for row in mat.tolist()]
-            texts = _nulls("\x02".join(texts)).split("\x02")
+    write :func:`point_dict` (with ``delta``: its ``logged`` object too) -- but ``block`` points at
+    a time from arrays: every per-point quantity (``logged`` included,
+    :func:`vaetheory.logged.logged_block`) for the block at once, every number formatted in bulk
+    (:mod:`vaetheory._bulkjson`: orjson's shortest digits when installed, else ``repr``, over
+    whole columns and rows, once per run of equal values, NaN/inf -> null by masks). Falls back
+    to the dicts if the bulk text ever disagrees with them (checked on the solution's first and
+    last points, a dict each being ~10^3 times a point's bulk cost; ``strict``: raise instead --
+    the tests' way of making sure the fast path is the one taken; tests/test_bulkjson.py compares
+    every point). ``joined``: yield one :class:`PointsText` per block (its points joined as
+    :func:`write_json` joins them) instead of one text per point."""
+    return _encode(sol, lambda a, b: _point_tree(sol, a, b, delta),
+                   lambda flat: _dict_text(sol, flat, delta), block, strict, joined)
+
+
+def encode_thresholds(sol, *, block: int = 4096, strict: bool = False,
+                      joined: bool = False) -> Iterator[str]:
+    """:func:`encode_points` for the points of ``vaetheory thresholds --json``
+    (:func:`thresholds_point`, without ``keep`` or ``rate`` answers)."""
+    return _encode(sol, lambda a, b: _thresholds_tree(sol, a, b),
+                   lambda flat: _indent(dumps(thresholds_point(sol, _flat_index(sol, flat))), 4),
+                   block, strict, joined)
+
+
+def _encode(sol, tree_of, dict_text, block, strict, joined):
+    from ._bulkjson import SEP, block_text
+
+    n = int(np.prod(sol.grid_shape))
+    size = max(1, int(block))
+    sep = ",\n    " if joined else SEP
+    fast = True
+    for start in range(0, n, size):
+        stop = min(n, start + size)
+        text = None
+        if fast:
             try:
-                for k in {0, len(texts) - 1}:
-                    idx = np.unravel_index(start + k, shape) if shape else ()
-                    if texts[k] != _indent(dumps(point_dict(sol, tuple(int(i) for i in idx))), 4):
-                        raise _Mismatch()
-            except _Mismatch:
+                text, head, tail = block_text(tree_of(start, stop), stop - start, 4, sep)
+                # the canary: the solution's first and last points against their dicts
+                if ((start == 0 and head != dict_text(start))
+                        or (stop == n and tail != dict_text(stop - 1))):
+                    raise _Mismatch()
+            except (_Mismatch, KeyError, ValueError, TypeError, IndexError) as exc:
                 if strict:
-                    raise ValueError("encode_points: the template disagrees with point_dict")
-                fmt_text = None
-            else:
-                yield from texts
-                continue
-        for flat in range(start, stop):  # the slow, always-right path
-            idx = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
-            yield _indent(dumps(point_dict(sol, idx)), 4)
+                    raise ValueError("the bulk JSON text disagrees with the point's dict "
+                                     f"({type(exc).__name__}: {exc})") from exc
+                fast, text = False, None
+        if text is None:  # the slow, always-right path
+            text = sep.join(dict_text(flat) for flat in range(start, stop))
+        if joined:
+            yield PointsText(text, stop - start)
+        else:
+            yield from text.split(SEP)
 
 
 # ------------------------------------------------------------------------------------------
