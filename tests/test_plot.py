@@ -766,3 +766,20 @@ def test_axes_too_wide_to_draw_are_a_one_line_error():
                                  eta_dec=[1e49, 1e50])
     cm = vplot.collapse_data(big, param="eta_dec")
     np.testing.assert_allclose(cm.critical, np.sqrt([1e100, 1e99]), rtol=1e-14)
+
+
+def test_a_short_log_axis_has_plain_tick_labels_that_do_not_overlap():
+    """A sweep over less than two decades (beta 0.5..8): matplotlib's default labels every minor
+    tick as "3x10^0" and neighbours overlapped (seen on a KL figure); the labels are plain numbers
+    at 1, 2, 5 x 10^k, and no two drawn labels overlap."""
+    sol = vt.vae_learnable_sigma(data(), 3, beta=np.geomspace(0.5, 8.0, 40))
+    fig = vplot.kl_plot(sol)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    labels = [t for t in ax.get_xticklabels() if t.get_text() and t.get_visible()
+              and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+    texts = [t.get_text() for t in labels]
+    assert texts and all(s.replace(".", "").isdigit() for s in texts), texts
+    assert {"1", "2", "5"} <= set(texts)
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.x0)
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))

@@ -239,6 +239,21 @@ def _span(values, factor=3.0):
     return lo, hi
 
 
+def _short_log_axis(axis, lo, hi):
+    """A log axis spanning under two decades gets plain tick labels ("3", "0.6") at 1, 2, 5 x
+    10^k: matplotlib's default there labels every minor tick as "3x10^0", and neighbours overlap
+    (seen on a KL sweep over beta 0.5..8)."""
+    from matplotlib import ticker
+
+    if not (lo > 0 and hi > lo) or math.log10(hi / lo) >= 2.0:
+        return
+    plain = ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
+    axis.set_major_locator(ticker.LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(plain)
+    axis.set_minor_locator(ticker.LogLocator(base=10.0, subs=tuple(range(1, 10))))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _drawable(lo, hi, what):
     """A log axis matplotlib can draw: within float64 with room for its ticks, under 200
     decades wide; else a one-line ParameterError."""
@@ -295,6 +310,7 @@ def collapse_map(solution, index=None, param=None, *, ax=None, size=None):
     lo, hi = cm.xlim
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)  # before any artist: no autoscaling (it overflows near 1e308)
+    _short_log_axis(ax.xaxis, lo, hi)
     for i, iv in enumerate(cm.intervals):
         if iv is not None:
             bar = ax.barh(i + 1, iv[1] - iv[0], left=iv[0], height=0.7, color=PALETTE[0],
@@ -550,15 +566,18 @@ def kl_plot(solution, param=None, index=None, *, marks=None, ax=None, size=None)
     ax = axes[0, 0]
     colours = _sequential(d)
     crit = np.asarray(sol.at(index).critical[param], dtype=float)
+    labelled = False  # the legend names the dashed lines once, whichever dim's is drawn first
     for i in range(d):
         ax.plot(xs, ys[:, i], color=colours[i], lw=1.0, gid=f"kl-{i + 1}",
                 label="KL of one dim (mode 1 dark)" if i == 0 else "_nolegend_")
         c = crit[i] if i < crit.size else np.nan
         if np.isfinite(c) and xs[0] < c < xs[-1]:
             ax.axvline(c, color=colours[i], ls="--", lw=0.7, gid=f"threshold-{i + 1}",
-                       label="critical value of a dim" if i == 0 else "_nolegend_")
+                       label="_nolegend_" if labelled else "critical value of a dim")
+            labelled = True
     ax.set_xscale("log")
     ax.set_xlim(xs[0], xs[-1])
+    _short_log_axis(ax.xaxis, xs[0], xs[-1])
     ax.set_ylim(bottom=0)
     ax.set_xlabel(_axis_name(param))
     ax.set_ylabel(f"KL per {latent} dim (nats)")
