@@ -25,7 +25,11 @@ values reachable is unchanged. The CVAE uses the joint matrix ``M`` of ``[x; y]`
 The hierarchical VAE with Sigma1 and eta_dec fixed is optimised over ``V1`` and the z2 decoder
 ``U2``, with ``U1``, ``W2`` and a learned Sigma2 eliminated exactly, and two exact alignment moves
 (over the orthogonal groups acting on ``V1``'s data side and ``U2``'s z1 side) before each
-polishing round (:class:`_MHVAEDecoderProblem`, docs/theory.md §13 item 4).
+polishing round (:class:`_MHVAEDecoderProblem`, docs/theory.md §13 item 4). The VAE and the CVAE
+with eta_dec fixed are optimised over the decoder alone, in the data's (VAE) or the residual's
+(CVAE) spectral basis, with the encoder and a learned Sigma eliminated exactly and an exact
+alignment move over the orthogonal group on the data side before each round
+(:class:`_VAEDecoderProblem`, :class:`_CVAEDecoderProblem`, docs/theory.md §13 item 5).
 
 Verdicts (:class:`CheckResult`), with ``gap_r = (L_r - L_claimed) / max(1, |L_claimed|)`` for run r:
 
