@@ -108,7 +108,7 @@ def _parameterisation(model, path):
 
 def _ratio(walls):
     (b_w, b_c, b_i), (a_w, a_c, a_i) = walls["encoder"], walls["decoder"]
-    print(f"{'':35s} before/after: wall {b_w / a_w:.2f}x, CPU {b_c / a_c:.2f}x, "
+    print(f"{'':45s} before/after: wall {b_w / a_w:.2f}x, CPU {b_c / a_c:.2f}x, "
           f"iterations {b_i / max(a_i, 1):.2f}x", flush=True)
 
 
@@ -130,10 +130,17 @@ def main():
     print(f"data: {source}, {X.shape[0]} x {X.shape[1]}; latent dim {args.latent_dim}, "
           f"{args.restarts} restarts")
     spec, cases = instances(X, args.latent_dim)
-    print(f"{'setting':35s} {'verdict':13s} {'time s':>7s} {'cpu s':>7s} {'iters':>7s} "
+    print(f"{'setting':45s} {'verdict':13s} {'time s':>7s} {'cpu s':>7s} {'iters':>7s} "
           f"{'loss gap':>10s} {'sv err':>9s} {'std err':>9s} {'match':>5s}  worst map"
           + ("   adam cpu  ratio" if args.baseline else ""))
-    for name, sol in cases:
+    rows = [(name, sol, X) for name, sol in cases]
+    if args.d784:
+        X784 = _synthetic(5000, 784)
+        spec784 = vt.empirical_spectrum(X784, with_basis=True)
+        ev = spec784.eigenvalues
+        sol = vt.vae_learnable_sigma(spec784, 16, beta=float(np.sqrt(ev[7] * ev[8])))
+        rows.append(("D=784 (5000 x 784) vae / learnable, 16", sol, X784))
+    for name, sol, data in rows:
         paths = ["decoder"] if args.no_before else ["encoder", "decoder"]
         walls = {}
         for path in paths:
@@ -146,37 +153,16 @@ def main():
             dt, dc = time.perf_counter() - t0, _cpu() - c0
             walls[path] = (dt, dc, r.iterations)
             worst = max(r.per_map, key=r.per_map.get) if r.per_map else "-"
-            line = (f"{label:35s} {r.verdict:13s} {dt:7.2f} {dc:7.2f} {r.iterations:7d} "
+            line = (f"{label:45s} {r.verdict:13s} {dt:7.2f} {dc:7.2f} {r.iterations:7d} "
                     f"{r.loss_gap:10.2e} {r.max_singular_value_error:9.2e} "
                     f"{r.max_variance_error:9.2e} {r.restarts_matching:2d}/{r.restarts:<2d}  "
                     f"{worst} ({r.per_map.get(worst, 0):.2e})")
             if args.baseline and path == "decoder":
-                base = _adam_baseline(X, sol)
+                base = _adam_baseline(data, sol)
                 line += f"   {base:8.2f}  {dc / base:5.2f}"
             print(line, flush=True)
         _parameterisation(sol.model, "decoder")
         if len(paths) > 1:
-            _ratio(walls)
-    if args.d784:
-        X784 = _synthetic(5000, 784)
-        spec = vt.empirical_spectrum(X784, with_basis=True)
-        ev = spec.eigenvalues
-        sol = vt.vae_learnable_sigma(spec, 16, beta=float(np.sqrt(ev[7] * ev[8])))
-        print()
-        walls = {}
-        for path in ["decoder"] if args.no_before else ["encoder", "decoder"]:
-            _parameterisation("vae", path)
-            t0, c0 = time.perf_counter(), _cpu()
-            r = check(sol, restarts=args.restarts, seed=args.seed, n_jobs=args.jobs,
-                      tol_loss=args.tol)
-            dt, dc = time.perf_counter() - t0, _cpu() - c0
-            walls[path] = (dt, dc, r.iterations)
-            print(f"D = 784 synthetic (5000 x 784), vae / learnable, latent 16"
-                  f"{' [before]' if path == 'encoder' else ' [after]'}: {r.verdict} in "
-                  f"{dt:.2f} s wall, {dc:.2f} s CPU, {r.iterations} iterations; gap "
-                  f"{r.loss_gap:.2e}, sv err {r.max_singular_value_error:.2e}", flush=True)
-        _parameterisation("vae", "decoder")
-        if len(walls) > 1:
             _ratio(walls)
     if args.open:
         d = args.latent_dim

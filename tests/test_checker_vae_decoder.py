@@ -11,17 +11,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from scipy.stats import ortho_group
 
 import vaetheory as vt
 from vaetheory import checker, losses, settings
+from _checker_cases import (assert_aligned, assert_confirmed, assert_envelope_gradient,
+                           assert_same_optimum, psd as _psd)
 from vaetheory.moments import residual_spectrum, spectrum_from_moments
-
-
-def _psd(rng, eigenvalues, D):
-    Q, _ = np.linalg.qr(rng.normal(size=(D, D)))
-    P = Q[:, :len(eigenvalues)]
-    return (P * np.asarray(eigenvalues, dtype=float)) @ P.T
 
 
 def _joint(rng, D0, D2, x_eigs, noise_eigs):
@@ -122,12 +117,7 @@ def test_eliminated_blocks_are_minimisers_of_the_exact_loss(model, variance):
 def test_reduced_gradient_is_the_envelope_gradient(model, variance):
     rng = np.random.default_rng(5)
     prob, _, _, _ = _problem(model, variance, rng)
-    x = rng.normal(size=prob.n)
-    _, g = prob.fun(x)
-    eps = 1e-6
-    fd = np.array([(prob.value(x + eps * e) - prob.value(x - eps * e)) / (2 * eps)
-                   for e in np.eye(prob.n)])
-    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6 * np.max(np.abs(fd)))
+    assert_envelope_gradient(prob, rng.normal(size=prob.n))
 
 
 @pytest.mark.parametrize("model,variance", CASES)
@@ -136,15 +126,7 @@ def test_alignment_never_raises_the_loss_and_beats_random_rotations(model, varia
     rng = np.random.default_rng(9 + d1)
     prob, _, _, _ = _problem(model, variance, rng, d1=d1)
     r = prob.shapes["Ur"][0]
-    for _ in range(5):
-        x = rng.normal(size=prob.n)
-        xa = prob.align(x)
-        fa = prob.value(xa)
-        assert fa <= prob.value(x)
-        q = prob.unpack(xa)
-        for _ in range(10):  # the aligned point is the best of its orbit
-            R = ortho_group.rvs(r, random_state=rng)
-            assert prob.value(prob.pack({**q, "Ur": R @ q["Ur"]})) >= fa - 1e-12 * abs(fa)
+    assert_aligned(prob, rng, [lambda q, R: {**q, "Ur": R(r) @ q["Ur"]}])
 
 
 def _degenerate_instances():
@@ -173,9 +155,7 @@ DEGENERATE = _degenerate_instances()
 
 @pytest.mark.parametrize("name,sol", DEGENERATE, ids=[n for n, _ in DEGENERATE])
 def test_verdicts_on_degenerate_instances(name, sol):
-    r = checker.check(sol, restarts=3, seed=2)
-    assert r.verdict == "CONFIRMED", (name, r.reason)
-    assert r.restarts_matching >= 1
+    assert_confirmed(name, sol)
 
 
 SAME = [DEGENERATE[i] for i in (0, 3, 4, 9, 12, 13, 14, 15)]
@@ -183,16 +163,7 @@ SAME = [DEGENERATE[i] for i in (0, 3, 4, 9, 12, 13, 14, 15)]
 
 @pytest.mark.parametrize("name,sol", SAME, ids=[n for n, _ in SAME])
 def test_same_optimum_in_both_parameterisations(name, sol, monkeypatch):
-    def run():
-        return checker.numerical_optimum(sol.model, sol.variance, sol.spectrum,
-                                         *sol.latent_dims.values(), restarts=2, seed=4,
-                                         **sol.at().hyper)
-    new = run()
-    monkeypatch.setattr(checker, "VAE_PARAMETERISATION", "encoder")
-    old = run()
-    assert new.loss == pytest.approx(old.loss, rel=1e-10, abs=1e-12)
-    for m, v in old.singular_values.items():
-        np.testing.assert_allclose(new.singular_values[m], v, atol=1e-4 * max(1.0, v.max()))
+    new, old = assert_same_optimum(sol, monkeypatch, "VAE_PARAMETERISATION")
     for z, v in old.posterior_std.items():
         np.testing.assert_allclose(new.posterior_std[z], v, atol=1e-4 * max(1.0, v.max()))
     assert new.collapsed == old.collapsed and new.collapsed_prior == old.collapsed_prior
@@ -202,9 +173,10 @@ def test_same_optimum_in_both_parameterisations(name, sol, monkeypatch):
                          ids=[DEGENERATE[0][0], DEGENERATE[-2][0]])
 def test_doctored_claims_still_refuted_or_not_confirmed(name, sol):
     pt = sol.at()
-    high = dataclasses.replace(sol, optimal_loss=np.asarray(pt.optimal_loss + 0.05 * abs(pt.optimal_loss)))
+    L, dL = pt.optimal_loss, 0.05 * abs(pt.optimal_loss)
+    high = dataclasses.replace(sol, optimal_loss=np.asarray(L + dL))
     assert checker.check(high, restarts=2, seed=0).verdict == "REFUTED"
-    low = dataclasses.replace(sol, optimal_loss=np.asarray(pt.optimal_loss - 0.05 * abs(pt.optimal_loss)))
+    low = dataclasses.replace(sol, optimal_loss=np.asarray(L - dL))
     assert checker.check(low, restarts=2, seed=0).verdict == "INCONCLUSIVE"
     sv = {m: np.asarray(v) * 1.01 + 0.01 for m, v in pt.singular_values.items()}
     assert checker.check_claim(sol, {"singular_values": sv}, restarts=2,

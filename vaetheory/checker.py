@@ -485,7 +485,11 @@ class _VAEProblem(_EigenProblem):
         if not grad:
             return out
         f, g = out
-        return f, {n: g[n] for n in self.names}
+        return f, self._variable_grad(g)
+
+    def _variable_grad(self, g):
+        """The gradient of the optimisation variables from the core's (envelope theorem)."""
+        return {n: g[n] for n in self.names}
 
     def _optimal_log_vars(self, p):
         bc2, kappa = self._kappas(self._eta(p))
@@ -610,8 +614,11 @@ class _CVAEProblem(_Problem):
         if not grad:
             return out
         f, g = out
+        return f, self._variable_grad(g)
+
+    def _variable_grad(self, g):
         g["Gt"] = g.pop("V")
-        return f, {n: g[n] for n in self.names}
+        return {n: g[n] for n in self.names}
 
     def _optimal_log_vars(self, p):
         if "log_var" not in self.names:
@@ -737,13 +744,8 @@ class _VAEDecoderProblem(_DecoderBasis, _VAEProblem):
         U[:self.k] = p["Ur"]
         return {**p, "V": V, "U": U, "log_var": lv}
 
-    def _core(self, p, grad, ed=None):
-        bc2, kappa = self._kappas(ed)
-        out = _vae_core(self.theta, p["V"], p["U"], p["log_var"], bc2, kappa, grad=grad)
-        if not grad:
-            return out
-        f, g = out
-        return f, {"Ur": g["U"][:self.k]}
+    def _variable_grad(self, g):
+        return {"Ur": g["U"][:self.k]}
 
 
 class _CVAEDecoderProblem(_DecoderBasis, _CVAEProblem):
@@ -772,14 +774,8 @@ class _CVAEDecoderProblem(_DecoderBasis, _CVAEProblem):
         U2 = ((self.Zy - U1 @ Gt) @ self._Vxt.T) @ self._x_back
         return {**p, "Gt": Gt, "U1": U1, "U2": U2, "log_var": lv}
 
-    def _core(self, p, grad, ed=None):
-        bc2, kappa = self._kappas(ed)
-        out = _cvae_core(self.Zx, self.Zy, p["Gt"], p["U1"], p["U2"], p["log_var"], bc2, kappa,
-                         grad=grad)
-        if not grad:
-            return out
-        f, g = out
-        return f, {"Ur": self._Qr.T @ g["U1"]}
+    def _variable_grad(self, g):
+        return {"Ur": self._Qr.T @ g["U1"]}
 
 
 class _MHVAEProblem(_EigenProblem):
