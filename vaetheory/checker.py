@@ -6,11 +6,13 @@ the learned posterior stds. :func:`check` tests those claims by minimising the e
 same setting (:mod:`vaetheory.losses`, on the spectrum's second-moment matrix) over **every**
 parameter matrix -- dense, no diagonal or rank assumption -- from several random starts, with
 analytic gradients: a short Adam phase, then scipy's L-BFGS-B in float64 with tight tolerances, in
-rounds of 300 iterations, each in variables rescaled by the loss curvature of every latent
-dimension (one Hessian-vector probe per latent dim and matrix, by a finite difference of the
-analytic gradient) and with fresh memory, until a round stops without improving the loss. The
-rescaling only changes the speed (5-20x fewer iterations on the digits), never a loss value.
-Learnable variances are optimised as log-variances; fixed variances are held at the given values.
+rounds of 300 iterations (100 or 20 where an exact alignment move precedes each round, with the
+probes every third or tenth round: docs/theory.md §13 items 4, 5), each in variables rescaled by
+the loss curvature of every latent dimension (one Hessian-vector probe per latent dim and matrix,
+by a finite difference of the analytic gradient) and with fresh memory, until a round stops
+without improving the loss. The rescaling only changes the speed (5-20x fewer iterations on the
+digits), never a loss value. Learnable variances are optimised as log-variances or eliminated
+exactly (§13 items 4, 5); fixed variances are held at the given values.
 Restarts run in parallel processes when that pays; their starts are drawn up front from ``seed``,
 so results do not depend on the number of processes.
 
