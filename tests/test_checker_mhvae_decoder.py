@@ -11,17 +11,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from scipy.stats import ortho_group
 
 import vaetheory as vt
 from vaetheory import checker, losses, settings
+from _checker_cases import (assert_aligned, assert_confirmed, assert_envelope_gradient,
+                           assert_same_optimum, psd as _psd)
 from vaetheory.moments import spectrum_from_moments
-
-
-def _psd(rng, eigenvalues, D):
-    Q, _ = np.linalg.qr(rng.normal(size=(D, D)))
-    P = Q[:, :len(eigenvalues)]
-    return (P * np.asarray(eigenvalues, dtype=float)) @ P.T
 
 
 def _problem(variance, A, d1, d2, **hyper):
@@ -105,12 +100,7 @@ def test_eliminated_blocks_are_minimisers_of_the_exact_loss(variance):
 def test_reduced_gradient_is_the_envelope_gradient(variance):
     rng = np.random.default_rng(5)
     prob, _, _ = _problem(variance, _psd(rng, [2.0, 1.0, 0.7], 3), 3, 2, **HYPER[variance])
-    x = rng.normal(size=prob.n)
-    _, g = prob.fun(x)
-    eps = 1e-6
-    fd = np.array([(prob.value(x + eps * e) - prob.value(x - eps * e)) / (2 * eps)
-                   for e in np.eye(prob.n)])
-    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6 * np.max(np.abs(fd)))
+    assert_envelope_gradient(prob, rng.normal(size=prob.n))
 
 
 @pytest.mark.parametrize("variance", sorted(HYPER))
@@ -118,18 +108,10 @@ def test_alignment_never_raises_the_loss_and_beats_random_rotations(variance):
     rng = np.random.default_rng(9)
     prob, _, _ = _problem(variance, _psd(rng, [6.0, 3.0, 3.0, 1.0, 0.1], 6), 4, 3,
                           **HYPER[variance])
-    for _ in range(5):
-        x = rng.normal(size=prob.n)
-        xa = prob.align(x)
-        fa = prob.value(xa)
-        assert fa <= prob.value(x)
-        q = prob.unpack(xa)
-        # the aligned point is the best of its orbit: random data-side and z1-side rotations
-        for _ in range(10):
-            P = ortho_group.rvs(prob.k, random_state=rng)
-            R = ortho_group.rvs(prob.d1, random_state=rng)
-            assert prob.value(prob.pack({**q, "V1": q["V1"] @ P})) >= fa - 1e-12 * abs(fa)
-            assert prob.value(prob.pack({**q, "U2": R @ q["U2"]})) >= fa - 1e-12 * abs(fa)
+    # random data-side and z1-side rotations
+    assert_aligned(prob, rng, [
+        lambda q, P: {**q, "V1": q["V1"] @ P(prob.k)},
+        lambda q, R: {**q, "U2": R(prob.d1) @ q["U2"]}])
 
 
 def _degenerate_instances():
@@ -157,23 +139,12 @@ DEGENERATE = _degenerate_instances()
 
 @pytest.mark.parametrize("name,sol", DEGENERATE, ids=[n for n, _ in DEGENERATE])
 def test_verdicts_on_degenerate_instances(name, sol):
-    r = checker.check(sol, restarts=3, seed=2)
-    assert r.verdict == "CONFIRMED", (name, r.reason)
-    assert r.restarts_matching >= 1
+    assert_confirmed(name, sol)
 
 
 @pytest.mark.parametrize("name,sol", DEGENERATE[:6], ids=[n for n, _ in DEGENERATE[:6]])
 def test_same_optimum_in_both_parameterisations(name, sol, monkeypatch):
-    new = checker.numerical_optimum(sol.model, sol.variance, sol.spectrum,
-                                    *sol.latent_dims.values(), restarts=2, seed=4,
-                                    **sol.at().hyper)
-    monkeypatch.setattr(checker, "MHVAE_PARAMETERISATION", "encoder")
-    old = checker.numerical_optimum(sol.model, sol.variance, sol.spectrum,
-                                    *sol.latent_dims.values(), restarts=2, seed=4,
-                                    **sol.at().hyper)
-    assert new.loss == pytest.approx(old.loss, rel=1e-10, abs=1e-12)
-    for m, v in old.singular_values.items():
-        np.testing.assert_allclose(new.singular_values[m], v, atol=1e-4 * max(1.0, v.max()))
+    assert_same_optimum(sol, monkeypatch, "MHVAE_PARAMETERISATION")
 
 
 def test_doctored_claims_still_refuted_or_not_confirmed():

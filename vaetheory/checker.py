@@ -6,11 +6,13 @@ the learned posterior stds. :func:`check` tests those claims by minimising the e
 same setting (:mod:`vaetheory.losses`, on the spectrum's second-moment matrix) over **every**
 parameter matrix -- dense, no diagonal or rank assumption -- from several random starts, with
 analytic gradients: a short Adam phase, then scipy's L-BFGS-B in float64 with tight tolerances, in
-rounds of 300 iterations, each in variables rescaled by the loss curvature of every latent
-dimension (one Hessian-vector probe per latent dim and matrix, by a finite difference of the
-analytic gradient) and with fresh memory, until a round stops without improving the loss. The
-rescaling only changes the speed (5-20x fewer iterations on the digits), never a loss value.
-Learnable variances are optimised as log-variances; fixed variances are held at the given values.
+rounds of 300 iterations (100 or 20 where an exact alignment move precedes each round, with the
+probes every third or tenth round: docs/theory.md §13 items 4, 5), each in variables rescaled by
+the loss curvature of every latent dimension (one Hessian-vector probe per latent dim and matrix,
+by a finite difference of the analytic gradient) and with fresh memory, until a round stops
+without improving the loss. The rescaling only changes the speed (5-20x fewer iterations on the
+digits), never a loss value. Learnable variances are optimised as log-variances or eliminated
+exactly (§13 items 4, 5); fixed variances are held at the given values.
 Restarts run in parallel processes when that pays; their starts are drawn up front from ``seed``,
 so results do not depend on the number of processes.
 
@@ -25,7 +27,11 @@ values reachable is unchanged. The CVAE uses the joint matrix ``M`` of ``[x; y]`
 The hierarchical VAE with Sigma1 and eta_dec fixed is optimised over ``V1`` and the z2 decoder
 ``U2``, with ``U1``, ``W2`` and a learned Sigma2 eliminated exactly, and two exact alignment moves
 (over the orthogonal groups acting on ``V1``'s data side and ``U2``'s z1 side) before each
-polishing round (:class:`_MHVAEDecoderProblem`, docs/theory.md §13 item 4).
+polishing round (:class:`_MHVAEDecoderProblem`, docs/theory.md §13 item 4). The VAE and the CVAE
+with eta_dec fixed are optimised over the decoder alone, in the data's (VAE) or the residual's
+(CVAE) spectral basis, with the encoder and a learned Sigma eliminated exactly and an exact
+alignment move over the orthogonal group on the data side before each round
+(:class:`_VAEDecoderProblem`, :class:`_CVAEDecoderProblem`, docs/theory.md §13 item 5).
 
 Verdicts (:class:`CheckResult`), with ``gap_r = (L_r - L_claimed) / max(1, |L_claimed|)`` for run r:
 
@@ -481,7 +487,11 @@ class _VAEProblem(_EigenProblem):
         if not grad:
             return out
         f, g = out
-        return f, {n: g[n] for n in self.names}
+        return f, self._variable_grad(g)
+
+    def _variable_grad(self, g):
+        """The gradient of the optimisation variables from the core's (envelope theorem)."""
+        return {n: g[n] for n in self.names}
 
     def _optimal_log_vars(self, p):
         bc2, kappa = self._kappas(self._eta(p))
@@ -542,7 +552,8 @@ class _VAEProblem(_EigenProblem):
         msq = np.sum(p["V"] * p["V"], axis=1)  # E[(Wx)_j^2] = ||row j of the whitened encoder||^2
         return {"singular_values": {"encoder": sorted_singular_values(p["V"], self.d1),
                                     "decoder": sorted_singular_values(p["U"], self.d1)},
-                "posterior_std": {"z": np.sort(s)[::-1]} if "log_var" in self.names else {},
+                "posterior_std": ({"z": np.sort(s)[::-1]}
+                                  if "log_var" in self.setting.learned_log_vars else {}),
                 "mean_second_moment": {"z": msq},
                 "kl": {"z": kl_per_dim(msq, s, self.h["eta_enc"])}}
 
@@ -605,8 +616,11 @@ class _CVAEProblem(_Problem):
         if not grad:
             return out
         f, g = out
+        return f, self._variable_grad(g)
+
+    def _variable_grad(self, g):
         g["Gt"] = g.pop("V")
-        return f, {n: g[n] for n in self.names}
+        return {n: g[n] for n in self.names}
 
     def _optimal_log_vars(self, p):
         if "log_var" not in self.names:
@@ -658,9 +672,112 @@ class _CVAEProblem(_Problem):
         msq = np.sum(p["Gt"] * p["Gt"], axis=1)
         return {"singular_values": {"encoder": sorted_singular_values(p["Gt"], self.d1),
                                     "decoder": sorted_singular_values(p["U1"], self.d1)},
-                "posterior_std": {"z": np.sort(s)[::-1]} if "log_var" in self.names else {},
+                "posterior_std": ({"z": np.sort(s)[::-1]}
+                                  if "log_var" in self.setting.learned_log_vars else {}),
                 "mean_second_moment": {"z": msq},
                 "kl": {"z": kl_per_dim(msq, s, self.h["eta_enc"])}}
+
+
+class _DecoderBasis:
+    """The VAE and the CVAE optimised over the decoder alone, in the data's (VAE) or the
+    residual's (CVAE) spectral basis (docs/theory.md §13 item 5): ``Ur`` (r x d1) is the decoder
+    in the coordinates of the r spectral directions ``t`` (``self.theta``), and the encoder and
+    a learned Sigma are exact minimisers given it, whatever the variances:
+    ``V* = (Ur^T Ur + beta c^2 I)^-1 Ur^T diag(t)`` (a ridge solution: the V terms are
+    ``||Ur V - diag(t)||^2 + beta c^2 ||V||^2``, Sigma does not enter them) and
+    ``sigma_j^2* = kappa / (|Ur_j|^2 + beta c^2)`` (§3). The profiled loss is
+    ``beta c^2 tr(diag(t)^2 (Ur Ur^T + beta c^2 I)^-1) + sum_j [(|Ur_j|^2 + beta c^2) sigma_j^2
+    - kappa log sigma_j^2]``; the decoder's part off the spectral directions only adds
+    non-negative terms, so it is zero at every minimiser and not a variable. By the envelope
+    theorem the gradient is the partial one at the eliminated blocks. Between polishing rounds
+    :meth:`align` makes the exact move over the orthogonal group on the data side."""
+
+    eliminated = ("log_var",)
+    #: measured on the digits at latent 64 (vae/learnable, 2 restarts): rounds of 300 with probes
+    #: each round 2341 iterations, 845 probe evaluations; rounds of 20 with probes every 10th
+    #: round (the alignment before each) 1000 and 300 -- the alignment does the rotations
+    round_iters = 20
+    rescale_every = 10
+
+    def _profiled(self, Ur):
+        """``(V*, log Sigma*)`` for the decoder ``Ur`` (d1 x r encoder in the same basis)."""
+        bc2, kappa = self._kappas()
+        G = Ur.T @ Ur
+        G[np.diag_indices_from(G)] += bc2
+        V = _spd_solve_right(self.theta[:, None] * Ur, G).T    # G^-1 Ur^T diag(t)
+        if "log_var" in self.setting.learned_log_vars:
+            lv = np.log(kappa / (np.einsum("ij,ij->j", Ur, Ur) + bc2))
+        else:
+            lv = self.fixed["log_var"]
+        return V, lv
+
+    def align(self, x):
+        """The exact minimisation over ``Ur -> R Ur`` (R orthogonal, r x r): it leaves the column
+        norms of ``Ur``, hence Sigma* and every term but the first, unchanged, and by von
+        Neumann's trace inequality ``tr(diag(t)^2 R N^-1 R^T)`` (``N = Ur Ur^T + beta c^2 I``)
+        is smallest when ``R`` maps the left singular vectors of ``Ur`` onto the spectral
+        directions in the same order (largest singular value on the largest ``t``). The point
+        is kept only if its exact loss is not higher; L-BFGS-B continues from it."""
+        q = self.unpack(x)
+        Ur = q["Ur"]
+        if Ur.size == 0:
+            return x
+        _, su, Ht = np.linalg.svd(Ur, full_matrices=False)
+        Un = np.zeros_like(Ur)
+        Un[np.argsort(-self.theta, kind="stable")[:su.size]] = su[:, None] * Ht
+        xn = self.pack({**q, "Ur": Un})
+        return xn if self.value(xn) <= self.value(x) else x
+
+
+class _VAEDecoderProblem(_DecoderBasis, _VAEProblem):
+    """The VAE (either variance, eta_dec fixed) over its decoder in the eigenbasis of A
+    (:class:`_DecoderBasis`; the spectral directions are the k data modes)."""
+
+    latent_axis = {"Ur": 1}
+    units = {"Ur": 1}
+
+    def _blocks(self, factor, x_dim):
+        self._eigen(factor)
+        return {"Ur": (self.k, self.d1)}, {"Ur": self.rms / self.h["eta_enc"]}
+
+    def _complete(self, p):
+        V, lv = self._profiled(p["Ur"])
+        U = np.zeros((self.D, self.d1))
+        U[:self.k] = p["Ur"]
+        return {**p, "V": V, "U": U, "log_var": lv}
+
+    def _variable_grad(self, g):
+        return {"Ur": g["U"][:self.k]}
+
+
+class _CVAEDecoderProblem(_DecoderBasis, _CVAEProblem):
+    """The CVAE (either variance, eta_dec fixed) over its z-decoder ``U1`` in the basis of the
+    residual of y on x (docs/theory.md §4, §13 item 5): with ``Pi`` the projector off the row
+    space of ``Zx`` and ``Zy Pi = Qr diag(t) Wr^T`` (a thin SVD: ``(Zy Pi)(Zy Pi)^T = E``),
+    minimising over ``U2`` leaves ``||(U1 V - Zy) Pi||^2``, the part of ``V`` on the row space
+    of ``Zx`` only adds to ``||V||^2``, and ``U1 = Qr Ur``: the VAE's profiled problem with
+    ``t``. The completed point is ``Gt = V* Wr^T``, ``U1 = Qr Ur`` and the least-squares
+    ``U2 = (Zy - U1 Gt) Zx^+``; its loss is the exact CVAE loss."""
+
+    latent_axis = {"Ur": 1}
+    units = {"Ur": 1}
+
+    def _blocks(self, factor, x_dim):
+        super()._blocks(factor, x_dim)
+        Ry = self.Zy - (self.Zy @ self._Vxt.T) @ self._Vxt
+        self._Qr, t, self._Wrt = np.linalg.svd(Ry, full_matrices=False)
+        self.theta = t
+        return {"Ur": (t.size, self.d1)}, {"Ur": self.rms / self.h["eta_enc"]}
+
+    def _complete(self, p):
+        V, lv = self._profiled(p["Ur"])
+        Gt = V @ self._Wrt
+        U1 = self._Qr @ p["Ur"]
+        U2 = ((self.Zy - U1 @ Gt) @ self._Vxt.T) @ self._x_back
+        return {**p, "Gt": Gt, "U1": U1, "U2": U2, "log_var": lv}
+
+    def _variable_grad(self, g):
+        return {"Ur": self._Qr.T @ g["U1"]}
 
 
 class _MHVAEProblem(_EigenProblem):
@@ -883,8 +1000,22 @@ _ADAPTERS = {"vae": _VAEProblem, "cvae": _CVAEProblem, "mhvae": _MHVAEProblem}
 MHVAE_PARAMETERISATION = "decoder"
 
 
+#: the VAE's and the CVAE's parameterisation: "decoder" (the decoder in the spectral basis,
+#: encoder and Sigma eliminated: :class:`_VAEDecoderProblem`, :class:`_CVAEDecoderProblem`) where
+#: it applies, or "encoder" (V, log Sigma with the decoders profiled: the former one, kept for
+#: bench/bench_checker.py's before/after comparison)
+VAE_PARAMETERISATION = "decoder"
+
+_DECODER_ADAPTERS = {"vae": _VAEDecoderProblem, "cvae": _CVAEDecoderProblem}
+
+
 def _problem(setting, factor, x_dim, d1, d2, hyper) -> _Problem:
     cls = _ADAPTERS[setting.model]
+    if (setting.model in _DECODER_ADAPTERS and VAE_PARAMETERISATION == "decoder"
+            and not setting.learned_decoder):
+        # V and Sigma are exact minimisers given the decoder only while eta_dec is fixed (a
+        # learned u enters their weights)
+        cls = _DECODER_ADAPTERS[setting.model]
     if (cls is _MHVAEProblem and MHVAE_PARAMETERISATION == "decoder"
             and not setting.learned_decoder and not setting.sigma1_entropy):
         # W2 and Sigma2 are exact minimisers given U2 only while eta_dec is fixed (a learned u
