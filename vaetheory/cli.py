@@ -947,8 +947,14 @@ def _dims(d1, d2):
     return int(d1) + int(d2 or 0)
 
 
-def _block_points(d1, d2):
-    return max(1, BLOCK_ENTRIES // _dims(d1, d2))
+def _block_points(d1, d2, setting=None):
+    """Grid points solved at once: BLOCK_ENTRIES / dims; with a learned decoder variance the
+    critical values test every dim's candidate against every mode ((points x d x d) arrays in
+    theory's learned-decoder critical values), so / dims once more."""
+    n = BLOCK_ENTRIES // _dims(d1, d2)
+    if setting is not None and setting.learned_decoder:
+        n //= _dims(d1, d2)
+    return max(1, n)
 
 
 def _check_memory(opts: Options):
@@ -959,7 +965,7 @@ def _check_memory(opts: Options):
     for d1, d2 in req.latent_settings():
         dims = _dims(d1, d2)
         need += solution_bytes(n, dims, per_dim=False)
-        need = max(need, solution_bytes(min(n, _block_points(d1, d2)), dims))
+        need = max(need, solution_bytes(min(n, _block_points(d1, d2, req.setting)), dims))
     big = max(req.latent_settings(), key=lambda t: _dims(*t))
     require(need, f"the closed form at latent dim {big[0]}" + (f" / {big[1]}" if big[1] else "")
             + f" over {n} grid point(s)",
@@ -1006,7 +1012,8 @@ def _resolver(opts: Options, sols):
     def resolve(sol, flats):
         flats = np.asarray(flats, dtype=np.intp)
         d1, d2 = dims[id(sol)]
-        if int(np.prod(sol.grid_shape)) <= _block_points(d1, d2) or flats.size == 0:
+        if (int(np.prod(sol.grid_shape)) <= _block_points(d1, d2, opts.request.setting)
+                or flats.size == 0):
             return report._own_points(sol, flats)
         sub = solve_points(opts.request, sol.spectrum, d1, d2, flats)
         return [(sub, (j,)) for j in range(flats.size)]
@@ -1017,7 +1024,7 @@ def _blocks_of(opts: Options, sols):
     """Every grid point of every solution, in order, as solutions of at most one block each."""
     for sol, (d1, d2) in zip(sols, opts.request.latent_settings()):
         n = int(np.prod(sol.grid_shape))
-        size = _block_points(d1, d2)
+        size = _block_points(d1, d2, opts.request.setting)
         if n <= size:
             yield sol
             continue
