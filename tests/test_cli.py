@@ -603,3 +603,34 @@ def test_cvae_text_files_with_different_row_counts(files, tmp_path):
                   "-d", 2)
     np.testing.assert_allclose(doc["spectrum"], vt.empirical_residual_spectrum(X, Y).eigenvalues,
                                rtol=1e-9, atol=1e-12)
+
+
+_WITHOUT_RICH = """
+import sys
+class _NoRich:
+    def find_spec(self, name, path=None, target=None):
+        if name == "rich" or name.startswith("rich."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _NoRich())
+from vaetheory.cli import main
+sys.argv = ["vaetheory"] + sys.argv[1:]
+main()
+"""
+
+
+def test_without_rich_help_and_json_work_and_tables_say_what_is_missing(files):
+    d = files[0]
+    """A clone run before `pip install .` (numpy/scipy/click present, rich not): --help and --json
+    work; a table is one error line naming the dependency and the install command (exit 1)."""
+    def go(*args):
+        return subprocess.run([sys.executable, "-c", _WITHOUT_RICH, *map(str, args)],
+                              capture_output=True, text=True, timeout=120)
+
+    p = go("--help")
+    assert p.returncode == 0 and "Usage:" in p.stdout
+    p = go("spectrum", d / "x.npy", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["rank"] >= 1
+    p = go("spectrum", d / "x.npy")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("error: the package 'rich', a dependency of vaetheory, is not "
+                               "installed") and "pip install ." in p.stderr

@@ -179,6 +179,10 @@ def _show_warnings(caught, debug):
             sys.stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
 
 
+#: the packages vaetheory depends on (pyproject.toml); a missing one is the installation's fault
+CORE_PACKAGES = ("numpy", "scipy", "click", "rich", "threadpoolctl")
+
+
 def _error(exc):
     """(exit code, message) of an exception that ends the command."""
     if isinstance(exc, click.ClickException):
@@ -199,6 +203,10 @@ def _error(exc):
                    "smaller grid, fewer latent dims or fewer columns")
     if isinstance(exc, OSError):  # writing (or reading) failed: the user's situation, not a bug
         return 1, _os_message(exc)
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in CORE_PACKAGES:
+        return 1, (f"the package {exc.name.split('.')[0]!r}, a dependency of vaetheory, is not "
+                   "installed: install vaetheory with its dependencies (pip install . in the "
+                   "repository, or pip install vaetheory)")
     # a bug: say what, on one line, and that it is one
     return EXIT_INTERNAL, (f"internal error: {type(exc).__name__}: {exc} -- this is a bug in "
                            "vaetheory; rerun with --debug for the traceback and please report it")

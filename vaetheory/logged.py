@@ -130,6 +130,22 @@ def _groups(values) -> List[np.ndarray]:
     return out
 
 
+def _mean_projection(spec, length):
+    """``(phi, p^T m)`` for modes i < ``length``: the raw second moments along the eigenvectors
+    and the data's mean along each (the residual's mean, ``m_y - K m_x``, for the CVAE); 0 past
+    the basis."""
+    if spec.kind == "residual":
+        k = spec.x_dim
+        mean = spec.mean[k:] - spec.regression @ spec.mean[:k]
+    else:
+        mean = spec.mean
+    ev = spec.padded(length)
+    proj = np.zeros(ev.size)
+    n = min(ev.size, spec.basis.shape[1])
+    proj[:n] = spec.basis[:, :n].T @ mean
+    return ev, proj
+
+
 def _uncentred_factor(spec, d):
     """Per mode i < d: ``1 - (p_i^T m)^2 / phi_i`` (Var / E[.^2] of the data along p_i), or None
     when the spectrum has no basis or mean; 1 for a centred spectrum."""
@@ -137,15 +153,7 @@ def _uncentred_factor(spec, d):
         return np.ones(d)
     if spec.basis is None or spec.mean is None:
         return None
-    if spec.kind == "residual":
-        k = spec.x_dim
-        mean = spec.mean[k:] - spec.regression @ spec.mean[:k]
-    else:
-        mean = spec.mean
-    ev = spec.padded(d)
-    proj = np.zeros(d)
-    n = min(d, spec.basis.shape[1])
-    proj[:n] = spec.basis[:, :n].T @ mean
+    ev, proj = _mean_projection(spec, d)
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(ev > 0, 1.0 - proj * proj / np.where(ev > 0, ev, 1.0), 0.0)
     return np.clip(f, 0.0, 1.0)
@@ -306,15 +314,7 @@ def _z2_lambda(d2, w2, lam):
 def _mean_directions(spec, length):
     """``h_i = p_i^T m / sqrt(phi_i)`` for modes i < ``length`` (0 where phi_i = 0): the data's
     mean along each eigenvector, in units of its raw second moment (uncentred data)."""
-    if spec.kind == "residual":
-        k = spec.x_dim
-        mean = spec.mean[k:] - spec.regression @ spec.mean[:k]
-    else:
-        mean = spec.mean
-    ev = spec.padded(length)
-    n = min(ev.size, spec.basis.shape[1])
-    proj = np.zeros(ev.size)
-    proj[:n] = spec.basis[:, :n].T @ mean
+    ev, proj = _mean_projection(spec, length)
     return np.where(ev > 0, proj / np.sqrt(np.where(ev > 0, ev, 1.0)), 0.0)
 
 

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-from rich.table import Table
 
 from . import settings as _settings
 from .errors import Verdict
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
 
 __all__ = [
     "LATENT_MAPS", "critical_latent", "dumps", "grid_indices", "point_dict", "point_params",
@@ -38,6 +41,15 @@ __all__ = [
     "change_points",
     "summary_rows", "audit_lines", "audit_document", "mapping_sentence",
 ]
+
+
+def _table(**kwargs) -> "Table":
+    """A rich Table; rich is imported when a table is made, so the library, ``--help`` and
+    ``--json`` work before it is (and a missing rich is one error line, not a traceback)."""
+    from rich.table import Table as _RichTable
+
+    return _RichTable(**kwargs)
+
 
 #: maps whose rank says how many modes of each latent are active (from the settings records)
 LATENT_MAPS = {m: _settings.get(m, _settings.VARIANCES[m][0]).maps for m in _settings.MODELS}
@@ -324,7 +336,7 @@ def spectrum_table(spectrum, top: Optional[int] = None) -> Table:
     svals, e, sev, e2 = _spectrum_scaled(spectrum)
     n = svals.size if not top else min(int(top), svals.size)
     sym = _spectrum_symbol(spectrum)
-    table = Table(title=f"spectrum ({sym})", title_justify="left")
+    table = _table(title=f"spectrum ({sym})", title_justify="left")
     table.add_column("i", justify="right", overflow="fold")
     table.add_column(sym, justify="right", overflow="fold")
     if spectrum.kind != "residual":
@@ -975,7 +987,7 @@ def predict_table(solutions: Sequence, swept: Sequence[str], title: Optional[str
     """
     first = solutions[0]
     show_dims = len(solutions) > 1
-    table = Table(title=title, title_justify="left")
+    table = _table(title=title, title_justify="left")
     label_params = [p for p in swept if p in first.params] or [_default_param(first) or "beta"]
     label_params = [p for p in label_params if p in first.params]
     for p in label_params:
@@ -1026,7 +1038,7 @@ def detail_table(sol, idx, label_params: Sequence[str] = (), show_dims=False) ->
     width = max(sol.latent_dims.values())
     vals = spec.padded(width)
     vals = vals if spec.kind == "residual" else np.sqrt(vals)
-    table = Table(title=f"detail: {point_label(sol, idx, label_params, show_dims)}",
+    table = _table(title=f"detail: {point_label(sol, idx, label_params, show_dims)}",
                   title_justify="left",
                   caption="per latent dim in mode order (row i: the dim carrying mode i)",
                   caption_justify="left")
@@ -1063,7 +1075,7 @@ def logged_table(sol, idx, delta=0.01, label_params: Sequence[str] = (), show_di
     ``Var_x E[z_j|x]`` (the active-units quantity) and the posterior std, per latent."""
     log = sol.at(idx).logged(delta)
     width = max(sol.latent_dims.values())
-    table = Table(title=f"logged at the optimum: {point_label(sol, idx, label_params, show_dims)}",
+    table = _table(title=f"logged at the optimum: {point_label(sol, idx, label_params, show_dims)}",
                   title_justify="left",
                   caption="mode order; KL in nats" + (" (z1: its z1 term)" if "z1" in
                                                             sol.latent_dims else "")
@@ -1163,7 +1175,7 @@ def thresholds_table(sol, idx, label_params: Sequence[str] = (), show_dims=False
     spec = sol.spectrum
     vals = spec.padded(d)
     vals = vals if spec.kind == "residual" else np.sqrt(vals)
-    table = Table(title=f"thresholds per {latent} dim at {point_label(sol, idx, label_params, show_dims)}",
+    table = _table(title=f"thresholds per {latent} dim at {point_label(sol, idx, label_params, show_dims)}",
                   title_justify="left",
                   caption=f"mode i = the {latent} dim carrying the i-th largest {_spectrum_symbol(spec)}; "
                           "others held fixed; - = never active",
@@ -1329,7 +1341,7 @@ def check_table(solutions: Sequence, swept: Sequence[str], checks: Sequence[dict
     first = solutions[0]
     show_dims = len(solutions) > 1
     mode = checks[0]["mode"] if checks else "exact"
-    table = Table(title_justify="left")
+    table = _table(title_justify="left")
     table.add_column("point", overflow="fold")
     latents = list(first.latent_dims)
     for latent in latents:
@@ -1440,7 +1452,7 @@ def numerical_document(results: Sequence[Tuple[dict, object]], info: dict, setti
 def numerical_table(results: Sequence[Tuple[dict, object]], label_params: Sequence[str]) -> Table:
     """One row per point of a numerical-only check: loss, ranks, collapsed counts, warnings."""
     first = results[0][1]
-    table = Table(title=f"{first.label}", title_justify="left")
+    table = _table(title=f"{first.label}", title_justify="left")
     table.add_column("point", overflow="fold")
     table.add_column("lowest loss", justify="right", overflow="fold")
     for latent in first.latent_dims:
